@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "NocoBridge",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "nocobridge", targets: ["nocobridge"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CMongoC", pkgConfig: "libmongoc-1.0", providers: [.apt(["libmongoc-dev"])]),
+        // Pure model and decisions: no I/O, exhaustively unit-tested.
+        .target(name: "SyncCore"),
+        // The only importers of the C libraries.
+        .target(name: "Postgres", dependencies: ["CLibPQ"]),
+        .target(name: "Mongo", dependencies: ["CMongoC", "SyncCore"]),
+        .target(
+            name: "Bridge",
+            dependencies: [
+                "SyncCore", "Postgres", "Mongo",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "nocobridge",
+            dependencies: [
+                "Bridge", "SyncCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Bridge", "SyncCore", "Postgres", "Mongo"]
+        ),
+    ]
+)

@@ -1,0 +1,93 @@
+# Shared helpers for NocoBridge scripts: dependency install and throwaway servers.
+# Sourced, not run. Every server started here is stopped by PID by `nb_stop_services`.
+
+NB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NB_VENV="${NOCOBRIDGE_VENV:-$HOME/.cache/nocobridge/venv}"
+NB_SECANTUS_VERSION="0.7.0b3"
+NB_PG_BIN="${NB_PG_BIN:-/usr/lib/postgresql/15/bin}"
+
+nb_log() { printf '[nocobridge] %s\n' "$*" >&2; }
+
+# Installs what a fresh Debian machine lacks: libpq, libmongoc, Postgres 15, SecantusDB.
+nb_install_deps() {
+  local need=()
+  for pkg in libpq-dev libmongoc-dev libbson-dev postgresql-15 pkg-config python3-venv; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+  done
+  if [ "${#need[@]}" -gt 0 ]; then
+    nb_log "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('SecantusDB') == '$NB_SECANTUS_VERSION'" 2>/dev/null; then
+    nb_log "installing SecantusDB $NB_SECANTUS_VERSION into $NB_VENV"
+    python3 -m venv "$NB_VENV"
+    "$NB_VENV/bin/pip" install -q "SecantusDB==$NB_SECANTUS_VERSION"
+  fi
+}
+
+nb_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+nb_wait_port() { # host port seconds
+  local i
+  for i in $(seq 1 $(( $3 * 10 ))); do
+    python3 -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('$1',$2)))" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# nb_start_services DIR: a Postgres 15 cluster and a SecantusDB server on free ports.
+# Writes DIR/env (PG_URL, PG_ADMIN_URL, MONGO_URL, PGPORT, MONGO_PORT) and DIR/*.pid.
+nb_start_services() {
+  local dir="$1"
+  mkdir -p "$dir"
+  chmod 755 "$dir"
+  local pgport mport
+  pgport=$(nb_free_port); mport=$(nb_free_port)
+  local pgdata="$dir/pgdata" sock
+  sock=$(mktemp -d /tmp/nbpg.XXXXXX)
+  chown postgres "$sock" "$dir"
+  if [ ! -d "$pgdata" ]; then
+    runuser -u postgres -- "$NB_PG_BIN/initdb" -D "$pgdata" -U postgres -A trust >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; return 1; }
+  fi
+  runuser -u postgres -- "$NB_PG_BIN/pg_ctl" -D "$pgdata" -l "$dir/postgres.log" -w -t 60 \
+    -o "-p $pgport -k $sock -c listen_addresses=127.0.0.1 -c wal_level=logical -c fsync=off -c max_connections=200 -c max_replication_slots=10 -c max_wal_senders=10" \
+    start >/dev/null || { cat "$dir/postgres.log" >&2; return 1; }
+  head -1 "$pgdata/postmaster.pid" > "$dir/postgres.pid"
+  echo "$sock" > "$dir/pgsock"
+  "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$mport" --storage-path "$dir/mongo" \
+    --oplog-max-entries 5000000 >"$dir/secantus.log" 2>&1 &
+  echo $! > "$dir/secantus.pid"
+  nb_wait_port 127.0.0.1 "$mport" 60 || { cat "$dir/secantus.log" >&2; return 1; }
+  cat > "$dir/env" <<ENV
+export PGPORT=$pgport
+export MONGO_PORT=$mport
+export PG_ADMIN_URL="postgresql://postgres@127.0.0.1:$pgport/postgres"
+export PG_URL="postgresql://postgres@127.0.0.1:$pgport/postgres"
+export MONGO_URL="mongodb://127.0.0.1:$mport/?replicaSet=secantus"
+export NB_SERVICES_DIR="$dir"
+export NB_PG_BIN="$NB_PG_BIN"
+ENV
+}
+
+# Stops what nb_start_services started in DIR, by PID only.
+nb_stop_services() {
+  local dir="$1"
+  [ -d "$dir" ] || return 0
+  if [ -f "$dir/secantus.pid" ]; then
+    kill "$(cat "$dir/secantus.pid")" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$(cat "$dir/secantus.pid")" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$(cat "$dir/secantus.pid")" 2>/dev/null
+    rm -f "$dir/secantus.pid"
+  fi
+  if [ -d "$dir/pgdata" ] && [ -f "$dir/pgdata/postmaster.pid" ]; then
+    runuser -u postgres -- "$NB_PG_BIN/pg_ctl" -D "$dir/pgdata" -m fast -w stop >/dev/null 2>&1 \
+      || kill -9 "$(cat "$dir/postgres.pid" 2>/dev/null)" 2>/dev/null
+  fi
+  [ -f "$dir/pgsock" ] && rm -rf "$(cat "$dir/pgsock")"
+}

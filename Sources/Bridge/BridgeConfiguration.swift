@@ -1,0 +1,82 @@
+import SyncCore
+
+/// Everything `nocobridge run` needs, as plain values with defaults (read from the
+/// environment and flags by the CLI).
+public struct BridgeConfiguration: Sendable {
+    public enum Direction: String, Sendable, CaseIterable {
+        case both
+        case toMongo = "to-mongo"
+        case toNocoDB = "to-nocodb"
+
+        public var includesToMongo: Bool { self != .toNocoDB }
+        public var includesToNocoDB: Bool { self != .toMongo }
+    }
+
+    /// libpq URL of NocoDB's PostgreSQL database.
+    public var postgresURL: String
+    /// MongoDB URL; change streams need a replica set (`?replicaSet=`).
+    public var mongoURL: String
+    public var mongoDatabase: String
+    public var tables: [TableMapping]
+    public var direction: Direction = .both
+    /// Changes read and written per batch; larger batches raise throughput, smaller ones
+    /// bound memory and the work redone after a crash.
+    public var batchSize: Int = 1000
+    /// Column kinds that the PostgreSQL type does not tell (MultiSelect, JSON kept in text),
+    /// keyed by `table.column`.
+    public var columnKinds: [String: ColumnKind] = [:]
+    /// How long to wait for a notification before sweeping all tables anyway; a safety net
+    /// for lost notifications, not the delivery path.
+    public var idleSweepMilliseconds: Int32 = 1000
+    /// Delay before reconnecting after a connection failure, doubled up to the maximum.
+    public var reconnectBaseMilliseconds: Int = 100
+    public var reconnectMaxMilliseconds: Int = 5000
+
+    public init(postgresURL: String, mongoURL: String, mongoDatabase: String, tables: [TableMapping]) {
+        self.postgresURL = postgresURL
+        self.mongoURL = mongoURL
+        self.mongoDatabase = mongoDatabase
+        self.tables = tables
+    }
+
+    /// Parses `SYNC_COLUMN_TYPES`: `table.column=multiselect|json,…`.
+    public static func parseColumnKinds(_ text: String) throws(ConfigurationError) -> [String: ColumnKind] {
+        var out: [String: ColumnKind] = [:]
+        for entry in text.split(separator: ",") {
+            let parts = entry.split(separator: "=").map { String($0).trimmed }
+            guard parts.count == 2, parts[0].contains(".") else {
+                throw ConfigurationError(setting: "SYNC_COLUMN_TYPES", message: "entry \"\(entry)\" is not table.column=kind")
+            }
+            let kind: ColumnKind
+            switch parts[1].lowercased() {
+            case "multiselect", "multi_select": kind = .multiSelect
+            case "json": kind = .json
+            default:
+                throw ConfigurationError(setting: "SYNC_COLUMN_TYPES", message: "unknown kind \"\(parts[1])\" (multiselect or json)")
+            }
+            out[parts[0]] = kind
+        }
+        return out
+    }
+}
+
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public let setting: String
+    public let message: String
+
+    public init(setting: String, message: String) {
+        self.setting = setting
+        self.message = message
+    }
+
+    public var description: String { "\(setting): \(message)" }
+}
+
+extension String {
+    var trimmed: String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s.removeFirst() }
+        while let l = s.last, l.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,77 @@
+import Postgres
+import SyncCore
+
+/// Reads and acknowledges the trigger changelog of one table.
+///
+/// Rows are deleted only after their changes are committed in MongoDB. Reading "the lowest
+/// ids still present" instead of "ids above the last one seen" is what makes a change
+/// committed late by a long transaction (a low id that becomes visible after higher ids were
+/// consumed) impossible to skip.
+public struct ChangelogReader: Sendable {
+    public let shape: TableShape
+    private let fetchSQL: String
+
+    public struct Batch: Sendable {
+        public let changes: [CapturedChange]
+        /// Commit time of the oldest change, milliseconds since the epoch, for lag.
+        public let oldestChangedAtMs: Int64?
+    }
+
+    public init(shape: TableShape) {
+        self.shape = shape
+        let qualified = PostgresConnection.quoteIdentifier(shape.mapping.schema) + "." + PostgresConnection.quoteIdentifier(shape.mapping.table)
+        let columns = shape.mapper.columns.map { "r." + PostgresConnection.quoteIdentifier($0.name) }
+        let select = (["c.id", "c.op", "c.key", "c.old_key", "(extract(epoch from c.changed_at) * 1000)::bigint"] + columns)
+            .joined(separator: ", ")
+        fetchSQL = """
+            SELECT \(select)
+            FROM nocobridge.changelog c
+            CROSS JOIN LATERAL jsonb_populate_record(NULL::\(qualified), c.row_data) r
+            WHERE c.schema_name = $1 AND c.table_name = $2
+            ORDER BY c.id
+            LIMIT $3
+            """
+    }
+
+    public func fetch(limit: Int, on connection: PostgresConnection) throws(PostgresError) -> Batch {
+        let result = try connection.query(fetchSQL, [shape.mapping.schema, shape.mapping.table, String(limit)])
+        var changes: [CapturedChange] = []
+        changes.reserveCapacity(result.rows.count)
+        var oldest: Int64?
+        for row in result.rows {
+            guard let id = row[0].flatMap({ Int64($0) }),
+                  let op = row[1].flatMap({ CapturedChange.Operation(rawValue: $0) }) else { continue }
+            if oldest == nil { oldest = row[4].flatMap { Int64($0) } }
+            changes.append(CapturedChange(id: id, operation: op, key: row[2], oldKey: row[3], values: Array(row[5...])))
+        }
+        return Batch(changes: changes, oldestChangedAtMs: oldest)
+    }
+
+    /// Deletes acknowledged changes and records rejected ones as dead letters, atomically.
+    public func acknowledge(_ ids: [Int64], rejections: [Rejection], on connection: PostgresConnection) throws(PostgresError) {
+        guard !ids.isEmpty else { return }
+        let idList = PostgresConnection.arrayLiteral(ids.map { String($0) })
+        if rejections.isEmpty {
+            try connection.query("DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])", [idList])
+            return
+        }
+        try connection.query("""
+            WITH rejected AS (
+                SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS d(id, key, field, error, op)
+            ), dead AS (
+                INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
+                SELECT 'to-mongo', $7, d.key, d.field, d.error, d.op, c.row_data
+                FROM rejected d JOIN nocobridge.changelog c ON c.id = d.id
+            )
+            DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])
+            """, [
+                idList,
+                PostgresConnection.arrayLiteral(rejections.map { String($0.changeID) }),
+                PostgresConnection.arrayLiteral(rejections.map(\.key)),
+                PostgresConnection.arrayLiteral(rejections.map(\.field)),
+                PostgresConnection.arrayLiteral(rejections.map(\.reason)),
+                PostgresConnection.arrayLiteral(rejections.map(\.operation.rawValue)),
+                shape.mapping.qualifiedName,
+            ])
+    }
+}

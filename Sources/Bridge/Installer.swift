@@ -1,0 +1,77 @@
+import Logging
+import Mongo
+import Postgres
+import SyncCore
+
+/// Installs and removes what the bridge needs on both sides.
+public struct Installer: Sendable {
+    public let configuration: BridgeConfiguration
+    public let logger: Logger
+
+    /// Name of the MongoDB index the bridge creates on each collection.
+    public static let mongoIndexName = "externalId_nocobridge"
+
+    public init(configuration: BridgeConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Creates the `nocobridge` schema (idempotent), attaches every synced table, and creates
+    /// the MongoDB indexes. Checks every table first so a typo fails before anything changes.
+    public func install(createMongoIndexes: Bool = true) throws {
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-install")
+        for mapping in configuration.tables {
+            _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds)
+        }
+        try connection.execute(script: InstallSQL.install)
+        for mapping in configuration.tables {
+            try connection.query("SELECT nocobridge.attach($1, $2)", [mapping.schema, mapping.table])
+            logger.info("attached capture triggers", metadata: ["table": "\(mapping.qualifiedName)"])
+        }
+        if createMongoIndexes {
+            let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+            for mapping in configuration.tables {
+                try Self.createKeyIndex(collection: mapping.collection, pool: pool)
+                logger.info("ensured MongoDB index", metadata: ["collection": "\(mapping.collection)", "index": "\(Self.mongoIndexName)"])
+            }
+        }
+    }
+
+    /// A unique index over documents whose `externalId` is a string only (partial), so an app
+    /// inserting documents without a key is never refused (a plain unique index would index
+    /// every missing key as null and reject the second such insert).
+    public static func createKeyIndex(collection: String, pool: MongoClientPool) throws(MongoError) {
+        try pool.withClient { (client: MongoClient) throws(MongoError) in
+            _ = try client.runCommand([
+                "createIndexes": .string(collection),
+                "indexes": .array([.document([
+                    "key": .document([RowMapper.keyField: .int32(1)]),
+                    "name": .string(mongoIndexName),
+                    "unique": .bool(true),
+                    "partialFilterExpression": .document([RowMapper.keyField: .document(["$type": .string("string")])]),
+                ])]),
+            ])
+        }
+    }
+
+    /// Removes the triggers, functions, indexes and the `nocobridge` schema, and the MongoDB
+    /// indexes the bridge created; nothing else.
+    public func uninstall(dropMongoIndexes: Bool = true) throws {
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-uninstall")
+        try connection.execute(script: InstallSQL.uninstall)
+        guard dropMongoIndexes else { return }
+        let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+        for mapping in configuration.tables {
+            try pool.withClient { (client: MongoClient) throws(MongoError) in
+                do {
+                    _ = try client.runCommand(["dropIndexes": .string(mapping.collection), "index": .string(Self.mongoIndexName)])
+                } catch let error as MongoError {
+                    // IndexNotFound / NamespaceNotFound: nothing to remove.
+                    guard error.code == 27 || error.code == 26 else { throw error }
+                } catch {
+                    throw MongoError(kind: .server, message: "\(error)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import Logging
+import Mongo
+import Postgres
+import SyncCore
+
+/// NocoDB → MongoDB: capture (changelog) → resolve (plan) → apply (bulk write) → checkpoint
+/// (delete from the changelog). The checkpoint happens only after MongoDB acknowledged the
+/// writes, so a crash in between re-applies (idempotent upserts by `externalId`) and never loses.
+public final class ToMongoPipeline: Sendable {
+    public static let channel = "nocobridge"
+
+    private let configuration: BridgeConfiguration
+    private let logger: Logger
+    private let stop: StopSignal
+    private let mongo: MongoClientPool
+    public let statistics: PipelineStatistics
+
+    public init(configuration: BridgeConfiguration, mongo: MongoClientPool, stop: StopSignal, logger: Logger,
+                statistics: PipelineStatistics = PipelineStatistics()) {
+        self.configuration = configuration
+        self.mongo = mongo
+        self.stop = stop
+        self.logger = logger
+        self.statistics = statistics
+    }
+
+    /// Blocks until stopped; reconnects with backoff after connection failures.
+    public func run() {
+        var backoff = Backoff(baseMilliseconds: configuration.reconnectBaseMilliseconds,
+                              maxMilliseconds: configuration.reconnectMaxMilliseconds)
+        while !stop.isStopped {
+            do {
+                try runConnected(onConnected: { backoff.reset() })
+            } catch {
+                statistics.recordError("\(error)")
+                let delay = backoff.next()
+                logger.warning("to-mongo pipeline interrupted; retrying", metadata: [
+                    "error": "\(error)", "retry.in_ms": "\(delay)",
+                ])
+                stop.sleep(milliseconds: delay)
+            }
+        }
+        logger.info("to-mongo pipeline stopped")
+    }
+
+    private func runConnected(onConnected: () -> Void) throws {
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-mongo")
+        // LISTEN before the first read: a change committed after it is either in that read or
+        // announced by a notification we will see.
+        try connection.listen(Self.channel)
+        let readers = try configuration.tables.map {
+            ChangelogReader(shape: try TableCatalog.shape(of: $0, on: connection, columnKinds: configuration.columnKinds))
+        }
+        let byName = Dictionary(uniqueKeysWithValues: readers.enumerated().map { ($1.shape.mapping.qualifiedName, $0) })
+        onConnected()
+        statistics.setConnected(true)
+        defer { statistics.setConnected(false) }
+        logger.info("to-mongo pipeline running", metadata: ["tables": "\(configuration.tables.map(\.qualifiedName))"])
+        var dirty = Set(readers.indices)
+        while !stop.isStopped {
+            var again = Set<Int>()
+            for index in dirty.sorted() where !stop.isStopped {
+                let count = try processBatch(readers[index], connection: connection)
+                if count >= configuration.batchSize { again.insert(index) }
+            }
+            if !again.isEmpty {
+                dirty = again
+                continue
+            }
+            let notes = try connection.waitForNotifications(timeoutMilliseconds: configuration.idleSweepMilliseconds,
+                                                             wakeFD: stop.fileDescriptor)
+            if notes.isEmpty {
+                dirty = Set(readers.indices)
+            } else {
+                dirty = Set(notes.compactMap { byName[$0.payload] })
+            }
+        }
+    }
+
+    /// One batch of one table; returns how many changes it read.
+    @discardableResult
+    func processBatch(_ reader: ChangelogReader, connection: PostgresConnection) throws -> Int {
+        let batch = try reader.fetch(limit: configuration.batchSize, on: connection)
+        guard !batch.changes.isEmpty else { return 0 }
+        let mapping = reader.shape.mapping
+        let plan = ToMongoPlan(changes: batch.changes, mapper: reader.shape.mapper)
+        let applier = MongoApplier(collection: mapping.collection)
+        let outcome = try applier.apply(plan, using: mongo)
+        let rejections = plan.rejections + outcome.rejections
+        for rejection in rejections {
+            logger.error("change sent to dead letters", metadata: [
+                "table": "\(mapping.qualifiedName)", "collection": "\(mapping.collection)",
+                "key": "\(rejection.key ?? "-")", "field": "\(rejection.field ?? "-")",
+                "error": "\(rejection.reason)",
+            ])
+        }
+        try reader.acknowledge(plan.changeIDs, rejections: rejections, on: connection)
+        let lag = batch.oldestChangedAtMs.map { wallClockMilliseconds() - $0 }
+        statistics.recordBatch(table: mapping.qualifiedName, changes: batch.changes.count,
+                               writes: outcome.applied, rejected: rejections.count, lagMilliseconds: lag)
+        logger.info("batch applied", metadata: [
+            "direction": "to-mongo", "table": "\(mapping.qualifiedName)", "changes": "\(batch.changes.count)",
+            "writes": "\(outcome.applied)", "dead_letters": "\(rejections.count)", "lag_ms": "\(lag ?? 0)",
+        ])
+        return batch.changes.count
+    }
+}

@@ -1,0 +1,70 @@
+import CMongoC
+import SyncCore
+
+/// libmongoc's process-wide initialisation, done once on first use.
+enum MongoRuntime {
+    static let initialized: Bool = {
+        mongoc_init()
+        return true
+    }()
+}
+
+/// A pool of MongoDB clients. `mongoc_client_pool_t` is documented as thread-safe, which is
+/// why this type may be shared (`@unchecked Sendable`); the clients it hands out are not, so
+/// they live only inside `withClient` or inside one `ChangeStream`.
+public final class MongoClientPool: @unchecked Sendable {
+    let pool: OpaquePointer
+    private let uri: OpaquePointer
+    public let databaseName: String
+
+    /// - Parameters:
+    ///   - url: a `mongodb://` URL; TLS and auth options pass through to libmongoc.
+    ///   - database: the database holding the synced collections.
+    ///   - serverSelectionTimeoutMS: used when the URL does not set one, so an unreachable
+    ///     server is reported within seconds rather than libmongoc's default 30.
+    public init(url: String, database: String, serverSelectionTimeoutMS: Int32 = 5000, appName: String = "nocobridge") throws(MongoError) {
+        _ = MongoRuntime.initialized
+        var error = bson_error_t()
+        guard let uri = mongoc_uri_new_with_error(url, &error) else {
+            throw MongoError(kind: .invalidURL, message: MongoError.from(error).message)
+        }
+        if !mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS) {
+            mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, serverSelectionTimeoutMS)
+        }
+        if !mongoc_uri_has_option(uri, MONGOC_URI_APPNAME) {
+            mongoc_uri_set_appname(uri, appName)
+        }
+        guard let pool = mongoc_client_pool_new_with_error(uri, &error) else {
+            mongoc_uri_destroy(uri)
+            throw MongoError.from(error)
+        }
+        mongoc_client_pool_set_error_api(pool, 2)
+        self.pool = pool
+        self.uri = uri
+        self.databaseName = database
+    }
+
+    deinit {
+        mongoc_client_pool_destroy(pool)
+        mongoc_uri_destroy(uri)
+    }
+
+    /// Runs `body` with a client popped from the pool and pushes it back afterwards.
+    public func withClient<T, E: Error>(_ body: (MongoClient) throws(E) -> T) throws(E) -> T {
+        let client = MongoClient(handle: mongoc_client_pool_pop(pool), database: databaseName)
+        defer { mongoc_client_pool_push(pool, client.handle) }
+        return try body(client)
+    }
+
+    /// Pings the server (a real round trip).
+    public func ping() throws(MongoError) {
+        try withClient { (client: MongoClient) throws(MongoError) in
+            _ = try client.runCommand(["ping": .int32(1)], database: "admin")
+        }
+    }
+
+    /// Opens a change stream; it keeps its own client until closed.
+    public func watch(collection: String?, options: ChangeStreamOptions) throws(MongoError) -> ChangeStream {
+        try ChangeStream(pool: self, collection: collection, options: options)
+    }
+}

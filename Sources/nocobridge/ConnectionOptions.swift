@@ -1,0 +1,84 @@
+import ArgumentParser
+import Bridge
+import Foundation
+import SyncCore
+
+/// Settings shared by every subcommand: each flag falls back to its environment variable.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .customLong("pg-url"), help: "NocoDB's PostgreSQL URL (env PG_URL).")
+    var postgresURL: String?
+
+    @Option(name: .customLong("mongo-url"), help: "MongoDB URL with ?replicaSet= (env MONGO_URL).")
+    var mongoURL: String?
+
+    @Option(name: .customLong("mongo-db"), help: "MongoDB database (env MONGO_DB, default nocobridge).")
+    var mongoDatabase: String?
+
+    @Option(name: .customLong("tables"), help: "table[=collection],… (env SYNC_TABLES, default \(TableMapping.defaultTables)).")
+    var tables: String?
+
+    @Option(name: .customLong("schema"), help: "PostgreSQL schema of the tables: NocoDB's base id (env SYNC_PG_SCHEMA, default public).")
+    var schema: String?
+
+    @Option(name: .customLong("direction"), help: "both | to-mongo | to-nocodb (env SYNC_DIRECTION, default both).")
+    var direction: String?
+
+    @Option(name: .customLong("batch-size"), help: "Changes per batch (env SYNC_BATCH_SIZE, default 1000).")
+    var batchSize: Int?
+
+    @Option(name: .customLong("column-types"), help: "table.column=multiselect|json,… for text columns (env SYNC_COLUMN_TYPES).")
+    var columnTypes: String?
+
+    func configuration(requireMongo: Bool = true) throws -> BridgeConfiguration {
+        let env = ProcessInfo.processInfo.environment
+        func setting(_ flag: String?, _ name: String) -> String? {
+            if let flag, !flag.isEmpty { return flag }
+            if let value = env[name], !value.isEmpty { return value }
+            return nil
+        }
+        guard let pg = setting(postgresURL, "PG_URL") else {
+            throw ConfigurationError(setting: "PG_URL", message: "not set (use --pg-url or PG_URL)")
+        }
+        guard pg.hasPrefix("postgres://") || pg.hasPrefix("postgresql://") || pg.contains("=") else {
+            throw ConfigurationError(setting: "PG_URL", message: "expected postgresql://… or key=value connection string")
+        }
+        let mongo = setting(mongoURL, "MONGO_URL") ?? ""
+        if requireMongo {
+            guard !mongo.isEmpty else {
+                throw ConfigurationError(setting: "MONGO_URL", message: "not set (use --mongo-url or MONGO_URL)")
+            }
+            guard mongo.hasPrefix("mongodb://") || mongo.hasPrefix("mongodb+srv://") else {
+                throw ConfigurationError(setting: "MONGO_URL", message: "expected mongodb://…")
+            }
+        }
+        let schemaName = setting(schema, "SYNC_PG_SCHEMA") ?? "public"
+        let tableList: [TableMapping]
+        do {
+            tableList = try TableMapping.parseList(setting(tables, "SYNC_TABLES") ?? TableMapping.defaultTables,
+                                                   defaultSchema: schemaName)
+        } catch {
+            throw ConfigurationError(setting: "SYNC_TABLES", message: error.description)
+        }
+        var config = BridgeConfiguration(postgresURL: pg, mongoURL: mongo,
+                                         mongoDatabase: setting(mongoDatabase, "MONGO_DB") ?? "nocobridge",
+                                         tables: tableList)
+        if let d = setting(direction, "SYNC_DIRECTION") {
+            guard let parsed = BridgeConfiguration.Direction(rawValue: d) else {
+                throw ConfigurationError(setting: "SYNC_DIRECTION", message: "\"\(d)\" is not both, to-mongo or to-nocodb")
+            }
+            config.direction = parsed
+        }
+        if let b = batchSize ?? env["SYNC_BATCH_SIZE"].flatMap({ Int($0) }) {
+            guard (1...100_000).contains(b) else {
+                throw ConfigurationError(setting: "SYNC_BATCH_SIZE", message: "\(b) is not between 1 and 100000")
+            }
+            config.batchSize = b
+        } else if let raw = env["SYNC_BATCH_SIZE"], !raw.isEmpty {
+            throw ConfigurationError(setting: "SYNC_BATCH_SIZE", message: "\"\(raw)\" is not a number")
+        }
+        if let kinds = setting(columnTypes, "SYNC_COLUMN_TYPES") {
+            config.columnKinds = try BridgeConfiguration.parseColumnKinds(kinds)
+        }
+        return config
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Bridge
+import Foundation
+import Logging
+import ServiceLifecycle
+
+@main
+struct NocoBridgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nocobridge",
+        abstract: "Keeps NocoDB (PostgreSQL) and MongoDB in sync, both ways.",
+        subcommands: [Run.self, Install.self, Uninstall.self, SQL.self, Status.self]
+    )
+}
+
+/// Runs a subcommand body, turning failures into one clear line and an exit code:
+/// 2 for configuration mistakes, 1 for everything else. No stack traces.
+func runReporting(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ConfigurationError {
+        FileHandle.standardError.write(Data("nocobridge: \(error)\n".utf8))
+        throw ExitCode(2)
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("nocobridge: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func makeLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    let level = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) }
+    logger.logLevel = level ?? .info
+    return logger
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the bridge until SIGINT/SIGTERM.")
+
+    @OptionGroup var options: ConnectionOptions
+
+    func run() async throws {
+        try await runReporting {
+            let config = try options.configuration()
+            let logger = makeLogger("nocobridge")
+            let bridge = BridgeService(configuration: config, logger: logger)
+            try bridge.preflight()
+            let group = ServiceGroup(
+                services: [bridge],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+            try await group.run()
+        }
+    }
+}
+
+struct Install: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Install the nocobridge schema, attach triggers to the synced tables, create MongoDB indexes.")
+
+    @OptionGroup var options: ConnectionOptions
+
+    @Flag(help: "Do not create the MongoDB key index.")
+    var noMongoIndex = false
+
+    func run() async throws {
+        try await runReporting {
+            let config = try options.configuration(requireMongo: !noMongoIndex)
+            try Installer(configuration: config, logger: makeLogger("nocobridge.install")).install(createMongoIndexes: !noMongoIndex)
+        }
+    }
+}
+
+struct Uninstall: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove everything install added, and nothing else.")
+
+    @OptionGroup var options: ConnectionOptions
+
+    @Flag(help: "Leave the MongoDB key index in place.")
+    var keepMongoIndex = false
+
+    func run() async throws {
+        try await runReporting {
+            let config = try options.configuration(requireMongo: !keepMongoIndex)
+            try Installer(configuration: config, logger: makeLogger("nocobridge.install")).uninstall(dropMongoIndexes: !keepMongoIndex)
+        }
+    }
+}
+
+struct SQL: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the install SQL (what sql/install.sql holds).")
+
+    @Flag(help: "Print the uninstall SQL instead.")
+    var uninstall = false
+
+    func run() {
+        FileHandle.standardOutput.write(Data((uninstall ? InstallSQL.uninstall : InstallSQL.install).utf8))
+    }
+}
