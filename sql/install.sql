@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS nocobridge.changelog (
     op          "char" NOT NULL,                 -- I insert/undelete, U update, D delete/soft delete
     key         text,                            -- "externalId" after the change (before, for D)
     old_key     text,                            -- "externalId" before an update
-    row_data    jsonb NOT NULL,                  -- new row; old row for a delete
+    row_data    json NOT NULL,                   -- new row; old row for a delete (json keeps
+                                                 -- json columns' text and key order exactly)
     txid        xid8 NOT NULL DEFAULT pg_current_xact_id(),
     changed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     origin      text NOT NULL DEFAULT current_setting('application_name')
@@ -233,7 +234,7 @@ BEGIN
     BEGIN
         IF TG_OP = 'INSERT' THEN
             INSERT INTO nocobridge.changelog (relid, schema_name, table_name, op, key, row_data)
-            SELECT TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'I', n."externalId", to_jsonb(n)
+            SELECT TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'I', n."externalId", row_to_json(n)
             FROM nb_new n WHERE %2$s;
         ELSIF TG_OP = 'UPDATE' THEN
             INSERT INTO nocobridge.changelog (relid, schema_name, table_name, op, key, old_key, row_data)
@@ -241,12 +242,12 @@ BEGIN
                    CASE WHEN (%4$s) AND NOT (%2$s) THEN 'D'
                         WHEN NOT (%4$s) AND (%2$s) THEN 'I'
                         ELSE 'U' END,
-                   n."externalId", o."externalId", to_jsonb(n)
+                   n."externalId", o."externalId", row_to_json(n)
             FROM nb_new n JOIN nb_old o ON %3$s
             WHERE (%2$s) OR (%4$s);
         ELSE
             INSERT INTO nocobridge.changelog (relid, schema_name, table_name, op, key, row_data)
-            SELECT TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'D', o."externalId", to_jsonb(o)
+            SELECT TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'D', o."externalId", row_to_json(o)
             FROM nb_old o WHERE %4$s;
         END IF;
         GET DIAGNOSTICS v_count = ROW_COUNT;
@@ -282,7 +283,7 @@ $body$, v_capture, v_live_new, v_pk_join, v_live_old);
     -- First attach: the rows already there are queued once, so MongoDB starts complete.
     IF v_first THEN
         EXECUTE format('INSERT INTO nocobridge.changelog (relid, schema_name, table_name, op, key, row_data)
-                        SELECT %s, %L, %L, ''I'', n."externalId", to_jsonb(n) FROM %I.%I n WHERE %s',
+                        SELECT %s, %L, %L, ''I'', n."externalId", row_to_json(n) FROM %I.%I n WHERE %s',
                        v_rel::oid, p_schema, p_table, p_schema, p_table, v_live_new);
     END IF;
 END

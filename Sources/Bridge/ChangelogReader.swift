@@ -26,7 +26,7 @@ public struct ChangelogReader: Sendable {
         fetchSQL = """
             SELECT \(select)
             FROM nocobridge.changelog c
-            CROSS JOIN LATERAL jsonb_populate_record(NULL::\(qualified), c.row_data) r
+            CROSS JOIN LATERAL json_populate_record(NULL::\(qualified), c.row_data) r
             WHERE c.schema_name = $1 AND c.table_name = $2
             ORDER BY c.id
             LIMIT $3
@@ -60,7 +60,7 @@ public struct ChangelogReader: Sendable {
                 SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS d(id, key, field, error, op)
             ), dead AS (
                 INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
-                SELECT 'to-mongo', $7, d.key, d.field, d.error, d.op, c.row_data
+                SELECT 'to-mongo', $7, d.key, d.field, d.error, d.op, c.row_data::jsonb
                 FROM rejected d JOIN nocobridge.changelog c ON c.id = d.id
             )
             DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])

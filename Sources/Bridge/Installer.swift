@@ -8,8 +8,12 @@ public struct Installer: Sendable {
     public let configuration: BridgeConfiguration
     public let logger: Logger
 
-    /// Name of the MongoDB index the bridge creates on each collection.
-    public static let mongoIndexName = "externalId_nocobridge"
+    /// The MongoDB indexes the bridge creates on each collection: a partial unique index
+    /// (uniqueness among string keys) and a plain one for lookups, because a query planner
+    /// may not use a partial index for a plain equality match (SecantusDB never does; mongod
+    /// only when the query repeats the partial filter).
+    public static let mongoIndexName = "externalId_unique_nocobridge"
+    public static let mongoLookupIndexName = "externalId_lookup_nocobridge"
 
     public init(configuration: BridgeConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -49,6 +53,9 @@ public struct Installer: Sendable {
                     "name": .string(mongoIndexName),
                     "unique": .bool(true),
                     "partialFilterExpression": .document([RowMapper.keyField: .document(["$type": .string("string")])]),
+                ]), .document([
+                    "key": .document([RowMapper.keyField: .int32(1)]),
+                    "name": .string(mongoLookupIndexName),
                 ])]),
             ])
         }
@@ -64,7 +71,8 @@ public struct Installer: Sendable {
         for mapping in configuration.tables {
             try pool.withClient { (client: MongoClient) throws(MongoError) in
                 do {
-                    _ = try client.runCommand(["dropIndexes": .string(mapping.collection), "index": .string(Self.mongoIndexName)])
+                    _ = try client.runCommand(["dropIndexes": .string(mapping.collection),
+                                               "index": .array([.string(Self.mongoIndexName), .string(Self.mongoLookupIndexName)])])
                 } catch let error as MongoError {
                     // IndexNotFound / NamespaceNotFound: nothing to remove.
                     guard error.code == 27 || error.code == 26 else { throw error }

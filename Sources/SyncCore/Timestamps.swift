@@ -74,37 +74,34 @@ public enum Timestamps {
         return micro >= 0 ? micro / 1000 : -((-micro + 999) / 1000)
     }
 
-    /// `YYYY-MM-DD HH:MM:SS.mmm` in UTC, the text PostgreSQL reads back into `timestamp`.
+    /// `YYYY-MM-DD HH:MM:SS.mmm[ BC]` in UTC, the text PostgreSQL reads back into `timestamp`.
     public static func postgresText(milliseconds ms: Int64) -> String {
-        let (date, time) = split(ms)
-        return date + " " + time
+        let p = split(ms)
+        return p.date + " " + p.time + p.era
     }
 
-    /// `YYYY-MM-DD` of the UTC day holding the instant.
+    /// `YYYY-MM-DD[ BC]` of the UTC day holding the instant.
     public static func postgresDate(milliseconds ms: Int64) -> String {
-        split(ms).date
+        let p = split(ms)
+        return p.date + p.era
     }
 
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, with PostgreSQL's ` BC` suffix before year 1.
     public static func iso8601(milliseconds ms: Int64) -> String {
-        let (date, time) = split(ms)
-        return date + "T" + time + "Z"
+        let p = split(ms)
+        return p.date + "T" + p.time + "Z" + p.era
     }
 
-    private static func split(_ ms: Int64) -> (date: String, time: String) {
+    private static func split(_ ms: Int64) -> (date: String, time: String, era: String) {
         var days = ms / 86_400_000
         var rem = ms % 86_400_000
         if rem < 0 { rem += 86_400_000; days -= 1 }
         let (y, m, d) = civilFromDays(Int(days))
         let h = rem / 3_600_000, mi = rem / 60_000 % 60, s = rem / 1000 % 60, milli = rem % 1000
-        let yearText: String
-        if y <= 0 {
-            yearText = pad(1 - y, 4)
-            return (yearText + "-" + pad(m, 2) + "-" + pad(d, 2),
-                    pad(Int(h), 2) + ":" + pad(Int(mi), 2) + ":" + pad(Int(s), 2) + "." + pad(Int(milli), 3) + " BC")
-        }
-        yearText = pad(y, 4)
-        return (yearText + "-" + pad(m, 2) + "-" + pad(d, 2),
-                pad(Int(h), 2) + ":" + pad(Int(mi), 2) + ":" + pad(Int(s), 2) + "." + pad(Int(milli), 3))
+        let year = y <= 0 ? 1 - y : y
+        return (pad(year, 4) + "-" + pad(m, 2) + "-" + pad(d, 2),
+                pad(Int(h), 2) + ":" + pad(Int(mi), 2) + ":" + pad(Int(s), 2) + "." + pad(Int(milli), 3),
+                y <= 0 ? " BC" : "")
     }
 
     private static func pad(_ v: Int, _ width: Int) -> String {

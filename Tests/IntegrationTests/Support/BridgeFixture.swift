@@ -1,0 +1,181 @@
+import Bridge
+import Foundation
+import Mongo
+import Postgres
+import SyncCore
+
+/// One test's world: its own PostgreSQL database holding a NocoDB-shaped base schema, its
+/// own MongoDB database, and the bridge installed between them. Tests run in parallel
+/// without sharing any state.
+final class BridgeFixture: @unchecked Sendable {
+    let servers: TestServers
+    let databaseName: String
+    let postgresURL: String
+    let schema: String
+    let mongoDatabase: String
+    let mongo: MongoClientPool
+    var configuration: BridgeConfiguration
+    /// Owned by the test's thread.
+    let pg: PostgresConnection
+
+    static let tables = ["waiter_ops", "chef_orders", "cashier_txns", "type_zoo"]
+
+    init(columnKinds: [String: ColumnKind] = ["type_zoo.tags": .multiSelect, "type_zoo.json_text": .json],
+         install: Bool = true, batchSize: Int = 1000) throws {
+        servers = try TestServers.fromEnvironment()
+        let suffix = randomSuffix()
+        databaseName = "nbtest_" + suffix
+        schema = "p" + randomSuffix(14)
+        mongoDatabase = "nbtest_" + suffix
+        let admin = try PostgresConnection(url: servers.adminURL)
+        try admin.query("CREATE DATABASE \(databaseName)")
+        postgresURL = Self.url(servers.adminURL, database: databaseName)
+        pg = try PostgresConnection(url: postgresURL, applicationName: "nocodb-test")
+        try pg.execute(script: NocoSchema.ddl(schema: schema))
+        mongo = try MongoClientPool(url: servers.mongoURL, database: mongoDatabase)
+        let baseSchema = schema
+        configuration = BridgeConfiguration(
+            postgresURL: postgresURL, mongoURL: servers.mongoURL, mongoDatabase: mongoDatabase,
+            tables: Self.tables.map { TableMapping(schema: baseSchema, table: $0, collection: $0) })
+        configuration.columnKinds = columnKinds
+        configuration.batchSize = batchSize
+        configuration.reconnectBaseMilliseconds = 20
+        configuration.reconnectMaxMilliseconds = 500
+        if install {
+            try Installer(configuration: configuration, logger: testLogger()).install()
+        }
+    }
+
+    deinit {
+        try? mongo.withClient { (client: MongoClient) throws(MongoError) in
+            _ = try client.runCommand(["dropDatabase": .int32(1)])
+        }
+        if let admin = try? PostgresConnection(url: servers.adminURL) {
+            _ = try? admin.query("DROP DATABASE IF EXISTS \(databaseName) WITH (FORCE)")
+        }
+    }
+
+    static func url(_ base: String, database: String) -> String {
+        // postgresql://user@host:port/db?params → replace the path.
+        guard let schemeEnd = base.range(of: "://") else { return base + " dbname=\(database)" }
+        let rest = base[schemeEnd.upperBound...]
+        let hostEnd = rest.firstIndex(of: "/") ?? rest.endIndex
+        let query = rest[hostEnd...].firstIndex(of: "?").map { String(rest[$0...]) } ?? ""
+        return String(base[..<schemeEnd.upperBound]) + rest[..<hostEnd] + "/" + database + query
+    }
+
+    func table(_ name: String) -> String {
+        PostgresConnection.quoteIdentifier(schema) + "." + PostgresConnection.quoteIdentifier(name)
+    }
+
+    /// Runs SQL as NocoDB would (own connection, autocommit).
+    @discardableResult
+    func sql(_ text: String, _ params: [String?] = []) throws -> PostgresRows {
+        try pg.query(text, params)
+    }
+
+    func documents(_ collection: String, filter: Document = Document()) throws -> [Document] {
+        try mongo.withClient { (client: MongoClient) throws(MongoError) in
+            try client.find(filter, options: ["sort": .document(["externalId": .int32(1)])], collection: collection)
+        }
+    }
+
+    func document(_ collection: String, key: String) throws -> Document? {
+        try documents(collection, filter: ["externalId": .string(key)]).first
+    }
+
+    func count(_ collection: String) throws -> Int {
+        try mongo.withClient { (client: MongoClient) throws(MongoError) in try client.count(collection: collection) }
+    }
+
+    func backlog() throws -> Int {
+        Int(try sql("SELECT count(*) FROM nocobridge.changelog").rows[0][0] ?? "0") ?? 0
+    }
+
+    func deadLetters() throws -> PostgresRows {
+        try sql("SELECT source_name, key, field, error, op FROM nocobridge.dead_letters ORDER BY id")
+    }
+
+    /// Starts the NocoDB → MongoDB pipeline in this process.
+    func startToMongo() -> RunningPipeline {
+        RunningPipeline(configuration: configuration, mongo: mongo)
+    }
+
+    /// Environment for running the `nocobridge` binary against this fixture.
+    var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["PG_URL"] = postgresURL
+        env["MONGO_URL"] = servers.mongoURL
+        env["MONGO_DB"] = mongoDatabase
+        env["SYNC_PG_SCHEMA"] = schema
+        env["SYNC_TABLES"] = Self.tables.joined(separator: ",")
+        env["SYNC_COLUMN_TYPES"] = "type_zoo.tags=multiselect,type_zoo.json_text=json"
+        env["LOG_LEVEL"] = "warning"
+        return env
+    }
+}
+
+/// A pipeline on its own thread, stopped and joined by `shutdown()`.
+final class RunningPipeline: Sendable {
+    let stop = StopSignal()
+    let statistics = PipelineStatistics()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(configuration: BridgeConfiguration, mongo: MongoClientPool) {
+        let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop,
+                                       logger: testLogger(), statistics: statistics)
+        let done = self.done
+        let thread = Thread {
+            pipeline.run()
+            done.signal()
+        }
+        thread.start()
+    }
+
+    func shutdown() {
+        stop.stop()
+        done.wait()
+    }
+}
+
+/// A `nocobridge` child process.
+final class BridgeProcess: @unchecked Sendable {
+    let process = Process()
+    let output: URL
+
+    init(arguments: [String] = ["run"], environment: [String: String]) throws {
+        process.executableURL = URL(fileURLWithPath: try nocobridgeBinary())
+        process.arguments = arguments
+        process.environment = environment
+        output = FileManager.default.temporaryDirectory.appendingPathComponent("nocobridge-\(randomSuffix()).log")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    func kill(_ signal: Int32) {
+        Foundation.kill(process.processIdentifier, signal)
+    }
+
+    @discardableResult
+    func wait() -> Int32 {
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+
+    deinit {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        try? FileManager.default.removeItem(at: output)
+    }
+}
+
+/// Runs the CLI to completion and returns its exit code and combined output.
+func runCLI(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
+    let p = try BridgeProcess(arguments: arguments, environment: environment)
+    let status = p.wait()
+    return (status, p.log)
+}

@@ -1,0 +1,222 @@
+import Bridge
+import Foundation
+import Mongo
+import Postgres
+import SyncCore
+import Testing
+
+/// NocoDB → MongoDB against real PostgreSQL and SecantusDB.
+@Suite struct ToMongoTests {
+    @Test func insertUpdateDeleteAndSoftDeleteReachMongo() throws {
+        let f = try BridgeFixture()
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        let key = try #require(f.sql("INSERT INTO \(t) (table_no, action) VALUES (4, 'seat') RETURNING \"externalId\"").rows[0][0])
+        try eventually("insert visible") { try f.document("waiter_ops", key: key) != nil }
+        let inserted = try #require(try f.document("waiter_ops", key: key))
+        #expect(inserted["table_no"] == .int64(4))
+        #expect(inserted["action"] == .string("seat"))
+        #expect(inserted["source"] == .string("nocodb"))
+        #expect(inserted["version"] == .int64(1))
+        if case .date = inserted["updatedAt"] {} else { Issue.record("updatedAt is not a BSON date: \(String(describing: inserted["updatedAt"]))") }
+        // NocoDB's system columns stay out of the document.
+        #expect(inserted["nc_order"] == nil && inserted["id"] == nil && inserted["__nc_deleted"] == nil)
+
+        try f.sql("UPDATE \(t) SET action = 'order', updated_at = now() WHERE \"externalId\" = $1", [key])
+        try eventually("update visible") { try f.document("waiter_ops", key: key)?["action"] == .string("order") }
+        #expect(try f.document("waiter_ops", key: key)?["version"] == .int64(2))
+
+        // NocoDB's record trash: UPDATE __nc_deleted = true is a delete; false brings it back.
+        try f.sql("UPDATE \(t) SET \"__nc_deleted\" = true WHERE \"externalId\" = $1", [key])
+        try eventually("soft delete removes the document") { try f.document("waiter_ops", key: key) == nil }
+        try f.sql("UPDATE \(t) SET \"__nc_deleted\" = false WHERE \"externalId\" = $1", [key])
+        try eventually("restore brings it back") { try f.document("waiter_ops", key: key)?["action"] == .string("order") }
+
+        try f.sql("DELETE FROM \(t) WHERE \"externalId\" = $1", [key])
+        try eventually("hard delete removes the document") { try f.document("waiter_ops", key: key) == nil }
+        #expect(try f.backlog() == 0)
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
+    @Test func emptyKeyGetsAUUIDAndDuplicatedRowsBecomeNewRecords() throws {
+        let f = try BridgeFixture()
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        try f.sql("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('', 1), (NULL, 2)")
+        let keys = try f.sql("SELECT \"externalId\" FROM \(t) ORDER BY table_no").rows.map { $0[0] ?? "" }
+        #expect(keys.allSatisfy { UUID(uuidString: $0) != nil })
+        // "Duplicate row" in NocoDB: INSERT … SELECT with every column, key included.
+        try f.sql("""
+            INSERT INTO \(t) (created_at, "externalId", "updatedAt", source, version, table_no, action, notes)
+            SELECT created_at, "externalId", "updatedAt", source, version, table_no, action, notes FROM \(t) WHERE table_no = 1
+            """)
+        let all = try f.sql("SELECT \"externalId\" FROM \(t)").rows.map { $0[0] ?? "" }
+        #expect(Set(all).count == 3)
+        try eventually("three documents") { try f.count("waiter_ops") == 3 }
+    }
+
+    @Test func fieldsOnlyInMongoSurviveANocoDBEdit() throws {
+        let f = try BridgeFixture()
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        let t = f.table("chef_orders")
+        let key = try #require(f.sql("INSERT INTO \(t) (items, status) VALUES ('[]', 'new') RETURNING \"externalId\"").rows[0][0])
+        try eventually("insert visible") { try f.document("chef_orders", key: key) != nil }
+        try f.mongo.withClient { (client: MongoClient) throws(MongoError) in
+            try client.updateOne(filter: ["externalId": .string(key)], update: ["$set": .document(["kitchenTicket": .int32(77)])],
+                                 collection: "chef_orders")
+        }
+        try f.sql("UPDATE \(t) SET status = 'cooking' WHERE \"externalId\" = $1", [key])
+        try eventually("status visible") { try f.document("chef_orders", key: key)?["status"] == .string("cooking") }
+        #expect(try f.document("chef_orders", key: key)?["kitchenTicket"] == .int32(77))
+    }
+
+    /// A change committed late by a transaction that began early has a lower changelog id
+    /// than changes already delivered; it must still arrive.
+    @Test func lateCommitOfAnEarlyTransactionIsNotSkipped() throws {
+        let f = try BridgeFixture()
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        let early = try PostgresConnection(url: f.postgresURL, applicationName: "nocodb-slow")
+        try early.query("BEGIN")
+        let earlyKey = try #require(try early.query("INSERT INTO \(t) (action) VALUES ('early') RETURNING \"externalId\"").rows[0][0])
+        let earlyID = try #require(try early.query("SELECT max(id) FROM nocobridge.changelog").rows[0][0].flatMap { Int64($0) })
+        let lateKey = try #require(f.sql("INSERT INTO \(t) (action) VALUES ('late') RETURNING \"externalId\"").rows[0][0])
+        let lateID = try #require(try f.sql("SELECT max(id) FROM nocobridge.changelog").rows[0][0].flatMap { Int64($0) })
+        #expect(earlyID < lateID)
+        try eventually("later change delivered first") { try f.document("waiter_ops", key: lateKey) != nil }
+        #expect(try f.document("waiter_ops", key: earlyKey) == nil)
+        try early.query("COMMIT")
+        try eventually("early change delivered after its commit") { try f.document("waiter_ops", key: earlyKey) != nil }
+    }
+
+    /// Every mapped type reaches MongoDB as the exact BSON value, and the value written back
+    /// into PostgreSQL from that BSON equals the original.
+    @Test func everyMappedTypeRoundTrips() throws {
+        let f = try BridgeFixture()
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        let t = f.table("type_zoo")
+        let key = try #require(f.sql("""
+            INSERT INTO \(t) (small, "int", big, dbl, amount, flag, at, at_tz, day, doc, docb, tags, json_text, label)
+            VALUES (-32768, 2147483647, 9223372036854775807, 0.1, 12345678901234567890.1234567890, true,
+                    '2024-02-29 23:59:59.999', '2024-02-29 23:59:59.999+05', '1999-12-31',
+                    '{"qty": 2, "price": 4.5, "tags": ["a"], "nested": {"ok": true, "none": null}}',
+                    '[1, 2.5, "x"]', 'spicy,vegan', '{"k": [1]}', 'naïve 😀')
+            RETURNING "externalId"
+            """).rows[0][0])
+        try eventually("row visible") { try f.document("type_zoo", key: key) != nil }
+        let doc = try #require(try f.document("type_zoo", key: key))
+        let expected: [(String, Value)] = [
+            ("small", .int32(-32768)), ("int", .int32(2_147_483_647)), ("big", .int64(.max)), ("dbl", .double(0.1)),
+            ("amount", .decimal(try Decimal128Text("12345678901234567890.1234567890"))), ("flag", .bool(true)),
+            ("at", .date(1_709_251_199_999)), ("at_tz", .date(1_709_233_199_999)), ("day", .date(946_598_400_000)),
+            ("doc", .document(["qty": .int32(2), "price": .double(4.5), "tags": .array([.string("a")]),
+                               "nested": .document(["ok": .bool(true), "none": .null])])),
+            ("docb", .array([.int32(1), .double(2.5), .string("x")])),
+            ("tags", .array([.string("spicy"), .string("vegan")])), ("json_text", .document(["k": .array([.int32(1)])])),
+            ("label", .string("naïve 😀")),
+        ]
+        for (field, value) in expected {
+            #expect(doc[field] == value, "field \(field)")
+        }
+        // Back: write each BSON value into a second row through the mapper; PostgreSQL must
+        // hold equal values.
+        let shape = try TableCatalog.shape(of: f.configuration.tables[3], on: f.pg, columnKinds: f.configuration.columnKinds)
+        let columns = expected.map { name, _ in try! #require(shape.column(named: name)) }
+        let texts = try columns.map { try RowMapper.postgresText(of: $0, value: doc[$0.name] ?? .null) }
+        let placeholders = columns.enumerated().map { "$\($0.offset + 1)::\($0.element.postgresType)" }.joined(separator: ", ")
+        let names = columns.map { PostgresConnection.quoteIdentifier($0.name) }.joined(separator: ", ")
+        try f.sql("INSERT INTO \(t) (\"externalId\", \(names)) SELECT 'copy', \(placeholders)", texts)
+        for column in columns {
+            let c = PostgresConnection.quoteIdentifier(column.name)
+            let cmp = column.kind == .json ? "a.\(c)::jsonb = b.\(c)::jsonb" : "a.\(c) = b.\(c)"
+            let same = try f.sql("SELECT \(cmp) FROM \(t) a, \(t) b WHERE a.\"externalId\" = $1 AND b.\"externalId\" = 'copy'", [key])
+            #expect(same.rows[0][0] == "t", "column \(column.name) changed on the way back")
+        }
+    }
+
+    @Test func badRowsGoToDeadLettersAndTheRestFlows() throws {
+        let f = try BridgeFixture()
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        let zoo = f.table("type_zoo")
+        try f.sql("INSERT INTO \(zoo) (\"externalId\", amount) VALUES ('too-precise', 1.234567890123456789012345678901234567890)")
+        try f.sql("INSERT INTO \(zoo) (\"externalId\", amount) VALUES ('nan', 'NaN')")
+        try f.sql("INSERT INTO \(zoo) (\"externalId\", json_text) VALUES ('bad-json', '{oops')")
+        try f.sql("INSERT INTO \(zoo) (\"externalId\", at) VALUES ('forever', 'infinity')")
+        try f.sql("INSERT INTO \(zoo) (\"externalId\", label) VALUES ('huge', repeat('x', 17 * 1024 * 1024))")
+        try f.sql("INSERT INTO \(zoo) (\"externalId\", label) VALUES ('fine', 'ok')")
+        try eventually("good row delivered") { try f.document("type_zoo", key: "fine") != nil }
+        try eventually("all five dead-lettered") { try f.deadLetters().rows.count == 5 }
+        let dead = try f.deadLetters().rows
+        let byKey = Dictionary(uniqueKeysWithValues: dead.map { ($0[1] ?? "", $0) })
+        #expect(byKey["too-precise"]?[2] == "amount")
+        #expect(byKey["too-precise"]?[3]?.contains("34") == true)
+        #expect(byKey["nan"]?[2] == "amount")
+        #expect(byKey["bad-json"]?[2] == "json_text")
+        #expect(byKey["bad-json"]?[3]?.contains("invalid JSON") == true)
+        #expect(byKey["forever"]?[2] == "at")
+        #expect(byKey["huge"]?[3]?.contains("16 MiB") == true)
+        #expect(dead.allSatisfy { $0[0] == "\(f.schema).type_zoo" })
+        for key in ["too-precise", "nan", "bad-json", "forever", "huge"] {
+            #expect(try f.document("type_zoo", key: key) == nil)
+        }
+        // A fixed row goes through.
+        try f.sql("UPDATE \(zoo) SET amount = 1.5 WHERE \"externalId\" = 'nan'")
+        try eventually("fixed row delivered") { try f.document("type_zoo", key: "nan") != nil }
+        #expect(try f.backlog() == 0)
+    }
+
+    @Test func bulkUpdateOfTenThousandRowsInOneStatement() throws {
+        let f = try BridgeFixture()
+        let t = f.table("cashier_txns")
+        try f.sql("INSERT INTO \(t) (amount, currency, method) SELECT g * 0.01, 'EUR', 'card' FROM generate_series(1, 10000) g")
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        try eventually("initial rows", seconds: 120) { try f.count("cashier_txns") == 10000 && f.backlog() == 0 }
+        let started = Date()
+        try f.sql("UPDATE \(t) SET method = 'cash'")
+        #expect(try f.backlog() == 10000 || f.backlog() < 10000)
+        try eventually("all 10,000 updates applied", seconds: 120) {
+            try f.backlog() == 0
+                && f.mongo.withClient { (c: MongoClient) throws(MongoError) in try c.count(["method": .string("cash")], collection: "cashier_txns") } == 10000
+        }
+        let seconds = Date().timeIntervalSince(started)
+        print("bulk update: 10000 rows in \(String(format: "%.2f", seconds)) s = \(Int(10000 / seconds)) rows/s")
+        #expect(try f.count("cashier_txns") == 10000)
+    }
+
+    @Test func changesMadeWhileTheBridgeWasStoppedAreDelivered() throws {
+        let f = try BridgeFixture()
+        let t = f.table("waiter_ops")
+        try f.sql("INSERT INTO \(t) (table_no) SELECT g FROM generate_series(1, 50) g")
+        try f.sql("UPDATE \(t) SET action = 'wait' WHERE table_no <= 25")
+        try f.sql("DELETE FROM \(t) WHERE table_no > 45")
+        #expect(try f.count("waiter_ops") == 0)
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        try eventually("backlog drained") { try f.backlog() == 0 && f.count("waiter_ops") == 45 }
+        let waiting = try f.mongo.withClient { (c: MongoClient) throws(MongoError) in
+            try c.count(["action": .string("wait")], collection: "waiter_ops")
+        }
+        #expect(waiting == 25)
+    }
+
+    @Test func rowsPresentBeforeInstallAreQueuedOnce() throws {
+        let f = try BridgeFixture(install: false)
+        let t = f.table("waiter_ops")
+        try f.sql("INSERT INTO \(t) (table_no, \"externalId\") VALUES (1, 'keep'), (2, NULL), (3, '')")
+        try Installer(configuration: f.configuration, logger: testLogger()).install()
+        try Installer(configuration: f.configuration, logger: testLogger()).install()
+        #expect(try f.backlog() == 3)
+        let keys = try f.sql("SELECT \"externalId\" FROM \(t) ORDER BY table_no").rows.map { $0[0] }
+        #expect(keys[0] == "keep" && keys.allSatisfy { ($0 ?? "").isEmpty == false })
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        try eventually("three documents") { try f.count("waiter_ops") == 3 && f.backlog() == 0 }
+    }
+}
