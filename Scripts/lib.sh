@@ -80,14 +80,23 @@ nb_stop_services() {
   local dir="$1"
   [ -d "$dir" ] || return 0
   if [ -f "$dir/secantus.pid" ]; then
-    kill "$(cat "$dir/secantus.pid")" 2>/dev/null
+    kill "$(cat "$dir/secantus.pid")" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$(cat "$dir/secantus.pid")" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$(cat "$dir/secantus.pid")" 2>/dev/null
+    kill -9 "$(cat "$dir/secantus.pid")" 2>/dev/null || true
     rm -f "$dir/secantus.pid"
   fi
   if [ -d "$dir/pgdata" ] && [ -f "$dir/pgdata/postmaster.pid" ]; then
     runuser -u postgres -- "$NB_PG_BIN/pg_ctl" -D "$dir/pgdata" -m fast -w stop >/dev/null 2>&1 \
-      || kill -9 "$(cat "$dir/postgres.pid" 2>/dev/null)" 2>/dev/null
+      || kill -9 "$(cat "$dir/postgres.pid" 2>/dev/null)" 2>/dev/null || true
   fi
-  [ -f "$dir/pgsock" ] && rm -rf "$(cat "$dir/pgsock")"
+  if [ -f "$dir/pgsock" ]; then rm -rf "$(cat "$dir/pgsock")"; fi
+  return 0
+}
+
+# Puts the Swift toolchain on PATH where it is installed but not yet on PATH.
+nb_ensure_swift() {
+  if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+    export PATH="/opt/swift/usr/bin:$PATH"
+  fi
+  command -v swift >/dev/null 2>&1 || { nb_log "swift is not installed (expected Swift 6.x)"; return 1; }
 }

@@ -69,15 +69,9 @@ public struct Installer: Sendable {
         guard dropMongoIndexes else { return }
         let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
         for mapping in configuration.tables {
-            try pool.withClient { (client: MongoClient) throws(MongoError) in
-                do {
-                    _ = try client.runCommand(["dropIndexes": .string(mapping.collection),
-                                               "index": .array([.string(Self.mongoIndexName), .string(Self.mongoLookupIndexName)])])
-                } catch let error as MongoError {
-                    // IndexNotFound / NamespaceNotFound: nothing to remove.
-                    guard error.code == 27 || error.code == 26 else { throw error }
-                } catch {
-                    throw MongoError(kind: .server, message: "\(error)")
+            for index in [Self.mongoIndexName, Self.mongoLookupIndexName] {
+                try pool.withClient { (client: MongoClient) throws(MongoError) in
+                    try client.dropIndex(index, collection: mapping.collection)
                 }
             }
         }

@@ -216,6 +216,15 @@ public struct MongoClient {
         if let e = r.writeErrors.first { throw MongoError(kind: .server, code: e.code, message: e.message) }
     }
 
+    /// Drops an index by name; an index or collection that is already gone is not an error.
+    public func dropIndex(_ name: String, collection: String) throws(MongoError) {
+        do {
+            _ = try runCommand(["dropIndexes": .string(collection), "index": .string(name)])
+        } catch where error.code == 27 || error.code == 26 {
+            // IndexNotFound / NamespaceNotFound.
+        }
+    }
+
     public func dropCollection(_ name: String) throws(MongoError) {
         do {
             _ = try runCommand(["drop": .string(name)])

@@ -33,7 +33,7 @@ public final class PostgresConnection {
     /// (ISO dates, UTC) are fixed per session.
     public init(url: String, applicationName: String = "nocobridge") throws(PostgresError) {
         let keys = ["dbname", "application_name", "options"]
-        let values = [url, applicationName, "-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3"]
+        let values = [url, applicationName, "-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c client_min_messages=warning"]
         let conn: OpaquePointer? = withCStringArray(keys) { k in
             withCStringArray(values) { v in PQconnectdbParams(k, v, 1) }
         }
