@@ -19,6 +19,8 @@ public struct BridgeConfiguration: Sendable {
     public var mongoDatabase: String
     public var tables: [TableMapping]
     public var direction: Direction = .both
+    /// How records edited on both sides since they last agreed are decided.
+    public var policy = ConflictPolicy()
     /// Changes read and written per batch; larger batches raise throughput, smaller ones
     /// bound memory and the work redone after a crash.
     public var batchSize: Int = 1000

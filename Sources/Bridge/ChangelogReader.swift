@@ -42,7 +42,8 @@ public struct ChangelogReader: Sendable {
             guard let id = row[0].flatMap({ Int64($0) }),
                   let op = row[1].flatMap({ CapturedChange.Operation(rawValue: $0) }) else { continue }
             if oldest == nil { oldest = row[4].flatMap { Int64($0) } }
-            changes.append(CapturedChange(id: id, operation: op, key: row[2], oldKey: row[3], values: Array(row[5...])))
+            changes.append(CapturedChange(id: id, operation: op, key: row[2], oldKey: row[3], values: Array(row[5...]),
+                                          changedAt: row[4].flatMap { Int64($0) } ?? 0))
         }
         return Batch(changes: changes, oldestChangedAtMs: oldest)
     }

@@ -7,6 +7,7 @@ public final class PipelineStatistics: Sendable {
         public var changes = 0
         public var writes = 0
         public var deadLetters = 0
+        public var conflicts = 0
         public var lastLagMilliseconds: Int64?
         public var lastAppliedAt: Date?
     }
@@ -28,13 +29,14 @@ public final class PipelineStatistics: Sendable {
 
     func recordError(_ message: String) { state.withLock { $0.lastError = message } }
 
-    func recordBatch(table: String, changes: Int, writes: Int, rejected: Int, lagMilliseconds: Int64?) {
+    func recordBatch(table: String, changes: Int, writes: Int, rejected: Int, conflicts: Int = 0, lagMilliseconds: Int64?) {
         state.withLock { s in
             s.batches += 1
             var t = s.tables[table] ?? TableCounters()
             t.changes += changes
             t.writes += writes
             t.deadLetters += rejected
+            t.conflicts += conflicts
             t.lastLagMilliseconds = lagMilliseconds
             t.lastAppliedAt = Date()
             s.tables[table] = t

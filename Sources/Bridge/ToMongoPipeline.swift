@@ -48,9 +48,11 @@ public final class ToMongoPipeline: Sendable {
         // LISTEN before the first read: a change committed after it is either in that read or
         // announced by a notification we will see.
         try connection.listen(Self.channel)
-        let readers = try configuration.tables.map {
-            ChangelogReader(shape: try TableCatalog.shape(of: $0, on: connection, columnKinds: configuration.columnKinds))
+        let shapes = try configuration.tables.map {
+            try TableCatalog.shape(of: $0, on: connection, columnKinds: configuration.columnKinds)
         }
+        let readers = shapes.map(ChangelogReader.init(shape:))
+        let synchronizers = shapes.map { RecordSynchronizer(shape: $0, policy: configuration.policy) }
         let byName = Dictionary(uniqueKeysWithValues: readers.enumerated().map { ($1.shape.mapping.qualifiedName, $0) })
         onConnected()
         statistics.setConnected(true)
@@ -60,7 +62,7 @@ public final class ToMongoPipeline: Sendable {
         while !stop.isStopped {
             var again = Set<Int>()
             for index in dirty.sorted() where !stop.isStopped {
-                let count = try processBatch(readers[index], connection: connection)
+                let count = try processBatch(readers[index], synchronizer: synchronizers[index], connection: connection)
                 if count >= configuration.batchSize { again.insert(index) }
             }
             if !again.isEmpty {
@@ -79,14 +81,20 @@ public final class ToMongoPipeline: Sendable {
 
     /// One batch of one table; returns how many changes it read.
     @discardableResult
-    func processBatch(_ reader: ChangelogReader, connection: PostgresConnection) throws -> Int {
+    func processBatch(_ reader: ChangelogReader, synchronizer: RecordSynchronizer, connection: PostgresConnection) throws -> Int {
         let batch = try reader.fetch(limit: configuration.batchSize, on: connection)
         guard !batch.changes.isEmpty else { return 0 }
         let mapping = reader.shape.mapping
-        let plan = ToMongoPlan(changes: batch.changes, mapper: reader.shape.mapper)
-        let applier = MongoApplier(collection: mapping.collection)
-        let outcome = try applier.apply(plan, using: mongo)
-        let rejections = plan.rejections + outcome.rejections
+        let groups = ChangeGroups(batch.changes)
+        var rejections = groups.rejections
+        let outcome = try connection.transaction {
+            try connection.query("SET LOCAL nocobridge.origin = 'bridge'")
+            let hints = groups.keys.map { RecordSynchronizer.Hint(key: $0, changedAt: groups.latestChange($0)) }
+            let outcome = try synchronizer.synchronize(changed: .nocodb, hints: hints, connection: connection, mongo: mongo)
+            for r in outcome.rejections { rejections += groups.reject(r.key, field: r.field, reason: r.reason) }
+            try reader.acknowledge(groups.changeIDs, rejections: rejections, on: connection)
+            return outcome
+        }
         for rejection in rejections {
             logger.error("change sent to dead letters", metadata: [
                 "table": "\(mapping.qualifiedName)", "collection": "\(mapping.collection)",
@@ -94,13 +102,14 @@ public final class ToMongoPipeline: Sendable {
                 "error": "\(rejection.reason)",
             ])
         }
-        try reader.acknowledge(plan.changeIDs, rejections: rejections, on: connection)
         let lag = batch.oldestChangedAtMs.map { wallClockMilliseconds() - $0 }
         statistics.recordBatch(table: mapping.qualifiedName, changes: batch.changes.count,
-                               writes: outcome.applied, rejected: rejections.count, lagMilliseconds: lag)
+                               writes: outcome.mongoWrites + outcome.nocodbWrites, rejected: rejections.count,
+                               conflicts: outcome.conflicts, lagMilliseconds: lag)
         logger.info("batch applied", metadata: [
             "direction": "to-mongo", "table": "\(mapping.qualifiedName)", "changes": "\(batch.changes.count)",
-            "writes": "\(outcome.applied)", "dead_letters": "\(rejections.count)", "lag_ms": "\(lag ?? 0)",
+            "mongo_writes": "\(outcome.mongoWrites)", "nocodb_writes": "\(outcome.nocodbWrites)",
+            "conflicts": "\(outcome.conflicts)", "dead_letters": "\(rejections.count)", "lag_ms": "\(lag ?? 0)",
         ])
         return batch.changes.count
     }

@@ -21,6 +21,8 @@ public struct BulkResult: Sendable, Equatable {
     public var upserted = 0
     public var deleted = 0
     public var writeErrors: [(index: Int, code: Int32, message: String)] = []
+    /// `_id`s of documents created by upserts, by write index.
+    public var upsertedIDs: [(index: Int, id: Value)] = []
 
     public static func == (a: BulkResult, b: BulkResult) -> Bool {
         a.inserted == b.inserted && a.matched == b.matched && a.modified == b.modified
@@ -117,6 +119,14 @@ public struct MongoClient {
             result.modified = Self.int(doc["nModified"])
             result.upserted = Self.int(doc["nUpserted"])
             result.deleted = Self.int(doc["nRemoved"])
+            if case .array(let upserted)? = doc["upserted"] {
+                for case .document(let u) in upserted {
+                    let local = Self.int(u["index"])
+                    if let id = u["_id"] {
+                        result.upsertedIDs.append((local < sentIndexes.count ? sentIndexes[local] : local, id))
+                    }
+                }
+            }
             var hadWriteErrors = false
             if case .array(let errors)? = doc["writeErrors"] {
                 for case .document(let e) in errors {

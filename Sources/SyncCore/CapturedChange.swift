@@ -15,13 +15,16 @@ public struct CapturedChange: Sendable, Equatable {
     public let oldKey: String?
     /// Column texts aligned with the table's `RowMapper.columns`.
     public let values: [String?]
+    /// When the change was captured (ms since the epoch); a hard delete's time.
+    public let changedAt: Int64
 
-    public init(id: Int64, operation: Operation, key: String?, oldKey: String?, values: [String?]) {
+    public init(id: Int64, operation: Operation, key: String?, oldKey: String?, values: [String?], changedAt: Int64 = 0) {
         self.id = id
         self.operation = operation
         self.key = key
         self.oldKey = oldKey
         self.values = values
+        self.changedAt = changedAt
     }
 }
 

@@ -89,8 +89,8 @@ CREATE INDEX IF NOT EXISTS key_map_external_idx ON nocobridge.key_map (collectio
 CREATE TABLE IF NOT EXISTS nocobridge.agreed_state (
     collection  text NOT NULL,
     external_id text NOT NULL,
-    fields      jsonb,
-    updated_at  timestamptz,
+    fields      jsonb,                           -- canonical text per content field; NULL when deleted
+    at_ms       bigint,                          -- updatedAt (or deletion time) in ms since the epoch
     deleted     boolean NOT NULL DEFAULT false,
     PRIMARY KEY (collection, external_id)
 );

@@ -1,0 +1,149 @@
+import Logging
+import Mongo
+import Postgres
+import SyncCore
+
+/// The step both directions share, inside one PostgreSQL transaction: lock the records,
+/// read the agreed state and both sides' current state, let the conflict policy decide, write
+/// whichever sides differ from the decision, and record the new agreed state, conflicts and
+/// `_id` ⇄ key pairs. Comparing states (not replaying changes) is what makes the bridge's own
+/// writes invisible when they come back: they equal the agreed state.
+public struct RecordSynchronizer: Sendable {
+    public let writer: TableWriter
+    public let store: SyncStateStore
+    public let policy: ConflictPolicy
+
+    public init(shape: TableShape, policy: ConflictPolicy) {
+        writer = TableWriter(shape: shape)
+        store = SyncStateStore(collection: shape.mapping.collection)
+        self.policy = policy
+    }
+
+    public var collection: String { store.collection }
+
+    /// What is known about a key from the change that named it.
+    public struct Hint: Sendable {
+        public var key: String
+        /// When the change happened, for a side that no longer has the record.
+        public var changedAt: Int64
+        /// The document as the change stream delivered it, when MongoDB cannot be searched by
+        /// key (a document that has no `externalId` yet).
+        public var documentWithoutKey: Document?
+
+        public init(key: String, changedAt: Int64, documentWithoutKey: Document? = nil) {
+            self.key = key
+            self.changedAt = changedAt
+            self.documentWithoutKey = documentWithoutKey
+        }
+    }
+
+    public struct Outcome: Sendable {
+        public var nocodbWrites = 0
+        public var mongoWrites = 0
+        public var conflicts = 0
+        public var rejections: [(key: String, field: String?, reason: String, payload: String?)] = []
+    }
+
+    /// Runs inside the caller's transaction, which must have marked itself as the bridge
+    /// (`SET LOCAL nocobridge.origin = 'bridge'`).
+    public func synchronize(changed: Side, hints: [Hint], extraMongoWrites: [BulkWrite] = [],
+                            connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
+        var outcome = Outcome()
+        let keys = hints.map(\.key)
+        guard !keys.isEmpty else { return outcome }
+        try store.lock(keys, on: connection)
+        let agreed = try store.agreedStates(keys, on: connection)
+        let rows = try writer.rows(for: keys, on: connection)
+        var documents: [String: Document] = [:]
+        let found = try mongo.withClient { (client: MongoClient) throws(MongoError) in
+            try client.find([RowMapper.keyField: .document(["$in": .array(keys.map(Value.string))])], collection: collection)
+        }
+        for doc in found { if case .string(let k)? = doc[RowMapper.keyField] { documents[k] = doc } }
+        var seenIDs: [(id: Value, key: String)] = []
+
+        var mongoWrites = extraMongoWrites
+        var mongoWriteKeys: [String?] = Array(repeating: nil, count: extraMongoWrites.count)
+        var nocodbUpserts: [(key: String, fields: [String: String?], at: Int64)] = []
+        var nocodbDeletes: [(key: String, at: Int64)] = []
+        var newAgreed: [String: RecordState] = [:]
+        var conflicts: [(key: String, nocodb: RecordState, mongo: RecordState, conflict: Resolution.Conflict)] = []
+        let now = wallClockMilliseconds()
+
+        for hint in hints {
+            let key = hint.key
+            let doc = documents[key] ?? hint.documentWithoutKey
+            if let id = doc?["_id"] { seenIDs.append((id, key)) }
+            let row = rows[key]
+            let nocodb: RecordState, mongoState: RecordState
+            do {
+                nocodb = try writer.state(of: row, fallbackAt: changed == .nocodb ? hint.changedAt : 0)
+            } catch {
+                outcome.rejections.append((key, error.field, "NocoDB row: \(error.reason)", nil))
+                continue
+            }
+            do {
+                if let doc {
+                    mongoState = try writer.codec.state(document: doc, fallbackAt: changed == .mongo ? hint.changedAt : now)
+                } else {
+                    mongoState = .absent(at: changed == .mongo ? hint.changedAt : nil)
+                }
+            } catch {
+                outcome.rejections.append((key, error.field, "MongoDB document: \(error.reason)", doc.map { JSON.serialize(.document($0)) }))
+                continue
+            }
+            let resolution = ConflictResolver.resolve(changed: changed, nocodb: nocodb, mongo: mongoState,
+                                                      agreed: agreed[key], policy: policy)
+            if let write = resolution.writeMongo {
+                switch write {
+                case .present(let fields, let at):
+                    do {
+                        let set = try writer.codec.mongoFields(key: key, fields: fields, at: at, source: .nocodb, version: row?.version)
+                        mongoWrites.append(.updateOne(filter: [RowMapper.keyField: .string(key)], update: ["$set": .document(set)], upsert: true))
+                    } catch {
+                        outcome.rejections.append((key, error.field, error.reason, nil))
+                        continue
+                    }
+                case .absent:
+                    mongoWrites.append(.deleteOne(filter: [RowMapper.keyField: .string(key)]))
+                }
+                mongoWriteKeys.append(key)
+            }
+            if let write = resolution.writeNocoDB {
+                switch write {
+                case .present(let fields, let at): nocodbUpserts.append((key, fields, at))
+                case .absent(let at): nocodbDeletes.append((key, at ?? now))
+                }
+            }
+            if let state = resolution.agreed { newAgreed[key] = state }
+            if let conflict = resolution.conflict { conflicts.append((key, nocodb, mongoState, conflict)) }
+        }
+
+        if !mongoWrites.isEmpty {
+            let result = try mongo.withClient { (client: MongoClient) throws(MongoError) in
+                try client.bulkWrite(mongoWrites, collection: collection)
+            }
+            for error in result.writeErrors {
+                guard let key = mongoWriteKeys[error.index] else {
+                    outcome.rejections.append(("-", RowMapper.keyField, "MongoDB refused writing externalId (code \(error.code)): \(error.message)", nil))
+                    continue
+                }
+                outcome.rejections.append((key, nil, "MongoDB refused the write (code \(error.code)): \(error.message)", nil))
+                newAgreed[key] = nil
+                nocodbUpserts.removeAll { $0.key == key }
+                nocodbDeletes.removeAll { $0.key == key }
+            }
+            for upserted in result.upsertedIDs {
+                if let key = mongoWriteKeys[upserted.index] { seenIDs.append((upserted.id, key)) }
+            }
+            outcome.mongoWrites = mongoWrites.count - result.writeErrors.count
+        }
+        try writer.upsert(nocodbUpserts, source: .mongo, on: connection)
+        try writer.delete(nocodbDeletes, source: .mongo, on: connection)
+        outcome.nocodbWrites = nocodbUpserts.count + nocodbDeletes.count
+        try store.saveAgreed(hints.compactMap { h in newAgreed[h.key].map { (h.key, $0) } }, on: connection)
+        try store.logConflicts(conflicts, on: connection)
+        try store.saveKeys(seenIDs, on: connection)
+        outcome.conflicts = conflicts.count
+        return outcome
+    }
+}

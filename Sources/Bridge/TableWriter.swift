@@ -1,0 +1,116 @@
+import Postgres
+import SyncCore
+
+/// Reads live rows by key and writes records into a NocoDB table the way NocoDB's own API
+/// would: `created_at` = now (naive UTC) and `nc_order` = max + 1 on insert, `updated_at` on
+/// update, `id` never touched, deletes as NocoDB's soft delete when the table has one. All
+/// statements are set-based (one per batch) and run as the bridge, so the triggers neither
+/// stamp nor capture them.
+public struct TableWriter: Sendable {
+    public let shape: TableShape
+    public let codec: RecordCodec
+    private let qualified: String
+    private let selectSQL: String
+    private let upsertSQL: String
+    private let deleteSQL: String
+
+    public struct LiveRow: Sendable {
+        public let values: [String?]
+        public let deleted: Bool
+        public let version: Int64?
+    }
+
+    public init(shape: TableShape) {
+        self.shape = shape
+        codec = RecordCodec(mapper: shape.mapper)
+        let q = PostgresConnection.quoteIdentifier
+        qualified = q(shape.mapping.schema) + "." + q(shape.mapping.table)
+        let names = Set(shape.allColumns.map(\.name))
+        let has = { (n: String) in names.contains(n) }
+        let mapperCols = shape.mapper.columns.map { q($0.name) }.joined(separator: ", ")
+        let deletedExpr = has("__nc_deleted") ? "coalesce(\"__nc_deleted\", false)" : "false"
+        selectSQL = "SELECT \"externalId\", \(deletedExpr), \(mapperCols) FROM \(qualified) WHERE \"externalId\" = ANY($1::text[]) FOR UPDATE"
+
+        // Upsert: key, content columns, updatedAt, source; version counts writes.
+        let content = codec.contentColumns
+        let updatedAtType = shape.column(named: "updatedAt")?.postgresType ?? "timestamp"
+        var insertCols = ["\"externalId\""] + content.map { q($0.name) } + ["\"updatedAt\"", "\"source\"", "\"version\""]
+        let aliases = (0..<content.count).map { "c\($0)" }
+        var selectExprs = ["u.k"] + zip(content, aliases).map { "u.\($1)::\($0.postgresType)" }
+            + ["u.at::\(updatedAtType)", "u.src", "1"]
+        var updates = content.map { "\(q($0.name)) = EXCLUDED.\(q($0.name))" }
+            + ["\"updatedAt\" = EXCLUDED.\"updatedAt\"", "\"source\" = EXCLUDED.\"source\"", "\"version\" = coalesce(t.\"version\", 0) + 1"]
+        if has("created_at") { insertCols.append("\"created_at\""); selectExprs.append("(now() AT TIME ZONE 'UTC')") }
+        if has("nc_order") {
+            insertCols.append("\"nc_order\"")
+            selectExprs.append("(SELECT coalesce(max(\"nc_order\"), 0) FROM \(qualified)) + u.ord")
+        }
+        if has("updated_at") { updates.append("\"updated_at\" = now() AT TIME ZONE 'UTC'") }
+        if has("__nc_deleted") { updates.append("\"__nc_deleted\" = false") }
+        let params = (1...(content.count + 3)).map { "$\($0)::text[]" }.joined(separator: ", ")
+        upsertSQL = """
+            INSERT INTO \(qualified) AS t (\(insertCols.joined(separator: ", ")))
+            SELECT \(selectExprs.joined(separator: ", "))
+            FROM unnest(\(params)) WITH ORDINALITY AS u(k, \((aliases + ["at", "src"]).joined(separator: ", ")), ord)
+            ON CONFLICT ("externalId") DO UPDATE SET \(updates.joined(separator: ", "))
+            """
+        if has("__nc_deleted") {
+            let stamp = has("updated_at") ? ", \"updated_at\" = now() AT TIME ZONE 'UTC'" : ""
+            deleteSQL = """
+                UPDATE \(qualified) AS t SET "__nc_deleted" = true, "updatedAt" = u.at::\(updatedAtType), "source" = u.src\(stamp)
+                FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, at, src)
+                WHERE t."externalId" = u.k AND NOT coalesce(t."__nc_deleted", false)
+                """
+        } else {
+            deleteSQL = "DELETE FROM \(qualified) WHERE \"externalId\" = ANY($1::text[]) AND $2::text[] IS NOT NULL AND $3::text[] IS NOT NULL"
+        }
+    }
+
+    /// Live rows by key, locked until the transaction ends so a concurrent NocoDB edit waits
+    /// and is then captured on top of what the bridge wrote (never silently overwritten).
+    public func rows(for keys: [String], on connection: PostgresConnection) throws(PostgresError) -> [String: LiveRow] {
+        guard !keys.isEmpty else { return [:] }
+        let result = try connection.query(selectSQL, [PostgresConnection.arrayLiteral(keys)])
+        let versionIndex = shape.mapper.columns.firstIndex { $0.name == "version" }
+        var out: [String: LiveRow] = [:]
+        for row in result.rows {
+            guard let key = row[0] else { continue }
+            let values = Array(row[2...])
+            out[key] = LiveRow(values: values, deleted: row[1] == "t",
+                               version: versionIndex.flatMap { values[$0] }.flatMap { Int64($0) })
+        }
+        return out
+    }
+
+    /// The record state of a live row (absent when missing or in NocoDB's trash).
+    public func state(of row: LiveRow?, fallbackAt: Int64) throws(MappingError) -> RecordState {
+        guard let row else { return .absent(at: fallbackAt == 0 ? nil : fallbackAt) }
+        if row.deleted {
+            let at = shape.mapper.columns.firstIndex { $0.name == "updatedAt" }.flatMap { row.values[$0] }
+                .flatMap { RecordCodec.milliseconds(fromPostgres: $0) }
+            return .absent(at: at ?? fallbackAt)
+        }
+        return try codec.state(row: row.values, fallbackAt: fallbackAt)
+    }
+
+    public func upsert(_ records: [(key: String, fields: [String: String?], at: Int64)], source: Side,
+                       on connection: PostgresConnection) throws(PostgresError) {
+        guard !records.isEmpty else { return }
+        var params: [String?] = [PostgresConnection.arrayLiteral(records.map(\.key))]
+        for column in codec.contentColumns {
+            params.append(PostgresConnection.arrayLiteral(records.map { $0.fields[column.name] ?? nil }))
+        }
+        params.append(PostgresConnection.arrayLiteral(records.map { Timestamps.postgresText(milliseconds: $0.at) }))
+        params.append(PostgresConnection.arrayLiteral(records.map { _ in source.rawValue }))
+        try connection.query(upsertSQL, params)
+    }
+
+    public func delete(_ records: [(key: String, at: Int64)], source: Side, on connection: PostgresConnection) throws(PostgresError) {
+        guard !records.isEmpty else { return }
+        try connection.query(deleteSQL, [
+            PostgresConnection.arrayLiteral(records.map(\.key)),
+            PostgresConnection.arrayLiteral(records.map { Timestamps.postgresText(milliseconds: $0.at) }),
+            PostgresConnection.arrayLiteral(records.map { _ in source.rawValue }),
+        ])
+    }
+}
