@@ -21,6 +21,10 @@ public struct BridgeConfiguration: Sendable {
     public var direction: Direction = .both
     /// How records edited on both sides since they last agreed are decided.
     public var policy = ConflictPolicy()
+    /// Ask change streams for pre-images (`fullDocumentBeforeChange: whenAvailable`), so a
+    /// delete finds its `externalId` even for documents the key map never saw. Needs
+    /// `changeStreamPreAndPostImages` enabled on the collections.
+    public var usePreImages = false
     /// Changes read and written per batch; larger batches raise throughput, smaller ones
     /// bound memory and the work redone after a crash.
     public var batchSize: Int = 1000

@@ -10,6 +10,7 @@ public struct BridgeService: Service {
     public let configuration: BridgeConfiguration
     public let logger: Logger
     public let toMongoStatistics = PipelineStatistics()
+    public let toNocoDBStatistics = PipelineStatistics()
 
     public init(configuration: BridgeConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -47,6 +48,18 @@ public struct BridgeService: Service {
                                                    logger: logger, statistics: toMongoStatistics)
                     group.addTask {
                         try await DedicatedThread.run(name: "nocobridge-to-mongo", stop: stop) { pipeline.run() }
+                    }
+                }
+                if configuration.direction.includesToNocoDB {
+                    let pipeline = ToNocoDBPipeline(configuration: configuration, mongo: mongo, stop: stop,
+                                                    logger: logger, statistics: toNocoDBStatistics)
+                    group.addTask {
+                        do {
+                            try await DedicatedThread.run(name: "nocobridge-to-nocodb", stop: stop) { try pipeline.run() }
+                        } catch {
+                            stop.stop()
+                            throw error
+                        }
                     }
                 }
                 try await group.waitForAll()

@@ -38,7 +38,29 @@ public struct Installer: Sendable {
                 try Self.createKeyIndex(collection: mapping.collection, pool: pool)
                 logger.info("ensured MongoDB index", metadata: ["collection": "\(mapping.collection)", "index": "\(Self.mongoIndexName)"])
             }
+            try recordStartingPosition(pool: pool, connection: connection)
         }
+    }
+
+    /// Stores the change stream's current position when none is stored, so MongoDB changes
+    /// made between `install` and the first `run` are delivered too.
+    func recordStartingPosition(pool: MongoClientPool, connection: PostgresConnection) throws {
+        let stream = ToNocoDBPipeline.streamName(database: configuration.mongoDatabase)
+        guard try PositionStore.load(stream, on: connection) == nil else { return }
+        var options = ChangeStreamOptions()
+        options.maxAwaitMilliseconds = 50
+        let watcher = try pool.watch(collection: nil, options: options)
+        var token = watcher.resumeToken
+        if token == nil {
+            _ = try watcher.next()
+            token = watcher.resumeToken
+        }
+        guard let token else {
+            logger.warning("MongoDB gave no change stream position; the first run starts from its own start time")
+            return
+        }
+        try PositionStore.save(stream, position: token, on: connection)
+        logger.info("recorded MongoDB change stream starting position", metadata: ["stream": "\(stream)"])
     }
 
     /// A unique index over documents whose `externalId` is a string only (partial), so an app

@@ -102,6 +102,8 @@ enum BSONWriter {
                 try append(item, key: String(i), to: child.pointer)
             }
             ok = bson_append_array(bson, key, keyLength, child.pointer)
+        case .timestamp(let seconds, let increment):
+            ok = bson_append_timestamp(bson, key, keyLength, seconds, increment)
         case .unsupported(let name):
             throw MongoError(kind: .invalidDocument, message: "field \(key): cannot write a \(name) value")
         }
@@ -171,7 +173,10 @@ enum BSONReader {
             let child = IteratorStorage()
             guard bson_iter_recurse(iter, child.pointer) else { return .array([]) }
             return .array(readDocument(child.pointer).fields.map(\.value))
-        case BSON_TYPE_TIMESTAMP: return .unsupported(typeName: "timestamp")
+        case BSON_TYPE_TIMESTAMP:
+            var seconds: UInt32 = 0, increment: UInt32 = 0
+            bson_iter_timestamp(iter, &seconds, &increment)
+            return .timestamp(seconds: seconds, increment: increment)
         case BSON_TYPE_BINARY: return .unsupported(typeName: "binary")
         case BSON_TYPE_REGEX: return .unsupported(typeName: "regex")
         case BSON_TYPE_CODE, BSON_TYPE_CODEWSCOPE: return .unsupported(typeName: "javascript")

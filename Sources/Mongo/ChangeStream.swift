@@ -58,13 +58,14 @@ public final class ChangeStream {
             mongoc_client_pool_push(pool.pool, client)
             throw MongoError(kind: .server, message: "cannot open change stream")
         }
-        stream = made
         var error = bson_error_t()
-        if mongoc_change_stream_error_document(stream, &error, nil) {
-            mongoc_change_stream_destroy(stream)
+        if mongoc_change_stream_error_document(made, &error, nil) {
+            mongoc_change_stream_destroy(made)
             mongoc_client_pool_push(pool.pool, client)
             throw MongoError.from(error)
         }
+        // Assigned last: a throwing init with every property set would run deinit and free twice.
+        stream = made
     }
 
     deinit {

@@ -50,6 +50,7 @@ public enum JSON {
         case .string(let s): writeString(s, to: &out)
         case .date(let ms): writeString(Timestamps.iso8601(milliseconds: ms), to: &out)
         case .objectId(let oid): writeString(oid.description, to: &out)
+        case .timestamp(let s, let i): out += "{\"$timestamp\":{\"t\":\(s),\"i\":\(i)}}"
         case .unsupported(let name): writeString("<\(name)>", to: &out)
         case .array(let items):
             out += "["

@@ -159,6 +159,7 @@ public struct RowMapper: Sendable {
         case .document: "document"
         case .array: "array"
         case .objectId: "objectId"
+        case .timestamp: "timestamp"
         case .unsupported(let name): name
         }
     }

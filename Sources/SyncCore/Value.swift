@@ -16,6 +16,8 @@ public enum Value: Sendable, Hashable {
     case document(Document)
     case array([Value])
     case objectId(ObjectID)
+    /// BSON's internal timestamp (a cluster time): seconds and an ordinal within the second.
+    case timestamp(seconds: UInt32, increment: UInt32)
     /// A BSON value with no column equivalent, kept as canonical extended JSON for messages.
     case unsupported(typeName: String)
 }

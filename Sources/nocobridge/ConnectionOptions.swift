@@ -29,6 +29,9 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("column-types"), help: "table.column=multiselect|json,… for text columns (env SYNC_COLUMN_TYPES).")
     var columnTypes: String?
 
+    @Option(name: .customLong("policy"), help: "source_priority | last_write_wins | field_merge (env SYNC_CONFLICT_POLICY).")
+    var policy: String?
+
     func configuration(requireMongo: Bool = true) throws -> BridgeConfiguration {
         let env = ProcessInfo.processInfo.environment
         func setting(_ flag: String?, _ name: String) -> String? {
@@ -75,6 +78,23 @@ struct ConnectionOptions: ParsableArguments {
             config.batchSize = b
         } else if let raw = env["SYNC_BATCH_SIZE"], !raw.isEmpty {
             throw ConfigurationError(setting: "SYNC_BATCH_SIZE", message: "\"\(raw)\" is not a number")
+        }
+        if let p = setting(policy, "SYNC_CONFLICT_POLICY") {
+            guard let rule = ConflictPolicy.Rule(rawValue: p) else {
+                throw ConfigurationError(setting: "SYNC_CONFLICT_POLICY",
+                                         message: "\"\(p)\" is not source_priority, last_write_wins or field_merge")
+            }
+            config.policy.rule = rule
+        }
+        for (name, keyPath) in [("SYNC_PRIORITY_NOCO", \ConflictPolicy.nocodbPriority), ("SYNC_PRIORITY_MONGO", \ConflictPolicy.mongoPriority)] {
+            guard let raw = env[name], !raw.isEmpty else { continue }
+            guard let value = Int(raw) else {
+                throw ConfigurationError(setting: name, message: "\"\(raw)\" is not a whole number")
+            }
+            config.policy[keyPath: keyPath] = value
+        }
+        if let raw = env["SYNC_PRE_IMAGES"], !raw.isEmpty {
+            config.usePreImages = ["1", "true", "yes"].contains(raw.lowercased())
         }
         if let kinds = setting(columnTypes, "SYNC_COLUMN_TYPES") {
             config.columnKinds = try BridgeConfiguration.parseColumnKinds(kinds)

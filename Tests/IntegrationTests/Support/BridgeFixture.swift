@@ -101,6 +101,30 @@ final class BridgeFixture: @unchecked Sendable {
         RunningPipeline(configuration: configuration, mongo: mongo)
     }
 
+    /// Starts both directions in this process.
+    func startBridge(policy: ConflictPolicy = ConflictPolicy()) -> RunningBridge {
+        var config = configuration
+        config.policy = policy
+        return RunningBridge(configuration: config, mongo: mongo)
+    }
+
+    func mongoWrite(_ body: (MongoClient) throws(MongoError) -> Void) throws {
+        try mongo.withClient { (client: MongoClient) throws(MongoError) in try body(client) }
+    }
+
+    /// Watches a collection so a test can count the writes that reach it.
+    func watch(_ collection: String) throws -> ChangeStream {
+        var options = ChangeStreamOptions()
+        options.maxAwaitMilliseconds = 50
+        options.fullDocumentUpdateLookup = false
+        return try mongo.watch(collection: collection, options: options)
+    }
+
+    /// `xmin` of a row: it changes with every write to the row.
+    func xmin(_ table: String, key: String) throws -> String? {
+        try sql("SELECT xmin::text FROM \(self.table(table)) WHERE \"externalId\" = $1", [key]).rows.first?[0]
+    }
+
     /// Environment for running the `nocobridge` binary against this fixture.
     var environment: [String: String] {
         var env = ProcessInfo.processInfo.environment
@@ -136,6 +160,38 @@ final class RunningPipeline: Sendable {
         stop.stop()
         done.wait()
     }
+}
+
+/// Both pipelines on their own threads, as `nocobridge run` runs them.
+final class RunningBridge: Sendable {
+    let stop = StopSignal()
+    let toMongo = PipelineStatistics()
+    let toNocoDB = PipelineStatistics()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(configuration: BridgeConfiguration, mongo: MongoClientPool) {
+        let a = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toMongo)
+        let b = ToNocoDBPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toNocoDB)
+        let done = self.done
+        Thread { a.run(); done.signal() }.start()
+        Thread { _ = try? b.run(); done.signal() }.start()
+    }
+
+    func shutdown() {
+        stop.stop()
+        done.wait()
+        done.wait()
+    }
+}
+
+/// Counts events on a change stream until none arrived for `quietMilliseconds`.
+func countEvents(_ stream: ChangeStream, quietMilliseconds: Int = 600) throws -> [Document] {
+    var events: [Document] = []
+    var lastEvent = Date()
+    while Date().timeIntervalSince(lastEvent) * 1000 < Double(quietMilliseconds) {
+        if let e = try stream.next() { events.append(e); lastEvent = Date() }
+    }
+    return events
 }
 
 /// A `nocobridge` child process.
@@ -174,8 +230,14 @@ final class BridgeProcess: @unchecked Sendable {
 }
 
 /// Runs the CLI to completion and returns its exit code and combined output.
-func runCLI(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
+func runCLI(_ arguments: [String], environment: [String: String], timeoutSeconds: Double = 60) throws -> (status: Int32, output: String) {
     let p = try BridgeProcess(arguments: arguments, environment: environment)
-    let status = p.wait()
-    return (status, p.log)
+    let deadline = Date().addingTimeInterval(timeoutSeconds)
+    while p.process.isRunning && Date() < deadline { usleep(20_000) }
+    if p.process.isRunning {
+        p.kill(SIGKILL)
+        p.wait()
+        throw SetupError("nocobridge \(arguments.joined(separator: " ")) did not exit within \(timeoutSeconds) s; output: \(p.log)")
+    }
+    return (p.wait(), p.log)
 }

@@ -1,0 +1,281 @@
+import Foundation
+import Logging
+import Mongo
+import Postgres
+import SyncCore
+
+/// MongoDB → NocoDB: capture (change stream) → resolve (conflict policy against the agreed
+/// state) → apply (set-based writes to the table) → checkpoint (the resume token, committed in
+/// the same transaction as the writes, so a crash neither loses nor double-applies).
+public final class ToNocoDBPipeline: Sendable {
+    private let configuration: BridgeConfiguration
+    private let logger: Logger
+    private let stop: StopSignal
+    private let mongo: MongoClientPool
+    public let statistics: PipelineStatistics
+
+    /// The stored stream position is unusable (history lost, invalid token): streaming from
+    /// anywhere else would leave a silent gap, so the bridge stops and asks for a resync.
+    public struct HistoryLost: Error, CustomStringConvertible {
+        public let code: Int32
+        public let message: String
+        public var description: String {
+            "the stored MongoDB change stream position is no longer usable (error \(code): \(message)); changes may have been missed: run `nocobridge resync`, then start the bridge again"
+        }
+    }
+
+    public init(configuration: BridgeConfiguration, mongo: MongoClientPool, stop: StopSignal, logger: Logger,
+                statistics: PipelineStatistics = PipelineStatistics()) {
+        self.configuration = configuration
+        self.mongo = mongo
+        self.stop = stop
+        self.logger = logger
+        self.statistics = statistics
+    }
+
+    public var streamName: String { Self.streamName(database: configuration.mongoDatabase) }
+
+    public static func streamName(database: String) -> String { "mongo:" + database }
+
+    /// Blocks until stopped; reconnects with backoff. Throws only `HistoryLost`.
+    public func run() throws {
+        var backoff = Backoff(baseMilliseconds: configuration.reconnectBaseMilliseconds,
+                              maxMilliseconds: configuration.reconnectMaxMilliseconds)
+        while !stop.isStopped {
+            do {
+                try runConnected(onConnected: { backoff.reset() })
+            } catch let error as HistoryLost {
+                statistics.recordError(error.description)
+                logger.critical("to-nocodb stream cannot resume", metadata: ["error": "\(error)"])
+                throw error
+            } catch {
+                statistics.recordError("\(error)")
+                let delay = backoff.next()
+                logger.warning("to-nocodb pipeline interrupted; retrying", metadata: [
+                    "error": "\(error)", "retry.in_ms": "\(delay)",
+                ])
+                stop.sleep(milliseconds: delay)
+            }
+        }
+        logger.info("to-nocodb pipeline stopped")
+    }
+
+    private func runConnected(onConnected: () -> Void) throws {
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-nocodb")
+        let shapes = try configuration.tables.map {
+            try TableCatalog.shape(of: $0, on: connection, columnKinds: configuration.columnKinds)
+        }
+        let synchronizers = Dictionary(uniqueKeysWithValues: shapes.map {
+            ($0.mapping.collection, RecordSynchronizer(shape: $0, policy: configuration.policy))
+        })
+        let token = try PositionStore.load(streamName, on: connection)
+        var options = ChangeStreamOptions()
+        options.resumeToken = token
+        options.fullDocumentBeforeChange = configuration.usePreImages
+        options.pipeline = [["$match": .document([
+            "ns.coll": .document(["$in": .array(configuration.tables.map { .string($0.collection) })]),
+            "operationType": .document(["$in": .array(["insert", "update", "replace", "delete"].map(Value.string))]),
+        ])]]
+        let stream = try openStream(options: options, resuming: token != nil)
+        let queue = ChangeEventQueue(capacity: max(configuration.batchSize * 4, 1000))
+        let readerStop = StopSignal()
+        let readerDone = DispatchSemaphore(value: 0)
+        let reader = StreamReader(stream: stream)
+        let readerThread = Thread { [stop] in
+            reader.run(into: queue, stop: readerStop, outer: stop)
+            readerDone.signal()
+        }
+        readerThread.name = "nocobridge-stream-reader"
+        readerThread.start()
+        defer {
+            readerStop.stop()
+            readerDone.wait()
+        }
+        onConnected()
+        statistics.setConnected(true)
+        defer { statistics.setConnected(false) }
+        logger.info("to-nocodb pipeline running", metadata: ["resumed": "\(token != nil)"])
+        while !stop.isStopped {
+            let items = queue.take(limit: configuration.batchSize, timeoutMilliseconds: configuration.idleSweepMilliseconds, stop: stop)
+            guard !items.isEmpty else { continue }
+            var events: [Document] = []
+            var lastToken: [UInt8]?
+            for item in items {
+                switch item {
+                case .event(let box, let token):
+                    events.append(box.document)
+                    if let token { lastToken = token }
+                case .idle(let token):
+                    lastToken = token
+                case .failed(let error):
+                    if token != nil, ResumeFailure.isHistoryLost(code: error.code) {
+                        throw HistoryLost(code: error.code, message: error.message)
+                    }
+                    try process(events, token: lastToken, synchronizers: synchronizers, connection: connection)
+                    throw error
+                }
+            }
+            try process(events, token: lastToken, synchronizers: synchronizers, connection: connection)
+        }
+    }
+
+    private func openStream(options: ChangeStreamOptions, resuming: Bool) throws -> ChangeStream {
+        do {
+            return try mongo.watch(collection: nil, options: options)
+        } catch {
+            if resuming && ResumeFailure.isHistoryLost(code: error.code) {
+                throw HistoryLost(code: error.code, message: error.message)
+            }
+            throw error
+        }
+    }
+
+    /// One batch: every event's record resolved and written, then the position, in one transaction.
+    func process(_ events: [Document], token: [UInt8]?, synchronizers: [String: RecordSynchronizer],
+                 connection: PostgresConnection) throws {
+        guard !events.isEmpty || token != nil else { return }
+        let started = wallClockMilliseconds()
+        var byCollection: [String: [Document]] = [:]
+        var order: [String] = []
+        for event in events {
+            guard case .document(let ns)? = event["ns"], case .string(let coll)? = ns["coll"] else { continue }
+            if byCollection[coll] == nil { order.append(coll) }
+            byCollection[coll, default: []].append(event)
+        }
+        var totals = RecordSynchronizer.Outcome()
+        try connection.transaction {
+            try connection.query("SET LOCAL nocobridge.origin = 'bridge'")
+            for coll in order {
+                guard let sync = synchronizers[coll], let batch = byCollection[coll] else { continue }
+                let outcome = try processCollection(batch, synchronizer: sync, connection: connection)
+                totals.mongoWrites += outcome.mongoWrites
+                totals.nocodbWrites += outcome.nocodbWrites
+                totals.conflicts += outcome.conflicts
+                totals.rejections += outcome.rejections
+                statistics.recordBatch(table: sync.writer.shape.mapping.qualifiedName, changes: batch.count,
+                                       writes: outcome.mongoWrites + outcome.nocodbWrites,
+                                       rejected: outcome.rejections.count, conflicts: outcome.conflicts,
+                                       lagMilliseconds: Self.eventTime(batch.first!).map { started - $0 })
+            }
+            if let token { try PositionStore.save(streamName, position: token, on: connection) }
+        }
+        if !events.isEmpty {
+            logger.info("batch applied", metadata: [
+                "direction": "to-nocodb", "events": "\(events.count)", "nocodb_writes": "\(totals.nocodbWrites)",
+                "mongo_writes": "\(totals.mongoWrites)", "conflicts": "\(totals.conflicts)",
+                "dead_letters": "\(totals.rejections.count)",
+                "lag_ms": "\(Self.eventTime(events[0]).map { started - $0 } ?? 0)",
+            ])
+        }
+    }
+
+    private func processCollection(_ events: [Document], synchronizer: RecordSynchronizer,
+                                   connection: PostgresConnection) throws -> RecordSynchronizer.Outcome {
+        let collection = synchronizer.collection
+        // Deletes carry only _id: find their keys (pre-image, else the key map).
+        var unknownIDs: [Value] = []
+        for event in events where Self.key(of: event) == nil {
+            if case .document(let dk)? = event["documentKey"], let id = dk["_id"] { unknownIDs.append(id) }
+        }
+        let mapped = try synchronizer.store.keys(forMongoIDs: unknownIDs, on: connection)
+        var hints: [String: RecordSynchronizer.Hint] = [:]
+        var order: [String] = []
+        var writeBacks: [BulkWrite] = []
+        var unresolved = 0
+        for event in events {
+            let at = Self.eventTime(event) ?? wallClockMilliseconds()
+            var key = Self.key(of: event)
+            var documentWithoutKey: Document?
+            let id: Value? = if case .document(let dk)? = event["documentKey"] { dk["_id"] } else { nil }
+            if key == nil, let id { key = mapped[id] }
+            if key == nil, case .document(var full)? = event["fullDocument"], let id {
+                // Inserted without externalId: derive one from _id and write it back once.
+                let derived = RecordCodec.derivedKey(from: id)
+                key = derived
+                full[RowMapper.keyField] = .string(derived)
+                documentWithoutKey = full
+                writeBacks.append(.updateOne(filter: ["_id": id, RowMapper.keyField: .document(["$exists": .bool(false)])],
+                                             update: ["$set": .document([RowMapper.keyField: .string(derived)])], upsert: false))
+            }
+            guard let key else {
+                unresolved += 1
+                logger.warning("change event for a document the bridge never saw; nothing to apply", metadata: [
+                    "collection": "\(collection)", "operation": "\(event["operationType"].map { JSON.serialize($0) } ?? "-")",
+                ])
+                continue
+            }
+            if var existing = hints[key] {
+                existing.changedAt = max(existing.changedAt, at)
+                if documentWithoutKey != nil { existing.documentWithoutKey = documentWithoutKey }
+                hints[key] = existing
+            } else {
+                order.append(key)
+                hints[key] = RecordSynchronizer.Hint(key: key, changedAt: at, documentWithoutKey: documentWithoutKey)
+            }
+        }
+        let outcome = try synchronizer.synchronize(changed: .mongo, hints: order.compactMap { hints[$0] },
+                                                   extraMongoWrites: writeBacks, connection: connection, mongo: mongo)
+        if !outcome.rejections.isEmpty {
+            let name = configuration.mongoDatabase + "." + collection
+            for r in outcome.rejections {
+                logger.error("change sent to dead letters", metadata: [
+                    "collection": "\(name)", "table": "\(synchronizer.writer.shape.mapping.qualifiedName)",
+                    "key": "\(r.key)", "field": "\(r.field ?? "-")", "error": "\(r.reason)",
+                ])
+            }
+            try connection.query("""
+                INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
+                SELECT 'to-nocodb', $1, k, f, e, 'U', p::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, f, e, p)
+                """, [name, PostgresConnection.arrayLiteral(outcome.rejections.map(\.key)),
+                      PostgresConnection.arrayLiteral(outcome.rejections.map(\.field)),
+                      PostgresConnection.arrayLiteral(outcome.rejections.map(\.reason)),
+                      PostgresConnection.arrayLiteral(outcome.rejections.map(\.payload))])
+        }
+        return outcome
+    }
+
+    /// `externalId` from the event's document or pre-image.
+    static func key(of event: Document) -> String? {
+        for field in ["fullDocument", "fullDocumentBeforeChange"] {
+            if case .document(let doc)? = event[field], case .string(let key)? = doc[RowMapper.keyField], !key.isEmpty {
+                return key
+            }
+        }
+        return nil
+    }
+
+    /// The event's wall time (MongoDB 6+), else its cluster time's seconds.
+    static func eventTime(_ event: Document) -> Int64? {
+        if case .date(let ms)? = event["wallTime"] { return ms }
+        if case .timestamp(let seconds, _)? = event["clusterTime"] { return Int64(seconds) * 1000 }
+        return nil
+    }
+}
+
+/// Owns the change stream on the reader thread (libmongoc clients are single-threaded).
+final class StreamReader: @unchecked Sendable {
+    // @unchecked: the stream is touched only by the reader thread after construction; the
+    // constructing thread hands it over and never uses it again.
+    private let stream: ChangeStream
+
+    init(stream: ChangeStream) {
+        self.stream = stream
+    }
+
+    func run(into queue: ChangeEventQueue, stop: StopSignal, outer: StopSignal) {
+        var lastIdleToken: [UInt8]?
+        while !stop.isStopped && !outer.isStopped {
+            do {
+                if let event = try stream.next() {
+                    queue.push(.event(EventBox(document: event), token: stream.resumeToken), stop: stop)
+                } else if let token = stream.resumeToken, token != lastIdleToken {
+                    lastIdleToken = token
+                    queue.push(.idle(token: token), stop: stop)
+                }
+            } catch {
+                queue.push(.failed(error), stop: stop)
+                return
+            }
+        }
+    }
+}
