@@ -42,6 +42,22 @@ public struct RecordSynchronizer: Sendable {
         public var mongoWrites = 0
         public var conflicts = 0
         public var rejections: [(key: String, field: String?, reason: String, payload: String?)] = []
+        /// Where the batch's time went (ms): locks and PostgreSQL reads, MongoDB reads,
+        /// MongoDB writes, PostgreSQL writes and state.
+        public var timings = StageTimings()
+    }
+
+    public struct StageTimings: Sendable {
+        public var postgresRead = 0.0, mongoRead = 0.0, mongoWrite = 0.0, postgresWrite = 0.0
+
+        public static func += (a: inout StageTimings, b: StageTimings) {
+            a.postgresRead += b.postgresRead; a.mongoRead += b.mongoRead
+            a.mongoWrite += b.mongoWrite; a.postgresWrite += b.postgresWrite
+        }
+
+        public var summary: String {
+            "pg_read=\(Int(postgresRead)) mongo_read=\(Int(mongoRead)) mongo_write=\(Int(mongoWrite)) pg_write=\(Int(postgresWrite))"
+        }
     }
 
     /// Runs inside the caller's transaction, which must have marked itself as the bridge
@@ -51,15 +67,24 @@ public struct RecordSynchronizer: Sendable {
         var outcome = Outcome()
         let keys = hints.map(\.key)
         guard !keys.isEmpty else { return outcome }
+        var clock = ContinuousClock.now
+        func lap() -> Double {
+            let now = ContinuousClock.now
+            defer { clock = now }
+            let d = now - clock
+            return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        }
         try store.lock(keys, on: connection)
         let agreed = try store.agreedStates(keys, on: connection)
         let rows = try writer.rows(for: keys, on: connection)
+        outcome.timings.postgresRead = lap()
         var documents: [String: Document] = [:]
         let found = try mongo.withClient { (client: MongoClient) throws(MongoError) in
             try client.find([RowMapper.keyField: .document(["$in": .array(keys.map(Value.string))])], collection: collection)
         }
         for doc in found { if case .string(let k)? = doc[RowMapper.keyField] { documents[k] = doc } }
         var seenIDs: [(id: Value, key: String)] = []
+        outcome.timings.mongoRead = lap()
 
         var mongoWrites = extraMongoWrites
         var mongoWriteKeys: [String?] = Array(repeating: nil, count: extraMongoWrites.count)
@@ -98,7 +123,15 @@ public struct RecordSynchronizer: Sendable {
                 case .present(let fields, let at):
                     do {
                         let set = try writer.codec.mongoFields(key: key, fields: fields, at: at, source: .nocodb, version: row?.version)
-                        mongoWrites.append(.updateOne(filter: [RowMapper.keyField: .string(key)], update: ["$set": .document(set)], upsert: true))
+                        // A record MongoDB does not have is inserted (about twice as fast as an
+                        // upsert); an existing one gets `$set`, so fields only MongoDB has survive.
+                        if doc == nil {
+                            var inserted = Document([("_id", .objectId(.generate()))])
+                            inserted.fields += set.fields
+                            mongoWrites.append(.insertOne(inserted))
+                        } else {
+                            mongoWrites.append(.updateOne(filter: [RowMapper.keyField: .string(key)], update: ["$set": .document(set)], upsert: true))
+                        }
                     } catch {
                         outcome.rejections.append((key, error.field, error.reason, nil))
                         continue
@@ -118,9 +151,32 @@ public struct RecordSynchronizer: Sendable {
             if let conflict = resolution.conflict { conflicts.append((key, nocodb, mongoState, conflict)) }
         }
 
+        _ = lap()
         if !mongoWrites.isEmpty {
-            let result = try mongo.withClient { (client: MongoClient) throws(MongoError) in
+            var result = try mongo.withClient { (client: MongoClient) throws(MongoError) in
                 try client.bulkWrite(mongoWrites, collection: collection)
+            }
+            // An app inserted the same key between our read and our insert: update it instead.
+            let raced = result.writeErrors.filter { error in
+                if error.code == 11000, case .insertOne = mongoWrites[error.index] { return true }
+                return false
+            }
+            if !raced.isEmpty {
+                let retries: [BulkWrite] = raced.map { error in
+                    guard case .insertOne(let doc) = mongoWrites[error.index], case .string(let key)? = doc[RowMapper.keyField] else {
+                        return mongoWrites[error.index]
+                    }
+                    return .updateOne(filter: [RowMapper.keyField: .string(key)], update: ["$set": .document(doc)], upsert: true)
+                }
+                let retried = try mongo.withClient { (client: MongoClient) throws(MongoError) in
+                    try client.bulkWrite(retries, collection: collection)
+                }
+                let racedIndexes = Set(raced.map(\.index))
+                result.writeErrors.removeAll { racedIndexes.contains($0.index) }
+                for e in retried.writeErrors { result.writeErrors.append((raced[e.index].index, e.code, e.message)) }
+            }
+            for (index, write) in mongoWrites.enumerated() {
+                if case .insertOne(let doc) = write, let id = doc["_id"], let key = mongoWriteKeys[index] { seenIDs.append((id, key)) }
             }
             for error in result.writeErrors {
                 guard let key = mongoWriteKeys[error.index] else {
@@ -137,6 +193,7 @@ public struct RecordSynchronizer: Sendable {
             }
             outcome.mongoWrites = mongoWrites.count - result.writeErrors.count
         }
+        outcome.timings.mongoWrite = lap()
         try writer.upsert(nocodbUpserts, source: .mongo, on: connection)
         try writer.delete(nocodbDeletes, source: .mongo, on: connection)
         outcome.nocodbWrites = nocodbUpserts.count + nocodbDeletes.count
@@ -144,6 +201,7 @@ public struct RecordSynchronizer: Sendable {
         try store.logConflicts(conflicts, on: connection)
         try store.saveKeys(seenIDs, on: connection)
         outcome.conflicts = conflicts.count
+        outcome.timings.postgresWrite = lap()
         return outcome
     }
 }

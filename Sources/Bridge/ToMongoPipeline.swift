@@ -110,6 +110,7 @@ public final class ToMongoPipeline: Sendable {
             "direction": "to-mongo", "table": "\(mapping.qualifiedName)", "changes": "\(batch.changes.count)",
             "mongo_writes": "\(outcome.mongoWrites)", "nocodb_writes": "\(outcome.nocodbWrites)",
             "conflicts": "\(outcome.conflicts)", "dead_letters": "\(rejections.count)", "lag_ms": "\(lag ?? 0)",
+            "stages_ms": "\(outcome.timings.summary)",
         ])
         return batch.changes.count
     }

@@ -222,3 +222,13 @@ public enum BSONBytes {
         BSONBox(bytes: bytes)?.document()
     }
 }
+
+extension ObjectID {
+    /// A new ObjectId from libbson (time, process-unique value, counter), so a document's
+    /// `_id` is known before it is inserted.
+    public static func generate() -> ObjectID {
+        var oid = bson_oid_t()
+        bson_oid_init(&oid, nil)
+        return ObjectID(bytes: withUnsafeBytes(of: oid.bytes) { Array($0) })!
+    }
+}
