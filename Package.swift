@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "nocobridge", targets: ["nocobridge"]),
+        .executable(name: "nocobridge-bench", targets: ["nocobridge-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,6 +37,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // Benchmark: raw database baselines and the bridge measured in the same run.
+        .executableTarget(
+            name: "nocobridge-bench",
+            dependencies: ["Bridge", "SyncCore", "Postgres", "Mongo", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore"]),
         .testTarget(

@@ -41,6 +41,8 @@ public struct RecordSynchronizer: Sendable {
         public var nocodbWrites = 0
         public var mongoWrites = 0
         public var conflicts = 0
+        /// Events recognised as the bridge's own writes coming back.
+        public var echoes = 0
         public var rejections: [(key: String, field: String?, reason: String, payload: String?)] = []
         /// Where the batch's time went (ms): locks and PostgreSQL reads, MongoDB reads,
         /// MongoDB writes, PostgreSQL writes and state.

@@ -182,6 +182,7 @@ public final class ToNocoDBPipeline: Sendable {
         var order: [String] = []
         var writeBacks: [BulkWrite] = []
         var unresolved = 0
+        var latestDocument: [String: Document] = [:]
         for event in events {
             let at = Self.eventTime(event) ?? wallClockMilliseconds()
             var key = Self.key(of: event)
@@ -204,6 +205,7 @@ public final class ToNocoDBPipeline: Sendable {
                 ])
                 continue
             }
+            if case .document(let full)? = event["fullDocument"] { latestDocument[key] = full } else { latestDocument[key] = nil }
             if var existing = hints[key] {
                 existing.changedAt = max(existing.changedAt, at)
                 if documentWithoutKey != nil { existing.documentWithoutKey = documentWithoutKey }
@@ -213,8 +215,22 @@ public final class ToNocoDBPipeline: Sendable {
                 hints[key] = RecordSynchronizer.Hint(key: key, changedAt: at, documentWithoutKey: documentWithoutKey)
             }
         }
-        let outcome = try synchronizer.synchronize(changed: .mongo, hints: order.compactMap { hints[$0] },
+        // Echoes of the bridge's own writes are the common case: drop events whose document
+        // already equals the agreed state before taking locks or reading MongoDB. (A stale
+        // agreed state only sends an event down the full, locked path.)
+        let candidates = order.filter { hints[$0]?.documentWithoutKey == nil && latestDocument[$0] != nil }
+        let agreed = try synchronizer.store.agreedStates(candidates, on: connection)
+        var echoes = 0
+        for key in candidates {
+            guard let doc = latestDocument[key], let known = agreed[key],
+                  let state = try? synchronizer.writer.codec.state(document: doc, fallbackAt: 0),
+                  state.sameContent(as: known) else { continue }
+            hints[key] = nil
+            echoes += 1
+        }
+        var outcome = try synchronizer.synchronize(changed: .mongo, hints: order.compactMap { hints[$0] },
                                                    extraMongoWrites: writeBacks, connection: connection, mongo: mongo)
+        outcome.echoes = echoes
         if !outcome.rejections.isEmpty {
             let name = configuration.mongoDatabase + "." + collection
             for r in outcome.rejections {
