@@ -70,8 +70,10 @@ public enum Timestamps {
         guard i == b.count else { throw .malformed(text) }
         let days = daysFromCivil(year: year, month: month, day: day)
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offsetSeconds)
-        let micro = seconds * 1_000_000 + Int64(micros)
-        return micro >= 0 ? micro / 1000 : -((-micro + 999) / 1000)
+        // Milliseconds directly: microseconds since 1970 overflow Int64 near PostgreSQL's
+        // upper limit (294276 AD). `micros` is never negative, so this truncates toward the
+        // earlier instant.
+        return seconds * 1000 + Int64(micros / 1000)
     }
 
     /// `YYYY-MM-DD HH:MM:SS.mmm[ BC]` in UTC, the text PostgreSQL reads back into `timestamp`.

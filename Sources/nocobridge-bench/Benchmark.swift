@@ -23,7 +23,16 @@ struct Benchmark {
         var catchUpRows: Int { quick ? 10000 : 100000 }
     }
 
-    static func main() throws {
+    static func main() {
+        do {
+            try runAll()
+        } catch {
+            log("failed: \(error)")
+            exit(1)
+        }
+    }
+
+    static func runAll() throws {
         let env = ProcessInfo.processInfo.environment
         let args = CommandLine.arguments
         guard let pg = env["PG_URL"], let mongo = env["MONGO_URL"] else {

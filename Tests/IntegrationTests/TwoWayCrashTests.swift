@@ -62,7 +62,7 @@ import Testing
         bridge.kill(SIGTERM)
         #expect(bridge.wait() == 0)
         let s = try snapshot()
-        #expect(s.nocodb.count > 3000)
+        #expect(s.nocodb.count > 2500)
         #expect(kills == 6)
         #expect(try f.deadLetters().rows.isEmpty)
     }
