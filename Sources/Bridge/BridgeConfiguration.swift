@@ -37,6 +37,8 @@ public struct BridgeConfiguration: Sendable {
     /// Delay before reconnecting after a connection failure, doubled up to the maximum.
     public var reconnectBaseMilliseconds: Int = 100
     public var reconnectMaxMilliseconds: Int = 5000
+    /// How often the restore-detection generation advances while running.
+    public var generationInterval: Duration = .seconds(300)
 
     public init(postgresURL: String, mongoURL: String, mongoDatabase: String, tables: [TableMapping]) {
         self.postgresURL = postgresURL

@@ -36,6 +36,7 @@ public struct BridgeService: Service {
         }
         let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
         try pool.ping()
+        try GenerationMarker().checkAndAdvance(connection: connection, mongo: pool)
     }
 
     public func run() async throws {

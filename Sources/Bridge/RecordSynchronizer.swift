@@ -37,6 +37,19 @@ public struct RecordSynchronizer: Sendable {
         }
     }
 
+    /// How each record is decided.
+    public enum Mode: Sendable, Equatable {
+        /// The conflict policy, for a change on this side (streaming).
+        case change(Side)
+        /// The conflict policy, taking as changed whichever side differs from the agreed state
+        /// (resync, where either or both sides may have moved). A side `restored` from a
+        /// backup did not change: where only it differs from the agreed state, what it lacks
+        /// or holds differently is restore loss, and the other side wins.
+        case reconcile(restored: Side?)
+        /// Make the other side equal to this one, whatever changed (resync with a direction).
+        case mirror(from: Side)
+    }
+
     public struct Outcome: Sendable {
         public var nocodbWrites = 0
         public var mongoWrites = 0
@@ -66,6 +79,12 @@ public struct RecordSynchronizer: Sendable {
     /// (`SET LOCAL nocobridge.origin = 'bridge'`).
     public func synchronize(changed: Side, hints: [Hint], extraMongoWrites: [BulkWrite] = [],
                             connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
+        try synchronize(mode: .change(changed), hints: hints, extraMongoWrites: extraMongoWrites, connection: connection, mongo: mongo)
+    }
+
+    public func synchronize(mode: Mode, hints: [Hint], extraMongoWrites: [BulkWrite] = [],
+                            connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
+        let changed: Side? = if case .change(let side) = mode { side } else { nil }
         var outcome = Outcome()
         let keys = hints.map(\.key)
         guard !keys.isEmpty else { return outcome }
@@ -103,23 +122,47 @@ public struct RecordSynchronizer: Sendable {
             let row = rows[key]
             let nocodb: RecordState, mongoState: RecordState
             do {
-                nocodb = try writer.state(of: row, fallbackAt: changed == .nocodb ? hint.changedAt : 0)
+                nocodb = try writer.state(of: row, fallbackAt: changed == .mongo ? 0 : hint.changedAt)
             } catch {
                 outcome.rejections.append((key, error.field, "NocoDB row: \(error.reason)", nil))
                 continue
             }
             do {
                 if let doc {
-                    mongoState = try writer.codec.state(document: doc, fallbackAt: changed == .mongo ? hint.changedAt : now)
+                    mongoState = try writer.codec.state(document: doc, fallbackAt: changed == .nocodb ? now : hint.changedAt)
                 } else {
-                    mongoState = .absent(at: changed == .mongo ? hint.changedAt : nil)
+                    mongoState = .absent(at: changed == .nocodb ? nil : hint.changedAt)
                 }
             } catch {
                 outcome.rejections.append((key, error.field, "MongoDB document: \(error.reason)", doc.map { JSON.serialize(.document($0)) }))
                 continue
             }
-            let resolution = ConflictResolver.resolve(changed: changed, nocodb: nocodb, mongo: mongoState,
-                                                      agreed: agreed[key], policy: policy)
+            let resolution: Resolution
+            switch mode {
+            case .change(let side):
+                resolution = ConflictResolver.resolve(changed: side, nocodb: nocodb, mongo: mongoState, agreed: agreed[key], policy: policy)
+            case .reconcile(let restored):
+                let base = agreed[key] ?? .absent(at: nil)
+                let restoredState = restored == .nocodb ? nocodb : mongoState
+                let otherState = restored == .nocodb ? mongoState : nocodb
+                if let restored, agreed[key] != nil, !restoredState.sameContent(as: base), otherState.sameContent(as: base) {
+                    var r = Resolution(agreed: otherState)
+                    if restored == .nocodb { r.writeNocoDB = otherState } else { r.writeMongo = otherState }
+                    resolution = r
+                } else {
+                    let side: Side = nocodb.sameContent(as: base) ? .mongo : .nocodb
+                    resolution = ConflictResolver.resolve(changed: side, nocodb: nocodb, mongo: mongoState, agreed: agreed[key], policy: policy)
+                }
+            case .mirror(let source):
+                let truth = source == .nocodb ? nocodb : mongoState
+                let other = source == .nocodb ? mongoState : nocodb
+                var r = Resolution()
+                if !other.sameContent(as: truth) {
+                    if source == .nocodb { r.writeMongo = truth } else { r.writeNocoDB = truth }
+                }
+                r.agreed = truth
+                resolution = r
+            }
             if let write = resolution.writeMongo {
                 switch write {
                 case .present(let fields, let at):

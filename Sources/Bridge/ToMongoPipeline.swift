@@ -59,7 +59,14 @@ public final class ToMongoPipeline: Sendable {
         defer { statistics.setConnected(false) }
         logger.info("to-mongo pipeline running", metadata: ["tables": "\(configuration.tables.map(\.qualifiedName))"])
         var dirty = Set(readers.indices)
+        var lastGeneration = ContinuousClock.now
         while !stop.isStopped {
+            // Advance the restore markers now and then, so a backup taken a while ago is
+            // recognised as behind.
+            if ContinuousClock.now - lastGeneration > configuration.generationInterval {
+                lastGeneration = ContinuousClock.now
+                try GenerationMarker().realign(connection: connection, mongo: mongo)
+            }
             var again = Set<Int>()
             for index in dirty.sorted() where !stop.isStopped {
                 let count = try processBatch(readers[index], synchronizer: synchronizers[index], connection: connection)

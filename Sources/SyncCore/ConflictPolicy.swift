@@ -93,6 +93,13 @@ public struct Resolution: Sendable, Equatable {
     }
 
     public static let nothing = Resolution()
+
+    public init(writeNocoDB: RecordState? = nil, writeMongo: RecordState? = nil, agreed: RecordState? = nil, conflict: Conflict? = nil) {
+        self.writeNocoDB = writeNocoDB
+        self.writeMongo = writeMongo
+        self.agreed = agreed
+        self.conflict = conflict
+    }
 }
 
 /// Three-way decision per record: the changed side's state, the other side's state and the

@@ -9,7 +9,7 @@ struct NocoBridgeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nocobridge",
         abstract: "Keeps NocoDB (PostgreSQL) and MongoDB in sync, both ways.",
-        subcommands: [Run.self, Install.self, Uninstall.self, SQL.self, Status.self]
+        subcommands: [Run.self, Install.self, Uninstall.self, ResyncCommand.self, SQL.self, Status.self]
     )
 }
 
@@ -41,18 +41,32 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var options: ConnectionOptions
 
+    @Option(help: "What to do when the stored MongoDB position is no longer usable: stop (default) or resync.")
+    var onHistoryLost: HistoryLostAction = .stop
+
+    enum HistoryLostAction: String, ExpressibleByArgument {
+        case stop, resync
+    }
+
     func run() async throws {
         try await runReporting {
             let config = try options.configuration()
             let logger = makeLogger("nocobridge")
-            let bridge = BridgeService(configuration: config, logger: logger)
-            try bridge.preflight()
-            let group = ServiceGroup(
-                services: [bridge],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
-            try await group.run()
+            while true {
+                let bridge = BridgeService(configuration: config, logger: logger)
+                try bridge.preflight()
+                let group = ServiceGroup(services: [bridge], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                do {
+                    try await group.run()
+                    return
+                } catch let lost as ToNocoDBPipeline.HistoryLost where onHistoryLost == .resync {
+                    logger.warning("MongoDB history lost; resyncing before streaming again", metadata: ["error": "\(lost)"])
+                    var resync = ResyncOptions()
+                    resync.resetStreamPosition = true
+                    let report = try Resync(configuration: config, options: resync, logger: logger, progress: progressPrinter()).run()
+                    FileHandle.standardError.write(Data(report.text().utf8))
+                }
+            }
         }
     }
 }

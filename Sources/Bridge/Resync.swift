@@ -1,0 +1,303 @@
+import Foundation
+import Logging
+import Mongo
+import Postgres
+import SyncCore
+
+public struct ResyncOptions: Sendable {
+    public var dryRun = false
+    /// `both`: the conflict policy against the agreed state and tombstones; `to-mongo` /
+    /// `to-nocodb`: make that side equal to the other.
+    public var direction: BridgeConfiguration.Direction = .both
+    /// Keys listed per category in the report.
+    public var sampleSize = 10
+    /// Store a MongoDB stream position taken before the scan even if the stored one still works.
+    public var resetStreamPosition = false
+    /// The side restored from a backup, if known: its differences from the agreed state are
+    /// restore loss, not edits.
+    public var restored: Side?
+
+    public init() {}
+}
+
+/// What a resync found and did, per table; also written as JSON for scripts.
+public struct ResyncReport: Sendable, Codable {
+    public struct Table: Sendable, Codable {
+        public var table: String
+        public var collection: String
+        public var onlyNocoDB = 0
+        public var onlyMongo = 0
+        public var equal = 0
+        public var different = 0
+        public var mongoWithoutKey = 0
+        public var duplicateKeysNocoDB: [String] = []
+        public var duplicateKeysMongo: [String] = []
+        public var unmappable = 0
+        public var samples: [String: [String]] = [:]
+        public var nocodbWrites = 0
+        public var mongoWrites = 0
+        public var conflicts = 0
+        public var rejected = 0
+        public var seconds = 0.0
+
+        var scanned: Int { onlyNocoDB + onlyMongo + equal + different + unmappable }
+    }
+
+    public var dryRun: Bool
+    public var direction: String
+    public var tables: [Table] = []
+    public var streamPositionReset = false
+
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self) + "\n"
+    }
+
+    public func text() -> String {
+        var lines = [dryRun ? "resync plan (dry run: nothing changed)" : "resync done (direction \(direction))"]
+        for t in tables {
+            lines.append("\(t.table) ⇄ \(t.collection): only in NocoDB \(t.onlyNocoDB), only in MongoDB \(t.onlyMongo), equal \(t.equal), different \(t.different)"
+                + (t.unmappable > 0 ? ", unmappable \(t.unmappable)" : "")
+                + (t.mongoWithoutKey > 0 ? ", MongoDB documents without externalId \(t.mongoWithoutKey)" : ""))
+            for category in ["onlyNocoDB", "onlyMongo", "different", "unmappable"] {
+                if let keys = t.samples[category], !keys.isEmpty { lines.append("  \(category): \(keys.joined(separator: ", "))") }
+            }
+            if !t.duplicateKeysNocoDB.isEmpty { lines.append("  DUPLICATE externalId in NocoDB (skipped): \(t.duplicateKeysNocoDB.joined(separator: ", "))") }
+            if !t.duplicateKeysMongo.isEmpty { lines.append("  DUPLICATE externalId in MongoDB (skipped): \(t.duplicateKeysMongo.joined(separator: ", "))") }
+            if !dryRun {
+                lines.append("  wrote \(t.nocodbWrites) to NocoDB, \(t.mongoWrites) to MongoDB; \(t.conflicts) conflicts, \(t.rejected) dead letters; \(String(format: "%.1f", t.seconds)) s")
+            }
+        }
+        if streamPositionReset { lines.append("MongoDB change stream position reset to the start of this resync") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Brings both sides to one agreed state after a restore (or at any time), keyed by
+/// `externalId`, with memory bounded by the batch size: both sides are read as sorted streams
+/// (a PostgreSQL cursor in one REPEATABLE READ snapshot, a MongoDB cursor sorted by key) and
+/// merged. Every key goes through the same locked decision as streaming, so a resync can run
+/// beside `nocobridge run`, be interrupted, and be run again.
+public struct Resync: Sendable {
+    public let configuration: BridgeConfiguration
+    public let options: ResyncOptions
+    public let logger: Logger
+    /// Receives progress lines (a bar on a terminal, plain lines otherwise).
+    public let progress: @Sendable (String) -> Void
+
+    public init(configuration: BridgeConfiguration, options: ResyncOptions, logger: Logger,
+                progress: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.configuration = configuration
+        self.options = options
+        self.logger = logger
+        self.progress = progress
+    }
+
+    public struct AlreadyRunning: Error, CustomStringConvertible {
+        public var description: String { "another resync is running on this database" }
+    }
+
+    public func run() throws -> ResyncReport {
+        let control = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync")
+        guard try control.query("SELECT pg_try_advisory_lock(hashtext('nocobridge.resync'))").rows[0][0] == "t" else {
+            throw AlreadyRunning()
+        }
+        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+        // The stream position is taken before any scan: every MongoDB write after it is
+        // delivered by the stream later, every write before it is in the scan.
+        let stream = ToNocoDBPipeline.streamName(database: configuration.mongoDatabase)
+        var startOptions = ChangeStreamOptions()
+        startOptions.maxAwaitMilliseconds = 50
+        let starter = try mongo.watch(collection: nil, options: startOptions)
+        var startToken = starter.resumeToken
+        if startToken == nil { _ = try starter.next(); startToken = starter.resumeToken }
+
+        let mode: RecordSynchronizer.Mode = switch options.direction {
+        case .both: .reconcile(restored: options.restored)
+        case .toMongo: .mirror(from: .nocodb)
+        case .toNocoDB: .mirror(from: .mongo)
+        }
+        var report = ResyncReport(dryRun: options.dryRun, direction: options.direction.rawValue)
+        for mapping in configuration.tables {
+            let shape = try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds)
+            report.tables.append(try resyncTable(shape: shape, mode: mode, mongo: mongo, control: control))
+        }
+        if !options.dryRun, let startToken {
+            let stored = try PositionStore.load(stream, on: control)
+            let usable = try stored.map { try positionUsable($0, mongo: mongo) } ?? false
+            if options.resetStreamPosition || !usable {
+                try PositionStore.save(stream, position: startToken, on: control)
+                report.streamPositionReset = true
+            }
+        }
+        if !options.dryRun { try GenerationMarker().realign(connection: control, mongo: mongo) }
+        try control.query("SELECT pg_advisory_unlock(hashtext('nocobridge.resync'))")
+        return report
+    }
+
+    private func positionUsable(_ token: [UInt8], mongo: MongoClientPool) throws -> Bool {
+        var o = ChangeStreamOptions()
+        o.resumeToken = token
+        o.maxAwaitMilliseconds = 10
+        do {
+            let s = try mongo.watch(collection: nil, options: o)
+            _ = try s.next()
+            return true
+        } catch {
+            if ResumeFailure.isHistoryLost(code: error.code) { return false }
+            throw error
+        }
+    }
+
+    private func resyncTable(shape: TableShape, mode: RecordSynchronizer.Mode, mongo: MongoClientPool,
+                             control: PostgresConnection) throws -> ResyncReport.Table {
+        let started = Date()
+        let mapping = shape.mapping
+        var t = ResyncReport.Table(table: mapping.qualifiedName, collection: mapping.collection)
+        let sync = RecordSynchronizer(shape: shape, policy: configuration.policy)
+        let writer = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync")
+        let batchSize = configuration.batchSize
+
+        // Documents an app inserted without a key get one first (as streaming would), so
+        // they take part in the sorted merge.
+        let unkeyedFilter: Document = [RowMapper.keyField: .document(["$not": .document(["$type": .string("string")])])]
+        t.mongoWithoutKey = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.count(unkeyedFilter, collection: mapping.collection) }
+        if !options.dryRun && t.mongoWithoutKey > 0 {
+            let cursor = try MongoCursor(pool: mongo, collection: mapping.collection, filter: unkeyedFilter, options: ["projection": .document(["_id": .int32(1)])])
+            var writes: [BulkWrite] = []
+            while let doc = try cursor.next() {
+                guard let id = doc["_id"] else { continue }
+                writes.append(.updateOne(filter: ["_id": id], update: ["$set": .document([RowMapper.keyField: .string(RecordCodec.derivedKey(from: id))])], upsert: false))
+                if writes.count >= batchSize { try flushWriteBacks(&writes, mongo: mongo, collection: mapping.collection) }
+            }
+            try flushWriteBacks(&writes, mongo: mongo, collection: mapping.collection)
+        }
+
+        let pgTotal = Int(try control.query("SELECT count(*) FROM \(PostgresConnection.quoteIdentifier(mapping.schema)).\(PostgresConnection.quoteIdentifier(mapping.table))").rows[0][0] ?? "0") ?? 0
+        let mongoTotal = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.count(collection: mapping.collection) }
+        let estimate = max(pgTotal, mongoTotal)
+
+        let scan = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync-scan")
+        try scan.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        let q = PostgresConnection.quoteIdentifier
+        let deleted = shape.hasSoftDelete ? "coalesce(\"__nc_deleted\", false)" : "false"
+        try scan.query("""
+            DECLARE nb_resync NO SCROLL CURSOR FOR
+            SELECT "externalId", \(deleted), \(shape.mapper.columns.map { q($0.name) }.joined(separator: ", "))
+            FROM \(q(mapping.schema)).\(q(mapping.table))
+            WHERE "externalId" IS NOT NULL AND "externalId" <> ''
+            ORDER BY "externalId" COLLATE "C"
+            """)
+        var pgRows: [[String?]] = []
+        var pgIndex = 0
+        var pgDone = false
+        func nextRow() throws -> [String?]? {
+            if pgIndex >= pgRows.count {
+                guard !pgDone else { return nil }
+                pgRows = try scan.query("FETCH \(batchSize) FROM nb_resync").rows
+                pgIndex = 0
+                if pgRows.isEmpty { pgDone = true; return nil }
+            }
+            defer { pgIndex += 1 }
+            return pgRows[pgIndex]
+        }
+        let cursor = try MongoCursor(pool: mongo, collection: mapping.collection,
+                                     filter: [RowMapper.keyField: .document(["$type": .string("string")])],
+                                     options: ["sort": .document([RowMapper.keyField: .int32(1)]), "batchSize": .int32(Int32(batchSize)), "allowDiskUse": .bool(true)])
+        var row = try nextRow()
+        var doc = try cursor.next()
+        var hints: [RecordSynchronizer.Hint] = []
+        var lastReport = Date()
+        func key(_ r: [String?]?) -> String? { r?[0] ?? nil }
+        func docKey(_ d: Document?) -> String? { if case .string(let k)? = d?[RowMapper.keyField] { return k }; return nil }
+        func sample(_ category: String, _ key: String) {
+            if t.samples[category, default: []].count < options.sampleSize { t.samples[category, default: []].append(key) }
+        }
+
+        while row != nil || doc != nil {
+            let pk = key(row), mk = docKey(doc)
+            let k: String
+            if let pk, let mk { k = Self.utf8Less(pk, mk) ? pk : mk } else { k = pk ?? mk! }
+            var rowsForKey: [[String?]] = []
+            var docsForKey: [Document] = []
+            while let r = row, key(r) == k { rowsForKey.append(r); row = try nextRow() }
+            while let d = doc, docKey(d) == k { docsForKey.append(d); doc = try cursor.next() }
+            if rowsForKey.count > 1 { t.duplicateKeysNocoDB.append(k); continue }
+            if docsForKey.count > 1 { t.duplicateKeysMongo.append(k); continue }
+            let live = rowsForKey.first.map { TableWriter.LiveRow(values: Array($0[2...]), deleted: $0[1] == "t", version: nil) }
+            do {
+                let n = try sync.writer.state(of: live, fallbackAt: 0)
+                let m = try docsForKey.first.map { try sync.writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
+                switch (n.isPresent, m.isPresent) {
+                case (true, false): t.onlyNocoDB += 1; sample("onlyNocoDB", k)
+                case (false, true): t.onlyMongo += 1; sample("onlyMongo", k)
+                case (false, false): t.equal += 1
+                case (true, true):
+                    if n.sameContent(as: m) { t.equal += 1 } else { t.different += 1; sample("different", k) }
+                }
+            } catch {
+                t.unmappable += 1
+                sample("unmappable", k)
+            }
+            if !options.dryRun {
+                hints.append(RecordSynchronizer.Hint(key: k, changedAt: wallClockMilliseconds()))
+                if hints.count >= batchSize { try apply(&hints, sync: sync, mode: mode, writer: writer, mongo: mongo, into: &t) }
+            }
+            if Date().timeIntervalSince(lastReport) >= 1 {
+                lastReport = Date()
+                let done = t.scanned
+                let rate = Double(done) / max(Date().timeIntervalSince(started), 0.001)
+                let eta = rate > 0 ? Double(max(estimate - done, 0)) / rate : 0
+                progress("\(mapping.table): \(done)/\(estimate) keys, \(Int(rate))/s, ETA \(Int(eta)) s")
+            }
+        }
+        if !options.dryRun { try apply(&hints, sync: sync, mode: mode, writer: writer, mongo: mongo, into: &t) }
+        try scan.query("COMMIT")
+        t.seconds = Date().timeIntervalSince(started)
+        logger.info("resync table done", metadata: [
+            "table": "\(mapping.qualifiedName)", "only_nocodb": "\(t.onlyNocoDB)", "only_mongo": "\(t.onlyMongo)",
+            "equal": "\(t.equal)", "different": "\(t.different)", "seconds": "\(String(format: "%.1f", t.seconds))",
+        ])
+        return t
+    }
+
+    private func apply(_ hints: inout [RecordSynchronizer.Hint], sync: RecordSynchronizer, mode: RecordSynchronizer.Mode,
+                       writer: PostgresConnection, mongo: MongoClientPool, into t: inout ResyncReport.Table) throws {
+        guard !hints.isEmpty else { return }
+        let batch = hints
+        hints.removeAll(keepingCapacity: true)
+        let outcome = try writer.transaction {
+            try writer.query("SET LOCAL nocobridge.origin = 'bridge'")
+            let outcome = try sync.synchronize(mode: mode, hints: batch, connection: writer, mongo: mongo)
+            if !outcome.rejections.isEmpty {
+                try writer.query("""
+                    INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
+                    SELECT 'resync', $1, k, f, e, 'U', p::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, f, e, p)
+                    """, [sync.writer.shape.mapping.qualifiedName,
+                          PostgresConnection.arrayLiteral(outcome.rejections.map(\.key)),
+                          PostgresConnection.arrayLiteral(outcome.rejections.map(\.field)),
+                          PostgresConnection.arrayLiteral(outcome.rejections.map(\.reason)),
+                          PostgresConnection.arrayLiteral(outcome.rejections.map(\.payload))])
+            }
+            return outcome
+        }
+        t.nocodbWrites += outcome.nocodbWrites
+        t.mongoWrites += outcome.mongoWrites
+        t.conflicts += outcome.conflicts
+        t.rejected += outcome.rejections.count
+    }
+
+    private func flushWriteBacks(_ writes: inout [BulkWrite], mongo: MongoClientPool, collection: String) throws {
+        guard !writes.isEmpty else { return }
+        let batch = writes
+        writes.removeAll(keepingCapacity: true)
+        _ = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.bulkWrite(batch, collection: collection) }
+    }
+
+    /// Byte order of UTF-8, which both PostgreSQL's "C" collation and MongoDB's default
+    /// string comparison use.
+    static func utf8Less(_ a: String, _ b: String) -> Bool {
+        a.utf8.lexicographicallyPrecedes(b.utf8)
+    }
+}
