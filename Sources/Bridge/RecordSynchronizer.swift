@@ -82,7 +82,9 @@ public struct RecordSynchronizer: Sendable {
         try synchronize(mode: .change(changed), hints: hints, extraMongoWrites: extraMongoWrites, connection: connection, mongo: mongo)
     }
 
-    public func synchronize(mode: Mode, hints: [Hint], extraMongoWrites: [BulkWrite] = [],
+    /// - Parameter contiguous: the hints are every key in a sorted key range (a resync batch),
+    ///   so MongoDB is read with one range query (`$in` over many keys is far slower on some servers).
+    public func synchronize(mode: Mode, hints: [Hint], extraMongoWrites: [BulkWrite] = [], contiguous: Bool = false,
                             connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
         let changed: Side? = if case .change(let side) = mode { side } else { nil }
         var outcome = Outcome()
@@ -100,9 +102,16 @@ public struct RecordSynchronizer: Sendable {
         let rows = try writer.rows(for: keys, on: connection)
         outcome.timings.postgresRead = lap()
         var documents: [String: Document] = [:]
-        let found = try mongo.withClient { (client: MongoClient) throws(MongoError) in
-            try client.find([RowMapper.keyField: .document(["$in": .array(keys.map(Value.string))])], collection: collection)
+        let filter: Document
+        if contiguous, keys.count > 1, let low = keys.min(by: Resync.utf8Less), let high = keys.max(by: Resync.utf8Less) {
+            filter = [RowMapper.keyField: .document(["$gte": .string(low), "$lte": .string(high)])]
+        } else {
+            filter = [RowMapper.keyField: .document(["$in": .array(keys.map(Value.string))])]
         }
+        let wanted = Set(keys)
+        let found = try mongo.withClient { (client: MongoClient) throws(MongoError) in
+            try client.find(filter, collection: collection)
+        }.filter { if case .string(let k)? = $0[RowMapper.keyField] { wanted.contains(k) } else { false } }
         for doc in found { if case .string(let k)? = doc[RowMapper.keyField] { documents[k] = doc } }
         var seenIDs: [(id: Value, key: String)] = []
         outcome.timings.mongoRead = lap()

@@ -39,6 +39,8 @@ public struct ResyncReport: Sendable, Codable {
         public var conflicts = 0
         public var rejected = 0
         public var seconds = 0.0
+        /// Milliseconds spent per stage of applying (PostgreSQL reads, MongoDB reads/writes, PostgreSQL writes).
+        public var stages: [String: Double] = [:]
 
         var scanned: Int { onlyNocoDB + onlyMongo + equal + different + unmappable }
     }
@@ -258,6 +260,7 @@ public struct Resync: Sendable {
         logger.info("resync table done", metadata: [
             "table": "\(mapping.qualifiedName)", "only_nocodb": "\(t.onlyNocoDB)", "only_mongo": "\(t.onlyMongo)",
             "equal": "\(t.equal)", "different": "\(t.different)", "seconds": "\(String(format: "%.1f", t.seconds))",
+            "stages_ms": "\(t.stages.mapValues { Int($0) })",
         ])
         return t
     }
@@ -269,7 +272,7 @@ public struct Resync: Sendable {
         hints.removeAll(keepingCapacity: true)
         let outcome = try writer.transaction {
             try writer.query("SET LOCAL nocobridge.origin = 'bridge'")
-            let outcome = try sync.synchronize(mode: mode, hints: batch, connection: writer, mongo: mongo)
+            let outcome = try sync.synchronize(mode: mode, hints: batch, contiguous: true, connection: writer, mongo: mongo)
             if !outcome.rejections.isEmpty {
                 try writer.query("""
                     INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
@@ -286,6 +289,10 @@ public struct Resync: Sendable {
         t.mongoWrites += outcome.mongoWrites
         t.conflicts += outcome.conflicts
         t.rejected += outcome.rejections.count
+        t.stages["postgres_read", default: 0] += outcome.timings.postgresRead
+        t.stages["mongo_read", default: 0] += outcome.timings.mongoRead
+        t.stages["mongo_write", default: 0] += outcome.timings.mongoWrite
+        t.stages["postgres_write", default: 0] += outcome.timings.postgresWrite
     }
 
     private func flushWriteBacks(_ writes: inout [BulkWrite], mongo: MongoClientPool, collection: String) throws {

@@ -21,6 +21,7 @@ struct Benchmark {
         var warmup: Int { quick ? 30 : 100 }
         var throughputRows: Int { quick ? 5000 : 20000 }
         var catchUpRows: Int { quick ? 10000 : 100000 }
+        var resyncRows: Int { quick ? 10000 : 100000 }
     }
 
     static func main() {
@@ -84,7 +85,7 @@ enum Report {
         }
         lines.append("  catch-up: \(num(bridge["catch_up_changes"])) changes drained in \(String(format: "%.1f", bridge["catch_up_seconds"] as? Double ?? .nan)) s = \(num(bridge["catch_up_per_s"])) /s (\(String(format: "%.0f%%", (bridge["catch_up_ratio"] as? Double ?? 0) * 100)) of raw bulk insert)")
         lines.append("  bridge peak RSS: \(String(format: "%.1f", bridge["peak_rss_mib"] as? Double ?? .nan)) MiB (after latency runs \(String(format: "%.1f", bridge["rss_after_latency_mib"] as? Double ?? .nan)) MiB, after catch-up \(String(format: "%.1f", bridge["rss_after_catch_up_mib"] as? Double ?? .nan)) MiB)")
-        lines.append("  resync: not measured (resync is not implemented yet)")
+        lines.append("  resync: \(num(bridge["resync_rows_per_side"])) rows per side, 10% different: \(String(format: "%.1f", bridge["resync_seconds"] as? Double ?? .nan)) s = \(num(bridge["resync_keys_per_s"])) keys/s = \(String(format: "%.0f%%", (bridge["resync_ratio_to_slower_scan"] as? Double ?? 0) * 100)) of the slower raw sorted scan (PostgreSQL \(num(bridge["raw_scan_pg_rows_per_s"])) rows/s, MongoDB \(num(bridge["raw_scan_mongo_docs_per_s"])) docs/s); peak RSS \(String(format: "%.1f", bridge["resync_peak_rss_mib"] as? Double ?? .nan)) MiB")
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -125,6 +125,66 @@ struct BridgeRuns {
         out["rss_after_catch_up_mib"] = currentRSS(pid: bridge.pid) ?? .nan
         out["peak_rss_mib"] = peakRSS(pid: bridge.pid) ?? .nan
         bridge.terminate()
+
+        // 5. Resync: N rows per side, 10% different, bridge stopped; the child `nocobridge
+        // resync` is timed and its peak RSS sampled; compared with a raw sorted scan of each side.
+        let n = settings.resyncRows
+        let waiters = "\"\(Self.schema)\".\"waiter_ops\""
+        try pg.execute(script: """
+            BEGIN; SET LOCAL nocobridge.origin = 'bridge';
+            INSERT INTO \(waiters) ("externalId", table_no, action, version) SELECT 'rs-' || lpad(g::text, 7, '0'), g, 'seat', 1 FROM generate_series(1, \(n)) g;
+            COMMIT;
+            """)
+        for start in stride(from: 1, through: n, by: 1000) {
+            var writes: [BulkWrite] = []
+            for g in start..<min(start + 1000, n + 1) {
+                let digits = String(g)
+                let key: String = "rs-" + String(repeating: "0", count: 7 - digits.count) + digits
+                let action: String = g % 10 == 0 ? "order" : "seat"
+                let doc: Document = ["externalId": .string(key), "table_no": .int64(Int64(g)), "action": .string(action)]
+                writes.append(.insertOne(doc))
+            }
+            _ = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.bulkWrite(writes, collection: "waiter_ops") }
+        }
+        let scanPG = nowMicros()
+        try pg.query("BEGIN")
+        try pg.query("DECLARE s NO SCROLL CURSOR FOR SELECT * FROM \(waiters) ORDER BY \"externalId\" COLLATE \"C\"")
+        var scanned = 0
+        while true {
+            let r = try pg.query("FETCH 1000 FROM s").rows.count
+            if r == 0 { break }
+            scanned += r
+        }
+        try pg.query("COMMIT")
+        let pgScanRate = Double(scanned) / ((nowMicros() - scanPG) / 1e6)
+        let scanMongo = nowMicros()
+        let cursor = try MongoCursor(pool: mongo, collection: "waiter_ops", filter: Document(),
+                                     options: ["sort": .document(["externalId": .int32(1)]), "batchSize": .int32(1000), "allowDiskUse": .bool(true)])
+        var docsScanned = 0
+        while try cursor.next() != nil { docsScanned += 1 }
+        let mongoScanRate = Double(docsScanned) / ((nowMicros() - scanMongo) / 1e6)
+        let r0 = nowMicros()
+        let resync = Process()
+        resync.executableURL = URL(fileURLWithPath: settings.bridgeBinary)
+        resync.arguments = ["resync", "--tables", "waiter_ops"]
+        resync.environment = env
+        resync.standardOutput = FileHandle.nullDevice
+        try resync.run()
+        var resyncPeak = 0.0
+        while resync.isRunning {
+            resyncPeak = max(resyncPeak, peakRSS(pid: resync.processIdentifier) ?? 0)
+            usleep(50_000)
+        }
+        let resyncSeconds = (nowMicros() - r0) / 1e6
+        let keys = Double(scanned)
+        out["resync_rows_per_side"] = keys
+        out["resync_seconds"] = resyncSeconds
+        out["resync_keys_per_s"] = keys / resyncSeconds
+        out["raw_scan_pg_rows_per_s"] = pgScanRate
+        out["raw_scan_mongo_docs_per_s"] = mongoScanRate
+        out["resync_ratio_to_slower_scan"] = keys / resyncSeconds / min(pgScanRate, mongoScanRate)
+        out["resync_peak_rss_mib"] = resyncPeak
+        out["resync_exit_status"] = Double(resync.terminationStatus)
         try mongo.withClient { (c: MongoClient) throws(MongoError) in _ = try c.runCommand(["dropDatabase": .int32(1)]) }
         try admin.query("DROP DATABASE IF EXISTS bench_bridge WITH (FORCE)")
         return out
