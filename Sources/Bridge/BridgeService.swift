@@ -42,7 +42,13 @@ public struct BridgeService: Service {
     public func run() async throws {
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
         let stop = StopSignal()
+        let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger)
         try await withGracefulShutdownHandler {
+            guard await leader.acquire(stop: stop) else {
+                leader.release()
+                return
+            }
+            defer { leader.release() }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 if configuration.direction.includesToMongo {
                     let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop,
@@ -65,6 +71,7 @@ public struct BridgeService: Service {
                 }
                 try await group.waitForAll()
             }
+            if leader.wasLost { throw LeaderLock.Lost() }
         } onGracefulShutdown: {
             stop.stop()
         }

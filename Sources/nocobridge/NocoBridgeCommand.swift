@@ -9,7 +9,7 @@ struct NocoBridgeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nocobridge",
         abstract: "Keeps NocoDB (PostgreSQL) and MongoDB in sync, both ways.",
-        subcommands: [Run.self, Install.self, Uninstall.self, ResyncCommand.self, SQL.self, Status.self]
+        subcommands: [Run.self, Install.self, Uninstall.self, ResyncCommand.self, DLQCommand.self, SQL.self, Status.self]
     )
 }
 
@@ -44,6 +44,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "What to do when the stored MongoDB position is no longer usable: stop (default) or resync.")
     var onHistoryLost: HistoryLostAction = .stop
 
+    @Option(help: "Seconds SIGTERM may take to finish the batch in flight before the bridge is cancelled.")
+    var shutdownTimeout: Int = 10
+
     enum HistoryLostAction: String, ExpressibleByArgument {
         case stop, resync
     }
@@ -55,7 +58,11 @@ struct Run: AsyncParsableCommand {
             while true {
                 let bridge = BridgeService(configuration: config, logger: logger)
                 try bridge.preflight()
-                let group = ServiceGroup(services: [bridge], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                var groupConfiguration = ServiceGroupConfiguration(services: [.init(service: bridge)], logger: logger)
+                groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
+                groupConfiguration.maximumGracefulShutdownDuration = .seconds(shutdownTimeout)
+                groupConfiguration.maximumCancellationDuration = .seconds(2)
+                let group = ServiceGroup(configuration: groupConfiguration)
                 do {
                     try await group.run()
                     return
