@@ -83,6 +83,23 @@ public struct Installer: Sendable {
         }
     }
 
+    /// Whether the collection has the bridge's unique key index (listIndexes).
+    public static func hasKeyIndex(collection: String, pool: MongoClientPool) throws(MongoError) -> Bool {
+        try pool.withClient { (client: MongoClient) throws(MongoError) -> Bool in
+            let reply: Document
+            do {
+                reply = try client.runCommand(["listIndexes": .string(collection)])
+            } catch let error as MongoError {
+                if error.code == 26 { return false }  // NamespaceNotFound: no collection yet.
+                throw error
+            } catch {
+                throw MongoError(kind: .server, message: "\(error)")
+            }
+            guard case .document(let cursor)? = reply["cursor"], case .array(let batch)? = cursor["firstBatch"] else { return false }
+            return batch.contains { if case .document(let index) = $0 { index["name"] == .string(mongoIndexName) } else { false } }
+        }
+    }
+
     /// Removes the triggers, functions, indexes and the `nocobridge` schema, and the MongoDB
     /// indexes the bridge created; nothing else.
     public func uninstall(dropMongoIndexes: Bool = true) throws {

@@ -13,10 +13,16 @@ public struct RecordSynchronizer: Sendable {
     public let store: SyncStateStore
     public let policy: ConflictPolicy
 
-    public init(shape: TableShape, policy: ConflictPolicy) {
+    /// Insert records the bridge never agreed on without reading MongoDB first; the unique
+    /// index refusing a duplicate sends just those keys down the full path. Only safe when the
+    /// collection has the bridge's unique index on `externalId`.
+    public let optimisticInserts: Bool
+
+    public init(shape: TableShape, policy: ConflictPolicy, optimisticInserts: Bool = false) {
         writer = TableWriter(shape: shape)
         store = SyncStateStore(collection: shape.mapping.collection)
         self.policy = policy
+        self.optimisticInserts = optimisticInserts
     }
 
     public var collection: String { store.collection }
@@ -86,6 +92,12 @@ public struct RecordSynchronizer: Sendable {
     ///   so MongoDB is read with one range query (`$in` over many keys is far slower on some servers).
     public func synchronize(mode: Mode, hints: [Hint], extraMongoWrites: [BulkWrite] = [], contiguous: Bool = false,
                             connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
+        try synchronize(mode: mode, hints: hints, extraMongoWrites: extraMongoWrites, contiguous: contiguous,
+                        optimistic: optimisticInserts, connection: connection, mongo: mongo)
+    }
+
+    private func synchronize(mode: Mode, hints: [Hint], extraMongoWrites: [BulkWrite], contiguous: Bool, optimistic: Bool,
+                             connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
         let changed: Side? = if case .change(let side) = mode { side } else { nil }
         var outcome = Outcome()
         let keys = hints.map(\.key)
@@ -100,6 +112,7 @@ public struct RecordSynchronizer: Sendable {
         try store.lock(keys, on: connection)
         let agreed = try store.agreedStates(keys, on: connection)
         let rows = try writer.rows(for: keys, on: connection)
+        let deleteTimes = changed == .nocodb ? [:] : try writer.pendingDeleteTimes(for: keys.filter { rows[$0] == nil }, on: connection)
         outcome.timings.postgresRead = lap()
         var documents: [String: Document] = [:]
         let filter: Document
@@ -108,12 +121,15 @@ public struct RecordSynchronizer: Sendable {
         } else {
             filter = [RowMapper.keyField: .document(["$in": .array(keys.map(Value.string))])]
         }
-        let wanted = Set(keys)
-        let found = try mongo.withClient { (client: MongoClient) throws(MongoError) in
+        // NocoDB-side changes to records never agreed on are new records: MongoDB is not read.
+        let unread: Set<String> = optimistic && mode == .change(.nocodb) ? Set(keys.filter { agreed[$0] == nil }) : []
+        let wanted = Set(keys).subtracting(unread)
+        let found = wanted.isEmpty ? [] : try mongo.withClient { (client: MongoClient) throws(MongoError) in
             try client.find(filter, collection: collection)
         }.filter { if case .string(let k)? = $0[RowMapper.keyField] { wanted.contains(k) } else { false } }
         for doc in found { if case .string(let k)? = doc[RowMapper.keyField] { documents[k] = doc } }
         var seenIDs: [(id: Value, key: String)] = []
+        var retry: [Hint] = []
         outcome.timings.mongoRead = lap()
 
         var mongoWrites = extraMongoWrites
@@ -131,7 +147,7 @@ public struct RecordSynchronizer: Sendable {
             let row = rows[key]
             let nocodb: RecordState, mongoState: RecordState
             do {
-                nocodb = try writer.state(of: row, fallbackAt: changed == .mongo ? 0 : hint.changedAt)
+                nocodb = try writer.state(of: row, fallbackAt: changed == .mongo ? deleteTimes[key] ?? 0 : hint.changedAt)
             } catch {
                 outcome.rejections.append((key, error.field, "NocoDB row: \(error.reason)", nil))
                 continue
@@ -201,7 +217,9 @@ public struct RecordSynchronizer: Sendable {
                 case .absent(let at): nocodbDeletes.append((key, at ?? now))
                 }
             }
-            if let state = resolution.agreed { newAgreed[key] = state }
+            // A tombstone always carries a time, so a later stale update can be refused; when the
+            // deletion time is unknown, the moment the bridge learned of it bounds it.
+            if let state = resolution.agreed { newAgreed[key] = state == .absent(at: nil) ? .absent(at: now) : state }
             if let conflict = resolution.conflict { conflicts.append((key, nocodb, mongoState, conflict)) }
         }
 
@@ -209,6 +227,19 @@ public struct RecordSynchronizer: Sendable {
         if !mongoWrites.isEmpty {
             var result = try mongo.withClient { (client: MongoClient) throws(MongoError) in
                 try client.bulkWrite(mongoWrites, collection: collection)
+            }
+            let failedIndexes = Set(result.writeErrors.map(\.index))
+            // Keys inserted without a read that MongoDB already has: decide them properly below.
+            let unreadDuplicates = result.writeErrors.filter { error in
+                guard error.code == 11000, let key = mongoWriteKeys[error.index] else { return false }
+                return unread.contains(key)
+            }
+            if !unreadDuplicates.isEmpty {
+                let keysAgain = Set(unreadDuplicates.compactMap { mongoWriteKeys[$0.index] })
+                let indexes = Set(unreadDuplicates.map(\.index))
+                result.writeErrors.removeAll { indexes.contains($0.index) }
+                for key in keysAgain { newAgreed[key] = nil }
+                retry = hints.filter { keysAgain.contains($0.key) }
             }
             // An app inserted the same key between our read and our insert: update it instead.
             let raced = result.writeErrors.filter { error in
@@ -229,8 +260,13 @@ public struct RecordSynchronizer: Sendable {
                 result.writeErrors.removeAll { racedIndexes.contains($0.index) }
                 for e in retried.writeErrors { result.writeErrors.append((raced[e.index].index, e.code, e.message)) }
             }
-            for (index, write) in mongoWrites.enumerated() {
+            for (index, write) in mongoWrites.enumerated() where !failedIndexes.contains(index) {
                 if case .insertOne(let doc) = write, let id = doc["_id"], let key = mongoWriteKeys[index] { seenIDs.append((id, key)) }
+            }
+            if !retry.isEmpty {
+                let again = Set(retry.map(\.key))
+                seenIDs.removeAll { again.contains($0.key) }
+                conflicts.removeAll { again.contains($0.key) }
             }
             for error in result.writeErrors {
                 guard let key = mongoWriteKeys[error.index] else {
@@ -245,7 +281,7 @@ public struct RecordSynchronizer: Sendable {
             for upserted in result.upsertedIDs {
                 if let key = mongoWriteKeys[upserted.index] { seenIDs.append((upserted.id, key)) }
             }
-            outcome.mongoWrites = mongoWrites.count - result.writeErrors.count
+            outcome.mongoWrites = mongoWrites.count - result.writeErrors.count - retry.count
         }
         outcome.timings.mongoWrite = lap()
         try writer.upsert(nocodbUpserts, source: .mongo, on: connection)
@@ -256,6 +292,14 @@ public struct RecordSynchronizer: Sendable {
         try store.saveKeys(seenIDs, on: connection)
         outcome.conflicts = conflicts.count
         outcome.timings.postgresWrite = lap()
+        if !retry.isEmpty {
+            let second = try synchronize(mode: mode, hints: retry, extraMongoWrites: [], contiguous: false, optimistic: false,
+                                         connection: connection, mongo: mongo)
+            outcome.mongoWrites += second.mongoWrites
+            outcome.nocodbWrites += second.nocodbWrites
+            outcome.conflicts += second.conflicts
+            outcome.rejections += second.rejections
+        }
         return outcome
     }
 }

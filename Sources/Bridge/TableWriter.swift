@@ -82,6 +82,20 @@ public struct TableWriter: Sendable {
         return out
     }
 
+    /// When rows deleted outright (no trash) were deleted, from changes still in the changelog:
+    /// a conflict decided from the MongoDB side needs the delete's time.
+    public func pendingDeleteTimes(for keys: [String], on connection: PostgresConnection) throws(PostgresError) -> [String: Int64] {
+        guard !keys.isEmpty else { return [:] }
+        let rows = try connection.query("""
+            SELECT key, (extract(epoch from max(changed_at)) * 1000)::bigint FROM nocobridge.changelog
+            WHERE schema_name = $1 AND table_name = $2 AND op = 'D' AND key = ANY($3::text[])
+            GROUP BY key
+            """, [shape.mapping.schema, shape.mapping.table, PostgresConnection.arrayLiteral(keys)])
+        var out: [String: Int64] = [:]
+        for row in rows.rows { if let k = row[0], let t = row[1].flatMap({ Int64($0) }) { out[k] = t } }
+        return out
+    }
+
     /// The record state of a live row (absent when missing or in NocoDB's trash).
     public func state(of row: LiveRow?, fallbackAt: Int64) throws(MappingError) -> RecordState {
         guard let row else { return .absent(at: fallbackAt == 0 ? nil : fallbackAt) }

@@ -52,7 +52,10 @@ public final class ToMongoPipeline: Sendable {
             try TableCatalog.shape(of: $0, on: connection, columnKinds: configuration.columnKinds)
         }
         let readers = shapes.map(ChangelogReader.init(shape:))
-        let synchronizers = shapes.map { RecordSynchronizer(shape: $0, policy: configuration.policy) }
+        let synchronizers = try shapes.map {
+            RecordSynchronizer(shape: $0, policy: configuration.policy,
+                               optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo))
+        }
         let byName = Dictionary(uniqueKeysWithValues: readers.enumerated().map { ($1.shape.mapping.qualifiedName, $0) })
         onConnected()
         statistics.setConnected(true)
