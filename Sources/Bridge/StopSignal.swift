@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 
 /// Tells a pipeline thread to finish. Besides the flag it owns a pipe whose read end the
@@ -59,6 +60,31 @@ public enum DedicatedThread {
             stop.stop()
         }
     }
+}
+
+/// Runs a pipeline's connected loop until `stop`, reconnecting with capped exponential
+/// backoff and jitter after any failure except those `isFatal` marks (which it rethrows).
+/// Nothing is acknowledged inside a failed batch, so a retry re-reads it.
+func runReconnecting(_ name: String, configuration: BridgeConfiguration, stop: StopSignal, logger: Logger,
+                     statistics: PipelineStatistics, isFatal: (Error) -> Bool = { _ in false },
+                     _ connected: (_ onConnected: () -> Void) throws -> Void) throws {
+    var backoff = Backoff(baseMilliseconds: configuration.reconnectBaseMilliseconds,
+                          maxMilliseconds: configuration.reconnectMaxMilliseconds)
+    while !stop.isStopped {
+        do {
+            try connected { backoff.reset() }
+        } catch {
+            statistics.recordError("\(error)")
+            if isFatal(error) {
+                logger.critical("\(name) pipeline cannot continue", metadata: ["error": "\(error)"])
+                throw error
+            }
+            let delay = backoff.next()
+            logger.warning("\(name) pipeline interrupted; retrying", metadata: ["error": "\(error)", "retry.in_ms": "\(delay)"])
+            stop.sleep(milliseconds: delay)
+        }
+    }
+    logger.info("\(name) pipeline stopped")
 }
 
 /// Capped exponential backoff with jitter, so several bridges (or a restarted database's

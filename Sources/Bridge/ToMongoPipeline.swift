@@ -26,21 +26,8 @@ public final class ToMongoPipeline: Sendable {
 
     /// Blocks until stopped; reconnects with backoff after connection failures.
     public func run() {
-        var backoff = Backoff(baseMilliseconds: configuration.reconnectBaseMilliseconds,
-                              maxMilliseconds: configuration.reconnectMaxMilliseconds)
-        while !stop.isStopped {
-            do {
-                try runConnected(onConnected: { backoff.reset() })
-            } catch {
-                statistics.recordError("\(error)")
-                let delay = backoff.next()
-                logger.warning("to-mongo pipeline interrupted; retrying", metadata: [
-                    "error": "\(error)", "retry.in_ms": "\(delay)",
-                ])
-                stop.sleep(milliseconds: delay)
-            }
-        }
-        logger.info("to-mongo pipeline stopped")
+        try? runReconnecting("to-mongo", configuration: configuration, stop: stop, logger: logger,
+                             statistics: statistics, runConnected)
     }
 
     private func runConnected(onConnected: () -> Void) throws {

@@ -39,25 +39,8 @@ public final class ToNocoDBPipeline: Sendable {
 
     /// Blocks until stopped; reconnects with backoff. Throws only `HistoryLost`.
     public func run() throws {
-        var backoff = Backoff(baseMilliseconds: configuration.reconnectBaseMilliseconds,
-                              maxMilliseconds: configuration.reconnectMaxMilliseconds)
-        while !stop.isStopped {
-            do {
-                try runConnected(onConnected: { backoff.reset() })
-            } catch let error as HistoryLost {
-                statistics.recordError(error.description)
-                logger.critical("to-nocodb stream cannot resume", metadata: ["error": "\(error)"])
-                throw error
-            } catch {
-                statistics.recordError("\(error)")
-                let delay = backoff.next()
-                logger.warning("to-nocodb pipeline interrupted; retrying", metadata: [
-                    "error": "\(error)", "retry.in_ms": "\(delay)",
-                ])
-                stop.sleep(milliseconds: delay)
-            }
-        }
-        logger.info("to-nocodb pipeline stopped")
+        try runReconnecting("to-nocodb", configuration: configuration, stop: stop, logger: logger,
+                            statistics: statistics, isFatal: { $0 is HistoryLost }, runConnected)
     }
 
     private func runConnected(onConnected: () -> Void) throws {

@@ -220,7 +220,7 @@ public enum JSON {
             guard index + 4 <= bytes.count else { throw fail("short \\u escape") }
             var v: UInt32 = 0
             for b in bytes[index..<index + 4] {
-                guard let n = hexValue(b) else { throw fail("bad \\u escape") }
+                guard let n = Hex.nibble(b) else { throw fail("bad \\u escape") }
                 v = v << 4 | UInt32(n)
             }
             index += 4
@@ -254,14 +254,5 @@ public enum JSON {
             guard let d = Double(text), d.isFinite else { throw fail("number out of range") }
             return .double(d)
         }
-    }
-}
-
-private func hexValue(_ c: UInt8) -> UInt8? {
-    switch c {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-    default: nil
     }
 }

@@ -78,25 +78,34 @@ public struct ObjectID: Sendable, Hashable, CustomStringConvertible {
         out.reserveCapacity(12)
         var it = hex.utf8.makeIterator()
         while let hi = it.next(), let lo = it.next() {
-            guard let h = hexNibble(hi), let l = hexNibble(lo) else { return nil }
+            guard let h = Hex.nibble(hi), let l = Hex.nibble(lo) else { return nil }
             out.append(h << 4 | l)
         }
         self.bytes = out
     }
 
-    public var description: String {
-        bytes.map { byte in
-            let digits = Array("0123456789abcdef".utf8)
-            return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0xF)]], as: UTF8.self)
-        }.joined()
-    }
+    public var description: String { Hex.encode(bytes) }
 }
 
-private func hexNibble(_ c: UInt8) -> UInt8? {
-    switch c {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-    default: nil
+/// Lower-case hexadecimal, for ObjectIds, `\u` escapes and binary keys.
+public enum Hex {
+    public static func encode(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 }
