@@ -222,6 +222,22 @@ import Testing
         }
     }
 
+    /// `run --on-history-lost=resync` recovers by itself: resync, new position, streaming again.
+    @Test func historyLostCanResyncAutomatically() throws {
+        let f = try BridgeFixture()
+        try f.mongoWrite { c throws(MongoError) in try c.insertOne(["externalId": .string("early"), "action": .string("x")], collection: "waiter_ops") }
+        let corrupt = try BSONBytes.encode(document: ["_data": .string("82ZZZZ-not-a-resume-token")])
+        try f.sql("UPDATE nocobridge.positions SET position = $1::bytea", [PostgresConnection.byteaLiteral(corrupt)])
+        let bridge = try BridgeProcess(arguments: ["run", "--on-history-lost=resync"], environment: f.environment)
+        let t = f.table("waiter_ops")
+        try eventually("resync brought the document over") { try f.sql("SELECT 1 FROM \(t) WHERE \"externalId\" = 'early'").rows.count == 1 }
+        try f.mongoWrite { c throws(MongoError) in try c.insertOne(["externalId": .string("later"), "action": .string("y")], collection: "waiter_ops") }
+        try eventually("streaming resumed") { try f.sql("SELECT 1 FROM \(t) WHERE \"externalId\" = 'later'").rows.count == 1 }
+        #expect(try f.sql("SELECT encode(position, 'hex') FROM nocobridge.positions").rows[0][0] != Hex.encode(corrupt))
+        bridge.kill(SIGTERM)
+        #expect(bridge.wait() == 0)
+    }
+
     @Test func corruptedResumeTokenStopsWithAClearMessage() throws {
         let f = try BridgeFixture()
         // A token of the right shape whose content the server cannot parse.
