@@ -199,6 +199,10 @@ public struct RecordSynchronizer: Sendable {
                             var inserted = Document([("_id", .objectId(.generate()))])
                             inserted.fields += set.fields
                             mongoWrites.append(.insertOne(inserted))
+                        } else if let existing = doc, let id = existing["_id"] {
+                            // Only what differs, by `_id`: smaller writes, smaller change events.
+                            let changedFields = set.fields.filter { existing[$0.key] != $0.value }
+                            mongoWrites.append(.updateOne(filter: ["_id": id], update: ["$set": .document(Document(changedFields))], upsert: false))
                         } else {
                             mongoWrites.append(.updateOne(filter: [RowMapper.keyField: .string(key)], update: ["$set": .document(set)], upsert: true))
                         }
