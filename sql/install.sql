@@ -305,3 +305,28 @@ BEGIN
     DELETE FROM nocobridge.synced_tables WHERE schema_name = p_schema AND table_name = p_table;
 END
 $fn$;
+
+-- Grants a login role exactly what `nocobridge run`, `resync` and `dlq` need, so the daemon
+-- does not run as a superuser or as the tables' owner: the bridge schema's tables, and
+-- SELECT/INSERT/UPDATE/DELETE on the synced tables (plus their sequences). Installing
+-- (triggers, indexes) stays with the owner; the trigger functions run as their definer.
+-- Run again after attaching more tables.
+CREATE OR REPLACE FUNCTION nocobridge.grant_bridge_role(p_role text)
+RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    r record;
+    s record;
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA nocobridge TO %I', p_role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA nocobridge TO %I', p_role);
+    EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA nocobridge TO %I', p_role);
+    FOR r IN SELECT schema_name, table_name FROM nocobridge.synced_tables LOOP
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', r.schema_name, p_role);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.%I TO %I', r.schema_name, r.table_name, p_role);
+        FOR s IN SELECT q.oid::regclass AS seq FROM pg_depend d JOIN pg_class q ON q.oid = d.objid AND q.relkind = 'S'
+                 WHERE d.refobjid = format('%I.%I', r.schema_name, r.table_name)::regclass AND d.deptype IN ('a', 'i') LOOP
+            EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO %I', s.seq, p_role);
+        END LOOP;
+    END LOOP;
+END
+$fn$;

@@ -22,7 +22,7 @@ public struct Installer: Sendable {
 
     /// Creates the `nocobridge` schema (idempotent), attaches every synced table, and creates
     /// the MongoDB indexes. Checks every table first so a typo fails before anything changes.
-    public func install(createMongoIndexes: Bool = true) throws {
+    public func install(createMongoIndexes: Bool = true, grantTo role: String? = nil) throws {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-install")
         for mapping in configuration.tables {
             _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds)
@@ -31,6 +31,10 @@ public struct Installer: Sendable {
         for mapping in configuration.tables {
             try connection.query("SELECT nocobridge.attach($1, $2)", [mapping.schema, mapping.table])
             logger.info("attached capture triggers", metadata: ["table": "\(mapping.qualifiedName)"])
+        }
+        if let role {
+            try connection.query("SELECT nocobridge.grant_bridge_role($1)", [role])
+            logger.info("granted the bridge's privileges", metadata: ["role": "\(role)"])
         }
         if createMongoIndexes {
             let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)

@@ -48,9 +48,19 @@ struct Benchmark {
         results["raw"] = raw
         let bridge = try BridgeRuns(settings: settings, raw: raw).run()
         results["bridge"] = bridge
-        let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: jsonSafe(results), options: [.prettyPrinted, .sortedKeys])
         if let path = settings.jsonPath { try data.write(to: URL(fileURLWithPath: path)) }
         FileHandle.standardOutput.write(Data(Report.table(raw: raw, bridge: bridge).utf8))
+    }
+}
+
+/// JSON has no NaN or infinity: a figure that could not be measured is written as null.
+func jsonSafe(_ value: Any) -> Any {
+    switch value {
+    case let d as Double: return d.isFinite ? d : NSNull()
+    case let dict as [String: Any]: return dict.mapValues(jsonSafe)
+    case let array as [Any]: return array.map(jsonSafe)
+    default: return value
     }
 }
 

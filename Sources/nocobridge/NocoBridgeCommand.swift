@@ -87,10 +87,14 @@ struct Install: AsyncParsableCommand {
     @Flag(help: "Do not create the MongoDB key index.")
     var noMongoIndex = false
 
+    @Option(help: "Grant this existing login role exactly what `nocobridge run` needs (run the bridge as it, not as an owner).")
+    var grantTo: String?
+
     func run() async throws {
         try await runReporting {
             let config = try options.configuration(requireMongo: !noMongoIndex)
-            try Installer(configuration: config, logger: makeLogger("nocobridge.install")).install(createMongoIndexes: !noMongoIndex)
+            try Installer(configuration: config, logger: makeLogger("nocobridge.install"))
+                .install(createMongoIndexes: !noMongoIndex, grantTo: grantTo)
         }
     }
 }

@@ -29,7 +29,7 @@ import Testing
 
     @Test func installIsIdempotentAndUninstallRemovesOnlyWhatItAdded() throws {
         let f = try BridgeFixture()
-        let installer = Installer(configuration: f.configuration, logger: testLogger())
+        let installer = Installer(configuration: f.ownerConfiguration, logger: testLogger())
         try installer.install()
         func objects() throws -> [String] {
             try f.sql("""
@@ -139,5 +139,29 @@ import Testing
         #expect(mismatches == 0)
         #expect(kills == 6)
         #expect(rows.count > 1500)
+    }
+}
+
+@Suite struct LeastPrivilegeTests {
+    /// The fixture's bridge role is an ordinary login role: no superuser, no ownership, and
+    /// nothing on tables it does not sync.
+    @Test func theBridgeRunsAsALimitedRole() throws {
+        let f = try BridgeFixture()
+        let bridgeConnection = try PostgresConnection(url: f.configuration.postgresURL)
+        let me = try bridgeConnection.query("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").rows[0]
+        #expect(me == [f.role, "f"])
+        try f.sql("CREATE TABLE \(f.table("not_synced")) (id int)")
+        #expect(throws: PostgresError.self) { try bridgeConnection.query("SELECT * FROM \(f.table("not_synced"))") }
+        #expect(throws: PostgresError.self) { try bridgeConnection.query("DROP TRIGGER nocobridge_stamp ON \(f.table("waiter_ops"))") }
+        #expect(throws: PostgresError.self) { try bridgeConnection.query("CREATE TABLE nocobridge.x (i int)") }
+        // …and it still syncs both ways.
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        try f.sql("INSERT INTO \(f.table("waiter_ops")) (\"externalId\", action) VALUES ('lp-1', 'seat')")
+        try f.mongoWrite { c throws(MongoError) in try c.insertOne(["externalId": .string("lp-2"), "action": .string("order")], collection: "waiter_ops") }
+        try eventually("both ways as the limited role") {
+            try f.document("waiter_ops", key: "lp-1") != nil
+                && f.sql("SELECT 1 FROM \(f.table("waiter_ops")) WHERE \"externalId\" = 'lp-2'").rows.count == 1
+        }
     }
 }

@@ -210,8 +210,8 @@ import Testing
         let f = try BridgeFixture(install: false)
         let t = f.table("waiter_ops")
         try f.sql("INSERT INTO \(t) (table_no, \"externalId\") VALUES (1, 'keep'), (2, NULL), (3, '')")
-        try Installer(configuration: f.configuration, logger: testLogger()).install()
-        try Installer(configuration: f.configuration, logger: testLogger()).install()
+        try Installer(configuration: f.ownerConfiguration, logger: testLogger()).install(grantTo: f.role)
+        try Installer(configuration: f.ownerConfiguration, logger: testLogger()).install(grantTo: f.role)
         #expect(try f.backlog() == 3)
         let keys = try f.sql("SELECT \"externalId\" FROM \(t) ORDER BY table_no").rows.map { $0[0] }
         #expect(keys[0] == "keep" && keys.allSatisfy { ($0 ?? "").isEmpty == false })

@@ -14,7 +14,12 @@ final class BridgeFixture: @unchecked Sendable {
     let schema: String
     let mongoDatabase: String
     let mongo: MongoClientPool
+    /// The bridge's configuration: it connects as `role`, a login role holding only what
+    /// `nocobridge.grant_bridge_role` grants, never as a superuser or the tables' owner.
     var configuration: BridgeConfiguration
+    /// The same, connected as the owner (install, uninstall).
+    var ownerConfiguration: BridgeConfiguration
+    let role: String
     /// Owned by the test's thread.
     let pg: PostgresConnection
 
@@ -41,8 +46,12 @@ final class BridgeFixture: @unchecked Sendable {
         configuration.batchSize = batchSize
         configuration.reconnectBaseMilliseconds = 20
         configuration.reconnectMaxMilliseconds = 500
+        ownerConfiguration = configuration
+        role = "nb_role_" + suffix
+        try admin.query("CREATE ROLE \(role) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        configuration.postgresURL = Self.url(servers.adminURL, database: databaseName, user: role)
         if install {
-            try Installer(configuration: configuration, logger: testLogger()).install()
+            try Installer(configuration: ownerConfiguration, logger: testLogger()).install(grantTo: role)
         }
     }
 
@@ -52,13 +61,18 @@ final class BridgeFixture: @unchecked Sendable {
         }
         if let admin = try? PostgresConnection(url: servers.adminURL) {
             _ = try? admin.query("DROP DATABASE IF EXISTS \(databaseName) WITH (FORCE)")
+            _ = try? admin.query("DROP ROLE IF EXISTS \(role)")
         }
     }
 
-    static func url(_ base: String, database: String) -> String {
-        // postgresql://user@host:port/db?params → replace the path.
-        guard let schemeEnd = base.range(of: "://") else { return base + " dbname=\(database)" }
-        let rest = base[schemeEnd.upperBound...]
+    static func url(_ base: String, database: String, user: String? = nil) -> String {
+        // postgresql://user@host:port/db?params → replace the path (and the user).
+        guard let schemeEnd = base.range(of: "://") else { return base + " dbname=\(database)" + (user.map { " user=\($0)" } ?? "") }
+        var rest = base[schemeEnd.upperBound...]
+        if let user {
+            if let at = rest.firstIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+            rest = Substring(user + "@") + rest
+        }
         let hostEnd = rest.firstIndex(of: "/") ?? rest.endIndex
         let query = rest[hostEnd...].firstIndex(of: "?").map { String(rest[$0...]) } ?? ""
         return String(base[..<schemeEnd.upperBound]) + rest[..<hostEnd] + "/" + database + query
@@ -128,7 +142,7 @@ final class BridgeFixture: @unchecked Sendable {
     /// Environment for running the `nocobridge` binary against this fixture.
     var environment: [String: String] {
         var env = ProcessInfo.processInfo.environment
-        env["PG_URL"] = postgresURL
+        env["PG_URL"] = configuration.postgresURL
         env["MONGO_URL"] = servers.mongoURL
         env["MONGO_DB"] = mongoDatabase
         env["SYNC_PG_SCHEMA"] = schema
