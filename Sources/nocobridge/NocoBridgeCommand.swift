@@ -30,7 +30,12 @@ func runReporting(_ body: () async throws -> Void) async throws {
 }
 
 func makeLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label)
+    var logger: Logger
+    if ProcessInfo.processInfo.environment["LOG_FORMAT"]?.lowercased() == "json" {
+        logger = Logger(label: label, factory: { JSONLogHandler(label: $0) })
+    } else {
+        logger = Logger(label: label)
+    }
     let level = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) }
     logger.logLevel = level ?? .info
     return logger

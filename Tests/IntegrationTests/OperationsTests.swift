@@ -67,6 +67,36 @@ import Testing
         #expect(second.wait() == 0)
     }
 
+    /// `LOG_FORMAT=json` gives one JSON object per line with the batch metadata; a password in
+    /// the URLs never appears.
+    @Test func jsonLogsCarryBatchesAndNoSecrets() throws {
+        let f = try BridgeFixture()
+        var env = f.environment
+        env["LOG_FORMAT"] = "json"
+        env["LOG_LEVEL"] = "info"
+        // The test cluster trusts local connections, so a password in the URL is accepted unused.
+        env["PG_URL"] = f.configuration.postgresURL.replacingOccurrences(of: "://\(f.role)@", with: "://\(f.role):pg-s3cret@")
+        env["MONGO_URL"] = f.servers.mongoURL
+        let bridge = try BridgeProcess(environment: env)
+        try f.sql("INSERT INTO \(f.table("waiter_ops")) (action) VALUES ('seat')")
+        try eventually("delivered") { try f.count("waiter_ops") == 1 }
+        try eventually("batch logged") { bridge.log.contains("batch applied") }
+        bridge.kill(SIGTERM)
+        #expect(bridge.wait() == 0)
+        let lines = bridge.log.split(separator: "\n").filter { !$0.isEmpty }
+        #expect(!lines.isEmpty)
+        var sawBatch = false
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["level"] != nil && object?["message"] != nil, "not a JSON log line: \(line)")
+            if object?["message"] as? String == "batch applied", let meta = object?["metadata"] as? [String: String] {
+                if meta["direction"] == "to-mongo" && meta["changes"] == "1" { sawBatch = true }
+            }
+        }
+        #expect(sawBatch)
+        #expect(!bridge.log.contains("pg-s3cret"))
+    }
+
     @Test func sigtermExitsCleanlyWithinTheBound() throws {
         let f = try BridgeFixture()
         let bridge = try BridgeProcess(environment: f.environment)
