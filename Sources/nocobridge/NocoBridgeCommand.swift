@@ -3,6 +3,7 @@ import Bridge
 import Foundation
 import Logging
 import ServiceLifecycle
+import StatusServer
 
 @main
 struct NocoBridgeCommand: AsyncParsableCommand {
@@ -63,7 +64,15 @@ struct Run: AsyncParsableCommand {
             while true {
                 let bridge = BridgeService(configuration: config, logger: logger)
                 try bridge.preflight()
-                var groupConfiguration = ServiceGroupConfiguration(services: [.init(service: bridge)], logger: logger)
+                let env = ProcessInfo.processInfo.environment
+                var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: bridge)]
+                let address = env["STATUS_ADDR"] ?? "127.0.0.1:8787"
+                if address != "off" {
+                    let status = try StatusServerConfiguration(address: address, token: env["STATUS_TOKEN"])
+                    let http = StatusServer.application(configuration: status, bridge: bridge, logger: logger)
+                    services.append(.init(service: NonFatalService(http, name: "status endpoint", logger: logger)))
+                }
+                var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
                 groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
                 groupConfiguration.maximumGracefulShutdownDuration = .seconds(shutdownTimeout)
                 groupConfiguration.maximumCancellationDuration = .seconds(2)

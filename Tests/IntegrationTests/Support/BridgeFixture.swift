@@ -149,6 +149,7 @@ final class BridgeFixture: @unchecked Sendable {
         env["SYNC_TABLES"] = Self.tables.joined(separator: ",")
         env["SYNC_COLUMN_TYPES"] = "type_zoo.tags=multiselect,type_zoo.json_text=json"
         env["LOG_LEVEL"] = "warning"
+        env["STATUS_ADDR"] = "127.0.0.1:0"
         return env
     }
 }

@@ -1,0 +1,105 @@
+import Bridge
+import Foundation
+import Hummingbird
+import ServiceLifecycle
+import Logging
+
+/// Settings of the status endpoint.
+public struct StatusServerConfiguration: Sendable {
+    /// `STATUS_ADDR`, `host:port`; localhost by default so nothing is exposed by accident.
+    public var host = "127.0.0.1"
+    public var port = 8787
+    /// `STATUS_TOKEN`: when set, every endpoint except `/healthz` requires `Authorization: Bearer …`.
+    public var token: String?
+
+    public init() {}
+
+    public init(address: String, token: String?) throws {
+        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = Int(parts[1]), (0...65535).contains(port), !parts[0].isEmpty else {
+            throw ConfigurationError(setting: "STATUS_ADDR", message: "\"\(address)\" is not host:port")
+        }
+        host = String(parts[0])
+        self.port = port
+        self.token = token?.isEmpty == true ? nil : token
+    }
+}
+
+/// Builds the hummingbird application serving `/status` (alias `/api/sync/status`),
+/// `/metrics`, `/healthz` and `/readyz`; it runs as a service in the bridge's `ServiceGroup`.
+public enum StatusServer {
+    public static func application(configuration: StatusServerConfiguration, bridge: BridgeService,
+                                   logger: Logger) -> some ApplicationProtocol {
+        let router = Router()
+        let token = configuration.token
+        let health: @Sendable () async -> BridgeHealth = {
+            await withCheckedContinuation { continuation in
+                // Pings block in libpq/libmongoc: keep them off the cooperative pool.
+                Thread {
+                    continuation.resume(returning: BridgeHealth.collect(
+                        configuration: bridge.configuration, toMongo: bridge.toMongoStatistics, toNocoDB: bridge.toNocoDBStatistics))
+                }.start()
+            }
+        }
+        @Sendable func authorized(_ request: Request) -> Bool {
+            guard let token else { return true }
+            let given = request.headers[.authorization] ?? ""
+            return constantTimeEqual(Array(given.utf8), Array(("Bearer " + token).utf8))
+        }
+        @Sendable func respond(_ status: HTTPResponse.Status, _ body: String, _ type: String) -> Response {
+            Response(status: status, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
+        router.get("/healthz") { _, _ in respond(.ok, "{\"status\":\"alive\"}\n", "application/json") }
+        for path in ["/status", "/api/sync/status"] {
+            router.get(RouterPath(path)) { request, _ -> Response in
+                guard authorized(request) else { return respond(.unauthorized, "{\"error\":\"unauthorized\"}\n", "application/json") }
+                let h = await health()
+                return respond(h.status == .ok ? .ok : .serviceUnavailable, h.json() + "\n", "application/json")
+            }
+        }
+        router.get("/readyz") { request, _ -> Response in
+            guard authorized(request) else { return respond(.unauthorized, "{\"error\":\"unauthorized\"}\n", "application/json") }
+            let h = await health()
+            return respond(h.ready ? .ok : .serviceUnavailable, "{\"ready\":\(h.ready)}\n", "application/json")
+        }
+        router.get("/metrics") { request, _ -> Response in
+            guard authorized(request) else { return respond(.unauthorized, "unauthorized\n", "text/plain") }
+            return respond(.ok, await health().prometheus(), "text/plain; version=0.0.4")
+        }
+        return Application(router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+                           logger: logger)
+    }
+
+    /// Compares without an early exit, so response time does not reveal a token's prefix.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) {
+            difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return difference == 0
+    }
+}
+
+/// Runs the status endpoint without letting it stop the bridge: if the address cannot be
+/// bound (a second instance on the same host, a port in use), it logs one error and the
+/// bridge keeps syncing.
+public struct NonFatalService<Inner: Service>: Service {
+    let inner: Inner
+    let name: String
+    let logger: Logger
+
+    public init(_ inner: Inner, name: String, logger: Logger) {
+        self.inner = inner
+        self.name = name
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        do {
+            try await inner.run()
+        } catch {
+            logger.error("\(name) stopped; the bridge keeps running without it", metadata: ["error": "\(error)"])
+            try? await gracefulShutdown()
+        }
+    }
+}
