@@ -24,11 +24,13 @@ cd "$NB_ROOT"
 swift build -c release --product nocobridge >/dev/null
 bin="$(swift build -c release --show-bin-path)/nocobridge"
 export SYNC_PG_SCHEMA=pnocobridgedemo MONGO_DB=restaurant
+export STATUS_ADDR="127.0.0.1:$(nb_free_port)"
 psql -q "$PG_URL" -v ON_ERROR_STOP=1 -f Scripts/demo-schema.sql
 "$bin" install
 "$bin" run >"$dir/bridge.log" 2>&1 &
 bridge_pid=$!
 nb_log "bridge running (log: $dir/bridge.log); PG_URL=$PG_URL MONGO_URL=$MONGO_URL MONGO_DB=$MONGO_DB"
+nb_log "live status: curl http://$STATUS_ADDR/status   metrics: curl http://$STATUS_ADDR/metrics"
 start=$(date +%s)
 i=0
 while :; do
@@ -40,11 +42,21 @@ INSERT INTO pnocobridgedemo.chef_orders (items, status)
 UPDATE pnocobridgedemo.chef_orders SET status = 'cooking' WHERE id = $(( (i + 1) / 2 ));
 INSERT INTO pnocobridgedemo.cashier_txns (amount, currency, method) VALUES ($i.50, 'EUR', 'card');
 SQL
+  # The restaurant's apps on MongoDB: a waiter app inserts (without a key: the bridge assigns
+  # one), the kitchen app moves an order along.
+  "$NB_VENV/bin/python" - "$MONGO_URL" "$i" <<'PY'
+import sys, datetime, pymongo
+db = pymongo.MongoClient(sys.argv[1])["restaurant"]
+i = int(sys.argv[2])
+now = datetime.datetime.now(datetime.timezone.utc)
+db.waiter_ops.insert_one({"table_no": i % 12 + 1, "action": "order", "notes": "from the app %d" % i, "updatedAt": now})
+db.chef_orders.update_one({"status": "new"}, {"$set": {"status": "ready", "updatedAt": now}})
+PY
   if [ $((i % 5)) -eq 0 ]; then
     psql -q "$PG_URL" -c "DELETE FROM pnocobridgedemo.waiter_ops WHERE id = $((i - 3))"
   fi
   clear 2>/dev/null || true
-  echo "NocoBridge demo — round $i (Ctrl-C to stop)"
+  echo "NocoBridge demo — round $i (Ctrl-C to stop); status: http://$STATUS_ADDR/status"
   "$bin" status || true
   echo; echo "last bridge log lines:"; tail -n 3 "$dir/bridge.log" | cut -c1-160
   if [ "$seconds" -gt 0 ] && [ $(( $(date +%s) - start )) -ge "$seconds" ]; then break; fi
