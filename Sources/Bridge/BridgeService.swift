@@ -41,39 +41,60 @@ public struct BridgeService: Service {
 
     public func run() async throws {
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
-        let stop = StopSignal()
-        let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger)
+        let shutdown = StopSignal()
         try await withGracefulShutdownHandler {
-            guard await leader.acquire(stop: stop) else {
+            // One leadership term per iteration: losing the lock's session (a PostgreSQL
+            // restart, a network cut) stops this term's work at once, so a standby can never
+            // work beside it, and this instance queues for the lock again.
+            while !shutdown.isStopped {
+                let term = shutdown.child()
+                let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger)
+                guard await leader.acquire(stop: term) else {
+                    leader.release()
+                    break
+                }
+                do {
+                    try await runPipelines(mongo: mongo, stop: term)
+                } catch {
+                    term.stop()
+                    leader.release()
+                    throw error
+                }
+                term.stop()
                 leader.release()
-                return
-            }
-            defer { leader.release() }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                if configuration.direction.includesToMongo {
-                    let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop,
-                                                   logger: logger, statistics: toMongoStatistics)
-                    group.addTask {
-                        try await DedicatedThread.run(name: "nocobridge-to-mongo", stop: stop) { pipeline.run() }
-                    }
+                if leader.wasLost && !shutdown.isStopped {
+                    logger.warning("leader lock lost; waiting to take it again")
+                    continue
                 }
-                if configuration.direction.includesToNocoDB {
-                    let pipeline = ToNocoDBPipeline(configuration: configuration, mongo: mongo, stop: stop,
-                                                    logger: logger, statistics: toNocoDBStatistics)
-                    group.addTask {
-                        do {
-                            try await DedicatedThread.run(name: "nocobridge-to-nocodb", stop: stop) { try pipeline.run() }
-                        } catch {
-                            stop.stop()
-                            throw error
-                        }
-                    }
-                }
-                try await group.waitForAll()
+                break
             }
-            if leader.wasLost { throw LeaderLock.Lost() }
         } onGracefulShutdown: {
-            stop.stop()
+            shutdown.stop()
+        }
+    }
+
+    private func runPipelines(mongo: MongoClientPool, stop: StopSignal) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if configuration.direction.includesToMongo {
+                let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop,
+                                               logger: logger, statistics: toMongoStatistics)
+                group.addTask {
+                    try await DedicatedThread.run(name: "nocobridge-to-mongo", stop: stop) { pipeline.run() }
+                }
+            }
+            if configuration.direction.includesToNocoDB {
+                let pipeline = ToNocoDBPipeline(configuration: configuration, mongo: mongo, stop: stop,
+                                                logger: logger, statistics: toNocoDBStatistics)
+                group.addTask {
+                    do {
+                        try await DedicatedThread.run(name: "nocobridge-to-nocodb", stop: stop) { try pipeline.run() }
+                    } catch {
+                        stop.stop()
+                        throw error
+                    }
+                }
+            }
+            try await group.waitForAll()
         }
     }
 }

@@ -8,10 +8,6 @@ import Postgres
 /// takes over within `pollInterval`. The holder checks its session every `pollInterval` too and
 /// stops working the moment it is lost, so two instances never work at once.
 public final class LeaderLock: Sendable {
-    public struct Lost: Error, CustomStringConvertible {
-        public var description: String { "lost the PostgreSQL session holding the leader lock; stopped so a standby can take over" }
-    }
-
     private let url: String
     private let key: String
     private let logger: Logger

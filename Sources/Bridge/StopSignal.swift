@@ -34,7 +34,19 @@ public final class StopSignal: Sendable {
         if first {
             var byte: UInt8 = 1
             _ = write(writeEnd, &byte, 1)
+            for child in children.withLock({ $0 }) { child.stop() }
         }
+    }
+
+    private let children = Mutex<[StopSignal]>([])
+
+    /// A signal that stops when this one does (and can also be stopped on its own), e.g. one
+    /// leadership term inside the process's lifetime.
+    public func child() -> StopSignal {
+        let child = StopSignal()
+        children.withLock { $0.append(child) }
+        if isStopped { child.stop() }
+        return child
     }
 
     /// Sleeps up to `milliseconds`, returning early when stopped.

@@ -26,21 +26,21 @@ final class BridgeFixture: @unchecked Sendable {
     static let tables = ["waiter_ops", "chef_orders", "cashier_txns", "type_zoo"]
 
     init(columnKinds: [String: ColumnKind] = ["type_zoo.tags": .multiSelect, "type_zoo.json_text": .json],
-         install: Bool = true, batchSize: Int = 1000) throws {
-        servers = try TestServers.fromEnvironment()
+         install: Bool = true, batchSize: Int = 1000, servers: TestServers? = nil) throws {
+        self.servers = try servers ?? TestServers.fromEnvironment()
         let suffix = randomSuffix()
         databaseName = "nbtest_" + suffix
         schema = "p" + randomSuffix(14)
         mongoDatabase = "nbtest_" + suffix
-        let admin = try PostgresConnection(url: servers.adminURL)
+        let admin = try PostgresConnection(url: self.servers.adminURL)
         try admin.query("CREATE DATABASE \(databaseName)")
-        postgresURL = Self.url(servers.adminURL, database: databaseName)
+        postgresURL = Self.url(self.servers.adminURL, database: databaseName)
         pg = try PostgresConnection(url: postgresURL, applicationName: "nocodb-test")
         try pg.execute(script: NocoSchema.ddl(schema: schema))
-        mongo = try MongoClientPool(url: servers.mongoURL, database: mongoDatabase)
+        mongo = try MongoClientPool(url: self.servers.mongoURL, database: mongoDatabase)
         let baseSchema = schema
         configuration = BridgeConfiguration(
-            postgresURL: postgresURL, mongoURL: servers.mongoURL, mongoDatabase: mongoDatabase,
+            postgresURL: postgresURL, mongoURL: self.servers.mongoURL, mongoDatabase: mongoDatabase,
             tables: Self.tables.map { TableMapping(schema: baseSchema, table: $0, collection: $0) })
         configuration.columnKinds = columnKinds
         configuration.batchSize = batchSize
@@ -49,7 +49,7 @@ final class BridgeFixture: @unchecked Sendable {
         ownerConfiguration = configuration
         role = "nb_role_" + suffix
         try admin.query("CREATE ROLE \(role) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
-        configuration.postgresURL = Self.url(servers.adminURL, database: databaseName, user: role)
+        configuration.postgresURL = Self.url(self.servers.adminURL, database: databaseName, user: role)
         if install {
             try Installer(configuration: ownerConfiguration, logger: testLogger()).install(grantTo: role)
         }
