@@ -79,8 +79,7 @@ public struct DeadLetters: Sendable {
                 continue
             }
             let changed: Side = row[1] == "to-nocodb" ? .mongo : .nocodb
-            let rejections = try c.transaction {
-                try c.query("SET LOCAL nocobridge.origin = 'bridge'")
+            let rejections = try c.bridgeTransaction {
                 let outcome = try sync.synchronize(changed: changed, hints: [.init(key: key, changedAt: wallClockMilliseconds())],
                                                    connection: c, mongo: mongo)
                 if let again = outcome.rejections.first {

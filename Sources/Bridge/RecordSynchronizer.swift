@@ -82,7 +82,7 @@ public struct RecordSynchronizer: Sendable {
     }
 
     /// Runs inside the caller's transaction, which must have marked itself as the bridge
-    /// (`SET LOCAL nocobridge.origin = 'bridge'`).
+    /// (`PostgresConnection.bridgeTransaction`).
     public func synchronize(changed: Side, hints: [Hint], extraMongoWrites: [BulkWrite] = [],
                             connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
         try synchronize(mode: .change(changed), hints: hints, extraMongoWrites: extraMongoWrites, connection: connection, mongo: mongo)

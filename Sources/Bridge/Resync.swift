@@ -270,19 +270,10 @@ public struct Resync: Sendable {
         guard !hints.isEmpty else { return }
         let batch = hints
         hints.removeAll(keepingCapacity: true)
-        let outcome = try writer.transaction {
-            try writer.query("SET LOCAL nocobridge.origin = 'bridge'")
+        let outcome = try writer.bridgeTransaction {
             let outcome = try sync.synchronize(mode: mode, hints: batch, contiguous: true, connection: writer, mongo: mongo)
-            if !outcome.rejections.isEmpty {
-                try writer.query("""
-                    INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
-                    SELECT 'resync', $1, k, f, e, 'U', p::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, f, e, p)
-                    """, [sync.writer.shape.mapping.qualifiedName,
-                          PostgresConnection.arrayLiteral(outcome.rejections.map(\.key)),
-                          PostgresConnection.arrayLiteral(outcome.rejections.map(\.field)),
-                          PostgresConnection.arrayLiteral(outcome.rejections.map(\.reason)),
-                          PostgresConnection.arrayLiteral(outcome.rejections.map(\.payload))])
-            }
+            try DeadLetterLog.record(direction: "resync", source: sync.writer.shape.mapping.qualifiedName,
+                                     outcome.rejections, on: writer)
             return outcome
         }
         t.nocodbWrites += outcome.nocodbWrites

@@ -124,6 +124,24 @@ public struct SyncStateStore: Sendable {
     static func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 }
 
+/// Dead letters for records whose decision failed (MongoDB side, resync); changelog
+/// rejections are recorded by `ChangelogReader.acknowledge` together with the acknowledgement.
+public enum DeadLetterLog {
+    public static func record(direction: String, source: String,
+                              _ rejections: [(key: String, field: String?, reason: String, payload: String?)],
+                              on connection: PostgresConnection) throws(PostgresError) {
+        guard !rejections.isEmpty else { return }
+        try connection.query("""
+            INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
+            SELECT $1, $2, k, f, e, 'U', p::jsonb FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS u(k, f, e, p)
+            """, [direction, source,
+                  PostgresConnection.arrayLiteral(rejections.map(\.key)),
+                  PostgresConnection.arrayLiteral(rejections.map(\.field)),
+                  PostgresConnection.arrayLiteral(rejections.map(\.reason)),
+                  PostgresConnection.arrayLiteral(rejections.map(\.payload))])
+    }
+}
+
 /// Change stream positions, stored in the same transaction as the writes they cover.
 public enum PositionStore {
     public static func load(_ stream: String, on connection: PostgresConnection) throws -> [UInt8]? {

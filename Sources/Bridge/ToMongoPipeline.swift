@@ -84,8 +84,7 @@ public final class ToMongoPipeline: Sendable {
         let mapping = reader.shape.mapping
         let groups = ChangeGroups(batch.changes)
         var rejections = groups.rejections
-        let outcome = try connection.transaction {
-            try connection.query("SET LOCAL nocobridge.origin = 'bridge'")
+        let outcome = try connection.bridgeTransaction {
             let hints = groups.keys.map { RecordSynchronizer.Hint(key: $0, changedAt: groups.latestChange($0)) }
             let outcome = try synchronizer.synchronize(changed: .nocodb, hints: hints, connection: connection, mongo: mongo)
             for r in outcome.rejections { rejections += groups.reject(r.key, field: r.field, reason: r.reason) }

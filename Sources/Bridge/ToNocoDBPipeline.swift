@@ -126,8 +126,7 @@ public final class ToNocoDBPipeline: Sendable {
             byCollection[coll, default: []].append(event)
         }
         var totals = RecordSynchronizer.Outcome()
-        try connection.transaction {
-            try connection.query("SET LOCAL nocobridge.origin = 'bridge'")
+        try connection.bridgeTransaction {
             for coll in order {
                 guard let sync = synchronizers[coll], let batch = byCollection[coll] else { continue }
                 let outcome = try processCollection(batch, synchronizer: sync, connection: connection)
@@ -164,7 +163,6 @@ public final class ToNocoDBPipeline: Sendable {
         var hints: [String: RecordSynchronizer.Hint] = [:]
         var order: [String] = []
         var writeBacks: [BulkWrite] = []
-        var unresolved = 0
         var latestDocument: [String: Document] = [:]
         for event in events {
             let at = Self.eventTime(event) ?? wallClockMilliseconds()
@@ -182,7 +180,6 @@ public final class ToNocoDBPipeline: Sendable {
                                              update: ["$set": .document([RowMapper.keyField: .string(derived)])], upsert: false))
             }
             guard let key else {
-                unresolved += 1
                 logger.warning("change event for a document the bridge never saw; nothing to apply", metadata: [
                     "collection": "\(collection)", "operation": "\(event["operationType"].map { JSON.serialize($0) } ?? "-")",
                 ])
@@ -222,13 +219,7 @@ public final class ToNocoDBPipeline: Sendable {
                     "key": "\(r.key)", "field": "\(r.field ?? "-")", "error": "\(r.reason)",
                 ])
             }
-            try connection.query("""
-                INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
-                SELECT 'to-nocodb', $1, k, f, e, 'U', p::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, f, e, p)
-                """, [name, PostgresConnection.arrayLiteral(outcome.rejections.map(\.key)),
-                      PostgresConnection.arrayLiteral(outcome.rejections.map(\.field)),
-                      PostgresConnection.arrayLiteral(outcome.rejections.map(\.reason)),
-                      PostgresConnection.arrayLiteral(outcome.rejections.map(\.payload))])
+            try DeadLetterLog.record(direction: "to-nocodb", source: name, outcome.rejections, on: connection)
         }
         return outcome
     }

@@ -208,18 +208,9 @@ public enum BSONBytes {
         return box.bytes
     }
 
-    public static func decode(_ bytes: [UInt8]) -> Value? {
-        guard let box = BSONBox(bytes: bytes) else { return nil }
-        return box.document().fields.first?.value
-    }
-
     /// Full document ⇄ bytes, e.g. for a stored resume token.
     public static func encode(document: Document) throws(MongoError) -> [UInt8] {
         try BSONBox(document: document).bytes
-    }
-
-    public static func decode(document bytes: [UInt8]) -> Document? {
-        BSONBox(bytes: bytes)?.document()
     }
 }
 

@@ -6,8 +6,6 @@ public struct ChangeStreamOptions: Sendable {
     public var pipeline: [Document] = []
     /// `resumeAfter` token (raw BSON document bytes), from a previous stream.
     public var resumeToken: [UInt8]?
-    /// Seconds/increment of a cluster time to start at, when no token is stored.
-    public var startAtOperationTime: (seconds: UInt32, increment: UInt32)?
     public var fullDocumentUpdateLookup = true
     public var fullDocumentBeforeChange = false
     /// How long one `next()` waits on the server for a change.
@@ -41,8 +39,6 @@ public final class ChangeStream {
                 throw MongoError(kind: .invalidDocument, code: 260, message: "stored resume token is not valid BSON")
             }
             bson_append_document(optsBox.pointer, "resumeAfter", -1, tokenBox.pointer)
-        } else if let at = options.startAtOperationTime {
-            bson_append_timestamp(optsBox.pointer, "startAtOperationTime", -1, at.seconds, at.increment)
         }
         let made: OpaquePointer?
         if let collection {

@@ -178,29 +178,6 @@ public struct MongoClient {
         }
     }
 
-    /// Streams documents in batches to `body` so memory stays bounded for any collection size.
-    public func forEach(_ filter: Document = Document(), options: Document = Document(), collection name: String,
-                        _ body: (Document) throws -> Void) throws {
-        try withCollection(name) { (collection: OpaquePointer) throws(MongoError) in
-            let f = try BSONBox(document: filter)
-            let o = try BSONBox(document: options)
-            let cursor = mongoc_collection_find_with_opts(collection, f.pointer, o.pointer, nil)!
-            defer { mongoc_cursor_destroy(cursor) }
-            var current: OpaquePointer?
-            var failure: Error?
-            while failure == nil, mongoc_cursor_next(cursor, &current) {
-                if let current {
-                    do { try body(BSONReader.document(current)) } catch { failure = error }
-                }
-            }
-            if failure == nil {
-                var error = bson_error_t()
-                if mongoc_cursor_error(cursor, &error) { throw MongoError.from(error) }
-            }
-            if let failure { throw MongoError(kind: .server, message: "\(failure)") }
-        }
-    }
-
     public func count(_ filter: Document = Document(), collection name: String) throws(MongoError) -> Int {
         try withCollection(name) { (collection: OpaquePointer) throws(MongoError) -> Int in
             let f = try BSONBox(document: filter)

@@ -138,6 +138,22 @@ public final class PostgresConnection {
         return try pendingNotifications()
     }
 
+    /// The same server URL for another database (and, optionally, another user):
+    /// `postgresql://user@host:port/db?params`, or a key=value string.
+    public static func url(_ base: String, database: String, user: String? = nil) -> String {
+        guard let schemeEnd = base.range(of: "://") else {
+            return base + " dbname=\(database)" + (user.map { " user=\($0)" } ?? "")
+        }
+        var rest = base[schemeEnd.upperBound...]
+        if let user {
+            if let at = rest.firstIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+            rest = Substring(user + "@") + rest
+        }
+        let hostEnd = rest.firstIndex(of: "/") ?? rest.endIndex
+        let query = rest[hostEnd...].firstIndex(of: "?").map { String(rest[$0...]) } ?? ""
+        return String(base[..<schemeEnd.upperBound]) + rest[..<hostEnd] + "/" + database + query
+    }
+
     /// Quotes an identifier the way PostgreSQL does (`"a""b"`).
     public static func quoteIdentifier(_ name: String) -> String {
         "\"" + name.replacingAll("\"", with: "\"\"") + "\""

@@ -140,11 +140,5 @@ final class StreamLatency: @unchecked Sendable {
 }
 
 enum BenchURL {
-    static func database(_ base: String, _ name: String) -> String {
-        guard let schemeEnd = base.range(of: "://") else { return base + " dbname=\(name)" }
-        let rest = base[schemeEnd.upperBound...]
-        let hostEnd = rest.firstIndex(of: "/") ?? rest.endIndex
-        let query = rest[hostEnd...].firstIndex(of: "?").map { String(rest[$0...]) } ?? ""
-        return String(base[..<schemeEnd.upperBound]) + rest[..<hostEnd] + "/" + name + query
-    }
+    static func database(_ base: String, _ name: String) -> String { PostgresConnection.url(base, database: name) }
 }

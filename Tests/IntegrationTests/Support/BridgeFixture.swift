@@ -66,16 +66,7 @@ final class BridgeFixture: @unchecked Sendable {
     }
 
     static func url(_ base: String, database: String, user: String? = nil) -> String {
-        // postgresql://user@host:port/db?params → replace the path (and the user).
-        guard let schemeEnd = base.range(of: "://") else { return base + " dbname=\(database)" + (user.map { " user=\($0)" } ?? "") }
-        var rest = base[schemeEnd.upperBound...]
-        if let user {
-            if let at = rest.firstIndex(of: "@") { rest = rest[rest.index(after: at)...] }
-            rest = Substring(user + "@") + rest
-        }
-        let hostEnd = rest.firstIndex(of: "/") ?? rest.endIndex
-        let query = rest[hostEnd...].firstIndex(of: "?").map { String(rest[$0...]) } ?? ""
-        return String(base[..<schemeEnd.upperBound]) + rest[..<hostEnd] + "/" + database + query
+        PostgresConnection.url(base, database: database, user: user)
     }
 
     func table(_ name: String) -> String {
