@@ -73,36 +73,22 @@ public struct BridgeHealth: Sendable, Codable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
+}
 
-    /// Prometheus text exposition of the same counters.
-    public func prometheus() -> String {
-        var out: [String] = []
-        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
-            out.append("# HELP \(name) \(help)")
-            out.append("# TYPE \(name) \(type)")
-            for (labels, value) in samples { out.append("\(name){\(labels)} \(value)") }
-        }
-        var applied: [(String, String)] = [], writes: [(String, String)] = [], conflicts: [(String, String)] = []
-        var dead: [(String, String)] = [], lag: [(String, String)] = [], backlog: [(String, String)] = []
-        for (dir, d) in directions.sorted(by: { $0.key < $1.key }) {
+extension BridgeHealth {
+    /// The readable form `nocobridge status` prints for a running bridge.
+    public func table() -> String {
+        var lines = ["bridge: \(status.rawValue) (PostgreSQL \(postgres ? "up" : "DOWN"), MongoDB \(mongo ? "up" : "DOWN"), checked \(checkedAt))"]
+        lines.append("DIRECTION  TABLE                          APPLIED  WRITES  CONFLICTS  DEAD  LAG_MS  BACKLOG  LAST_APPLIED")
+        for (name, d) in directions.sorted(by: { $0.key < $1.key }) {
             for (table, t) in d.tables.sorted(by: { $0.key < $1.key }) {
-                let labels = "direction=\"\(dir)\",table=\"\(table)\""
-                applied.append((labels, String(t.applied)))
-                writes.append((labels, String(t.writes)))
-                conflicts.append((labels, String(t.conflicts)))
-                dead.append((labels, String(t.deadLetters)))
-                if let l = t.lagMilliseconds { lag.append((labels, String(Double(l) / 1000))) }
-                if let b = t.backlog { backlog.append(("table=\"\(table)\"", String(b))) }
+                lines.append([name.padded(10), table.padded(30), String(t.applied).leftPadded(7), String(t.writes).leftPadded(7),
+                              String(t.conflicts).leftPadded(10), String(t.deadLetters).leftPadded(5),
+                              (t.lagMilliseconds.map(String.init) ?? "-").leftPadded(7), (t.backlog.map(String.init) ?? "-").leftPadded(8),
+                              " " + (t.lastAppliedAt ?? "-")].joined(separator: " "))
             }
+            if !d.running { lines.append("  \(name): not running" + (d.lastError.map { "; last error: \($0)" } ?? "")) }
         }
-        family("nocobridge_changes_applied_total", "counter", "Changes read and decided.", applied)
-        family("nocobridge_writes_total", "counter", "Writes made to either side.", writes)
-        family("nocobridge_conflicts_total", "counter", "Conflicts resolved by the policy.", conflicts)
-        family("nocobridge_dead_letters_total", "counter", "Changes sent to dead letters.", dead)
-        family("nocobridge_lag_seconds", "gauge", "Age of the oldest change in the last batch.", lag)
-        family("nocobridge_changelog_backlog", "gauge", "Changelog rows waiting.", backlog)
-        family("nocobridge_up", "gauge", "1 when the server answered a ping.",
-               [("server=\"postgres\"", postgres ? "1" : "0"), ("server=\"mongo\"", mongo ? "1" : "0")])
-        return out.joined(separator: "\n") + "\n"
+        return lines.joined(separator: "\n") + "\n"
     }
 }

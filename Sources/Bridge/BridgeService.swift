@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import Mongo
 import Postgres
@@ -9,12 +10,16 @@ import SyncCore
 public struct BridgeService: Service {
     public let configuration: BridgeConfiguration
     public let logger: Logger
-    public let toMongoStatistics = PipelineStatistics()
-    public let toNocoDBStatistics = PipelineStatistics()
+    public let toMongoStatistics: PipelineStatistics
+    public let toNocoDBStatistics: PipelineStatistics
 
-    public init(configuration: BridgeConfiguration, logger: Logger) {
+    /// - Parameter metrics: where the pipelines report (the Prometheus registry behind
+    ///   `/metrics` in `run`); no-op by default.
+    public init(configuration: BridgeConfiguration, logger: Logger, metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
         self.configuration = configuration
         self.logger = logger
+        toMongoStatistics = PipelineStatistics(direction: "to-mongo", metrics: metrics)
+        toNocoDBStatistics = PipelineStatistics(direction: "to-nocodb", metrics: metrics)
     }
 
     /// Checks at start what would otherwise fail in a retry loop: both servers reachable,

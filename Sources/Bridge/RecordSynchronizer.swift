@@ -60,6 +60,8 @@ public struct RecordSynchronizer: Sendable {
         public var nocodbWrites = 0
         public var mongoWrites = 0
         public var conflicts = 0
+        /// Conflicts counted by the rule that decided them (policy name or `tombstone`).
+        public var conflictsByRule: [String: Int] = [:]
         /// Events recognised as the bridge's own writes coming back.
         public var echoes = 0
         public var rejections: [(key: String, field: String?, reason: String, payload: String?)] = []
@@ -295,6 +297,7 @@ public struct RecordSynchronizer: Sendable {
         try store.logConflicts(conflicts, on: connection)
         try store.saveKeys(seenIDs, on: connection)
         outcome.conflicts = conflicts.count
+        for c in conflicts { outcome.conflictsByRule[c.conflict.rule, default: 0] += 1 }
         outcome.timings.postgresWrite = lap()
         if !retry.isEmpty {
             let second = try synchronize(mode: mode, hints: retry, extraMongoWrites: [], contiguous: false, optimistic: false,
@@ -302,6 +305,7 @@ public struct RecordSynchronizer: Sendable {
             outcome.mongoWrites += second.mongoWrites
             outcome.nocodbWrites += second.nocodbWrites
             outcome.conflicts += second.conflicts
+            outcome.conflictsByRule.merge(second.conflictsByRule, uniquingKeysWith: +)
             outcome.rejections += second.rejections
         }
         return outcome

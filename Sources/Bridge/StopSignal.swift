@@ -87,6 +87,7 @@ func runReconnecting(_ name: String, configuration: BridgeConfiguration, stop: S
             try connected { backoff.reset() }
         } catch {
             statistics.recordError("\(error)")
+            statistics.recordReconnect()
             if isFatal(error) {
                 logger.critical("\(name) pipeline cannot continue", metadata: ["error": "\(error)"])
                 throw error

@@ -16,7 +16,7 @@ public final class ToMongoPipeline: Sendable {
     public let statistics: PipelineStatistics
 
     public init(configuration: BridgeConfiguration, mongo: MongoClientPool, stop: StopSignal, logger: Logger,
-                statistics: PipelineStatistics = PipelineStatistics()) {
+                statistics: PipelineStatistics = PipelineStatistics(direction: "to-mongo")) {
         self.configuration = configuration
         self.mongo = mongo
         self.stop = stop
@@ -81,6 +81,7 @@ public final class ToMongoPipeline: Sendable {
     func processBatch(_ reader: ChangelogReader, synchronizer: RecordSynchronizer, connection: PostgresConnection) throws -> Int {
         let batch = try reader.fetch(limit: configuration.batchSize, on: connection)
         guard !batch.changes.isEmpty else { return 0 }
+        let started = monotonicNanoseconds()
         let mapping = reader.shape.mapping
         let groups = ChangeGroups(batch.changes)
         var rejections = groups.rejections
@@ -99,9 +100,10 @@ public final class ToMongoPipeline: Sendable {
             ])
         }
         let lag = batch.oldestChangedAtMs.map { wallClockMilliseconds() - $0 }
-        statistics.recordBatch(table: mapping.qualifiedName, changes: batch.changes.count,
-                               writes: outcome.mongoWrites + outcome.nocodbWrites, rejected: rejections.count,
-                               conflicts: outcome.conflicts, lagMilliseconds: lag)
+        statistics.record(.init(table: mapping.qualifiedName, changes: batch.changes.count,
+                                writes: outcome.mongoWrites + outcome.nocodbWrites, rejected: rejections.count,
+                                conflictsByRule: outcome.conflictsByRule, lagMilliseconds: lag,
+                                applyNanoseconds: monotonicNanoseconds() - started))
         logger.info("batch applied", metadata: [
             "direction": "to-mongo", "table": "\(mapping.qualifiedName)", "changes": "\(batch.changes.count)",
             "mongo_writes": "\(outcome.mongoWrites)", "nocodb_writes": "\(outcome.nocodbWrites)",

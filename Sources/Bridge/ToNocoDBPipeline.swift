@@ -25,7 +25,7 @@ public final class ToNocoDBPipeline: Sendable {
     }
 
     public init(configuration: BridgeConfiguration, mongo: MongoClientPool, stop: StopSignal, logger: Logger,
-                statistics: PipelineStatistics = PipelineStatistics()) {
+                statistics: PipelineStatistics = PipelineStatistics(direction: "to-nocodb")) {
         self.configuration = configuration
         self.mongo = mongo
         self.stop = stop
@@ -129,15 +129,17 @@ public final class ToNocoDBPipeline: Sendable {
         try connection.bridgeTransaction {
             for coll in order {
                 guard let sync = synchronizers[coll], let batch = byCollection[coll] else { continue }
+                let collectionStarted = monotonicNanoseconds()
                 let outcome = try processCollection(batch, synchronizer: sync, connection: connection)
                 totals.mongoWrites += outcome.mongoWrites
                 totals.nocodbWrites += outcome.nocodbWrites
                 totals.conflicts += outcome.conflicts
                 totals.rejections += outcome.rejections
-                statistics.recordBatch(table: sync.writer.shape.mapping.qualifiedName, changes: batch.count,
-                                       writes: outcome.mongoWrites + outcome.nocodbWrites,
-                                       rejected: outcome.rejections.count, conflicts: outcome.conflicts,
-                                       lagMilliseconds: Self.eventTime(batch.first!).map { started - $0 })
+                statistics.record(.init(table: sync.writer.shape.mapping.qualifiedName, changes: batch.count,
+                                        writes: outcome.mongoWrites + outcome.nocodbWrites,
+                                        rejected: outcome.rejections.count, conflictsByRule: outcome.conflictsByRule,
+                                        lagMilliseconds: Self.eventTime(batch.first!).map { started - $0 },
+                                        applyNanoseconds: monotonicNanoseconds() - collectionStarted))
             }
             if let token { try PositionStore.save(streamName, position: token, on: connection) }
         }

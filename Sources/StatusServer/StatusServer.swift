@@ -29,7 +29,7 @@ public struct StatusServerConfiguration: Sendable {
 /// `/metrics`, `/healthz` and `/readyz`; it runs as a service in the bridge's `ServiceGroup`.
 public enum StatusServer {
     public static func application(configuration: StatusServerConfiguration, bridge: BridgeService,
-                                   logger: Logger) -> some ApplicationProtocol {
+                                   metrics: MetricsExport, logger: Logger) -> some ApplicationProtocol {
         let router = Router()
         let token = configuration.token
         let health: @Sendable () async -> BridgeHealth = {
@@ -64,7 +64,7 @@ public enum StatusServer {
         }
         router.get("/metrics") { request, _ -> Response in
             guard authorized(request) else { return respond(.unauthorized, "unauthorized\n", "text/plain") }
-            return respond(.ok, await health().prometheus(), "text/plain; version=0.0.4")
+            return respond(.ok, metrics.text(after: await health()), "text/plain; version=0.0.4")
         }
         return Application(router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
                            logger: logger)

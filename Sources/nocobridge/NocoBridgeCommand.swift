@@ -61,15 +61,16 @@ struct Run: AsyncParsableCommand {
         try await runReporting {
             let config = try options.configuration()
             let logger = makeLogger("nocobridge")
+            let metrics = MetricsExport()
             while true {
-                let bridge = BridgeService(configuration: config, logger: logger)
+                let bridge = BridgeService(configuration: config, logger: logger, metrics: metrics.factory)
                 try bridge.preflight()
                 let env = ProcessInfo.processInfo.environment
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: bridge)]
                 let address = env["STATUS_ADDR"] ?? "127.0.0.1:8787"
                 if address != "off" {
                     let status = try StatusServerConfiguration(address: address, token: env["STATUS_TOKEN"])
-                    let http = StatusServer.application(configuration: status, bridge: bridge, logger: logger)
+                    let http = StatusServer.application(configuration: status, bridge: bridge, metrics: metrics, logger: logger)
                     services.append(.init(service: NonFatalService(http, name: "status endpoint", logger: logger)))
                 }
                 var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)

@@ -5,6 +5,7 @@ import FoundationNetworking
 #endif
 import Mongo
 import Postgres
+import StatusServer
 import SyncCore
 import Testing
 
@@ -65,25 +66,52 @@ import Testing
 
         let metrics = try get(base + "/metrics", token: "s3cret-token")
         #expect(metrics.status == 200)
-        for line in metrics.body.split(separator: "\n") where !line.hasPrefix("#") {
-            // Prometheus exposition: name{labels} value
-            let parts = line.split(separator: " ")
-            #expect(parts.count == 2 && Double(parts[1]) != nil && parts[0].contains("{") && parts[0].hasSuffix("}"), "bad sample: \(line)")
+        // Prometheus text exposition 0.0.4: every sample `name{labels} value` of a family
+        // declared by a `# TYPE` line before it.
+        var families: [String: String] = [:]
+        let sample = #/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$/#
+        for line in metrics.body.split(separator: "\n") {
+            if line.hasPrefix("# TYPE ") {
+                let parts = line.split(separator: " ")
+                families[String(parts[2])] = String(parts[3])
+                continue
+            }
+            if line.hasPrefix("#") { continue }
+            let match = try #require(line.wholeMatch(of: sample), "bad sample: \(line)")
+            let name = String(match.1)
+            let family = families[name] ?? ["_bucket", "_sum", "_count"].lazy
+                .filter { name.hasSuffix($0) }.compactMap { families[String(name.dropLast($0.count))] }.first
+            #expect(family != nil, "sample before its TYPE line: \(line)")
         }
+        #expect(families["nocobridge_apply_duration_seconds"] == "histogram" && families["nocobridge_batch_size"] == "histogram")
+        #expect(metrics.body.contains("nocobridge_apply_duration_seconds_count{direction=\"to-mongo\"} 1"))
         #expect(metrics.body.contains("nocobridge_up{server=\"postgres\"} 1"))
         #expect(metrics.body.contains("nocobridge_changes_applied_total{direction=\"to-mongo\",table=\"\(f.schema).waiter_ops\"} 1"))
+
+        // `nocobridge status` reads the running bridge's endpoint, then the databases.
+        let cli = try runCLI(["status", "--json"], environment: env)
+        #expect(cli.status == 0)
+        let both = try #require(try JSONSerialization.jsonObject(with: Data(cli.output.utf8)) as? [String: Any], "\(cli.output)")
+        let live = try #require(both["bridge"] as? [String: Any])
+        #expect(live["status"] as? String == "ok")
+        #expect(((both["databases"] as? [String: Any])?["tables"] as? [Any])?.count == BridgeFixture.tables.count)
+        let readable = try runCLI(["status"], environment: env)
+        #expect(readable.output.contains("bridge: ok") && readable.output.contains("to-mongo"))
         bridge.kill(SIGTERM)
         #expect(bridge.wait() == 0)
+        let stopped = try runCLI(["status"], environment: env)
+        #expect(stopped.status == 0 && stopped.output.contains("bridge: no answer at 127.0.0.1:\(port)"))
+        #expect(stopped.output.contains("BACKLOG") && !stopped.output.contains("s3cret"))
     }
 
     @Test func aServerDownMakesTheStatusDegraded() throws {
         let f = try BridgeFixture()
         var config = f.configuration
         config.mongoURL = "mongodb://127.0.0.1:1/?replicaSet=secantus&serverSelectionTimeoutMS=200"
-        let health = BridgeHealth.collect(configuration: config, toMongo: PipelineStatistics(), toNocoDB: PipelineStatistics())
+        let health = BridgeHealth.collect(configuration: config, toMongo: PipelineStatistics(direction: "to-mongo"), toNocoDB: PipelineStatistics(direction: "to-nocodb"))
         #expect(health.status == .degraded && health.postgres && !health.mongo)
-        #expect(health.prometheus().contains("nocobridge_up{server=\"mongo\"} 0"))
+        #expect(MetricsExport().text(after: health).contains("nocobridge_up{server=\"mongo\"} 0"))
         config.postgresURL = "postgresql://nobody@127.0.0.1:1/none"
-        #expect(BridgeHealth.collect(configuration: config, toMongo: PipelineStatistics(), toNocoDB: PipelineStatistics()).status == .down)
+        #expect(BridgeHealth.collect(configuration: config, toMongo: PipelineStatistics(direction: "to-mongo"), toNocoDB: PipelineStatistics(direction: "to-nocodb")).status == .down)
     }
 }

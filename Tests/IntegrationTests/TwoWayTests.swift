@@ -2,6 +2,7 @@ import Bridge
 import Foundation
 import Mongo
 import Postgres
+import StatusServer
 import SyncCore
 import Testing
 
@@ -156,7 +157,8 @@ import Testing
         try f.mongoWrite { m throws(MongoError) in
             try m.updateOne(filter: ["externalId": .string(key)], update: ["$set": .document(set)], collection: "chef_orders")
         }
-        bridge = f.startBridge(policy: c.policy)
+        let metrics = MetricsExport()
+        bridge = f.startBridge(policy: c.policy, metrics: metrics.factory)
         defer { bridge.shutdown() }
         try eventually("both sides converge") {
             let row = try f.sql("SELECT status, items::text FROM \(t) WHERE \"externalId\" = $1", [key]).rows[0]
@@ -171,6 +173,10 @@ import Testing
         let log = try f.sql("SELECT winner, rule, external_id FROM nocobridge.conflicts").rows
         #expect(log.count == 1)
         #expect(log.first?[0] == c.winner && log.first?[1] == c.policy.rule.rawValue && log.first?[2] == key)
+        let counted = metrics.registry.emitToString().split(separator: "\n")
+            .filter { $0.hasPrefix("nocobridge_conflicts_total{") && $0.contains("rule=\"\(c.policy.rule.rawValue)\"") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }
+        #expect(counted.reduce(0, +) == 1, "conflicts by rule in /metrics")
     }
 
     @Test func updateAgainstDeleteFollowsThePolicyAndTombstonesHold() throws {

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Bridge
 import Foundation
 import Mongo
@@ -107,10 +108,10 @@ final class BridgeFixture: @unchecked Sendable {
     }
 
     /// Starts both directions in this process.
-    func startBridge(policy: ConflictPolicy = ConflictPolicy()) -> RunningBridge {
+    func startBridge(policy: ConflictPolicy = ConflictPolicy(), metrics: any MetricsFactory = NOOPMetricsHandler.instance) -> RunningBridge {
         var config = configuration
         config.policy = policy
-        return RunningBridge(configuration: config, mongo: mongo)
+        return RunningBridge(configuration: config, mongo: mongo, metrics: metrics)
     }
 
     func mongoWrite(_ body: (MongoClient) throws(MongoError) -> Void) throws {
@@ -148,7 +149,7 @@ final class BridgeFixture: @unchecked Sendable {
 /// A pipeline on its own thread, stopped and joined by `shutdown()`.
 final class RunningPipeline: Sendable {
     let stop = StopSignal()
-    let statistics = PipelineStatistics()
+    let statistics = PipelineStatistics(direction: "to-mongo")
     private let done = DispatchSemaphore(value: 0)
 
     init(configuration: BridgeConfiguration, mongo: MongoClientPool) {
@@ -171,11 +172,13 @@ final class RunningPipeline: Sendable {
 /// Both pipelines on their own threads, as `nocobridge run` runs them.
 final class RunningBridge: Sendable {
     let stop = StopSignal()
-    let toMongo = PipelineStatistics()
-    let toNocoDB = PipelineStatistics()
+    let toMongo: PipelineStatistics
+    let toNocoDB: PipelineStatistics
     private let done = DispatchSemaphore(value: 0)
 
-    init(configuration: BridgeConfiguration, mongo: MongoClientPool) {
+    init(configuration: BridgeConfiguration, mongo: MongoClientPool, metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
+        toMongo = PipelineStatistics(direction: "to-mongo", metrics: metrics)
+        toNocoDB = PipelineStatistics(direction: "to-nocodb", metrics: metrics)
         let a = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toMongo)
         let b = ToNocoDBPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toNocoDB)
         let done = self.done

@@ -1,0 +1,41 @@
+import Bridge
+import CoreMetrics
+import Prometheus
+
+/// The Prometheus registry behind `/metrics`. The pipelines report into it through
+/// swift-metrics (`factory`); the gauges that only make sense when asked (server reachable,
+/// changelog backlog) are set from a fresh health check at each scrape.
+public struct MetricsExport: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    public let factory: any MetricsFactory
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Batches apply in about a millisecond here; the default buckets start at 5 ms.
+        factory.durationHistogramBuckets[MetricName.applyDuration] = [
+            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1), .seconds(5),
+        ]
+        factory.valueHistogramBuckets[MetricName.batchSize] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
+        self.factory = factory
+    }
+
+    /// Prometheus text exposition (format 0.0.4).
+    public func text(after health: BridgeHealth) -> String {
+        registry.makeGauge(name: MetricName.up, labels: [("server", "postgres")], help: Help.up).set(to: health.postgres ? 1.0 : 0.0)
+        registry.makeGauge(name: MetricName.up, labels: [("server", "mongo")], help: Help.up).set(to: health.mongo ? 1.0 : 0.0)
+        for direction in health.directions.values {
+            for (table, t) in direction.tables {
+                guard let backlog = t.backlog else { continue }
+                registry.makeGauge(name: MetricName.backlog, labels: [("table", table)], help: Help.backlog).set(to: Double(backlog))
+            }
+        }
+        return registry.emitToString()
+    }
+
+    private enum Help {
+        static let up = "1 when the server answered a ping at the last scrape."
+        static let backlog = "Changelog rows waiting to cross to MongoDB."
+    }
+}
