@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "nocobridge", targets: ["nocobridge"]),
         .executable(name: "nocobridge-bench", targets: ["nocobridge-bench"]),
+        .executable(name: "nocobridge-chaos", targets: ["nocobridge-chaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -57,6 +58,9 @@ let package = Package(
             name: "nocobridge-bench",
             dependencies: ["Bridge", "SyncCore", "Postgres", "Mongo", .product(name: "Logging", package: "swift-log")]
         ),
+        // Fault run: seeded load on both sides while the bridge and both servers are killed
+        // and restarted; compares both sides with the expected state (Scripts/chaos.sh).
+        .executableTarget(name: "nocobridge-chaos", dependencies: ["SyncCore", "Postgres", "Mongo"]),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore"]),
         .testTarget(
             name: "IntegrationTests",

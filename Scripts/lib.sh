@@ -100,3 +100,27 @@ nb_ensure_swift() {
   fi
   command -v swift >/dev/null 2>&1 || { nb_log "swift is not installed (expected Swift 6.x)"; return 1; }
 }
+
+# nb_restart_postgres DIR: a fast restart of the cluster nb_start_services started (same
+# port and options; open connections are cut, as in a real restart).
+nb_restart_postgres() {
+  local dir="$1"
+  runuser -u postgres -- "$NB_PG_BIN/pg_ctl" -D "$dir/pgdata" -l "$dir/postgres.log" -m fast -w -t 60 restart >/dev/null \
+    || { tail -20 "$dir/postgres.log" >&2; return 1; }
+  head -1 "$dir/pgdata/postmaster.pid" > "$dir/postgres.pid"
+}
+
+# nb_restart_mongo DIR: stops the SecantusDB server (SIGTERM, SIGKILL after 5 s) and starts
+# it again on the same port and storage.
+nb_restart_mongo() {
+  local dir="$1" port pid
+  port=$(sed -n 's/^export MONGO_PORT=//p' "$dir/env")
+  pid=$(cat "$dir/secantus.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$dir/mongo" \
+    --oplog-max-entries 5000000 >>"$dir/secantus.log" 2>&1 &
+  echo $! > "$dir/secantus.pid"
+  nb_wait_port 127.0.0.1 "$port" 60 || { tail -20 "$dir/secantus.log" >&2; return 1; }
+}

@@ -2,7 +2,8 @@
 # Runs every test on a fresh or prepared machine: installs what is missing (apt, pip),
 # starts a throwaway PostgreSQL 15 and SecantusDB on free ports, builds, runs `swift test`,
 # and stops only what it started, also on failure or SIGTERM. Extra arguments go to
-# `swift test` (e.g. --filter ToMongoTests).
+# `swift test` (e.g. --filter ToMongoTests); without them the short chaos run (20 faults,
+# Scripts/chaos.sh) follows the tests.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 nb_ensure_swift
@@ -18,3 +19,6 @@ export NB_VENV
 cd "$NB_ROOT"
 swift build --build-tests
 swift test --skip-build "$@"
+if [ "$#" -eq 0 ]; then
+  bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 1
+fi

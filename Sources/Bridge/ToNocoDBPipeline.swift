@@ -166,12 +166,15 @@ public final class ToNocoDBPipeline: Sendable {
         var order: [String] = []
         var writeBacks: [BulkWrite] = []
         var latestDocument: [String: Document] = [:]
+        // Keys met earlier in this batch: a document inserted and deleted within one batch has
+        // no key-map entry yet when its delete is read.
+        var batchKeys: [Value: String] = [:]
         for event in events {
             let at = Self.eventTime(event) ?? wallClockMilliseconds()
             var key = Self.key(of: event)
             var documentWithoutKey: Document?
             let id: Value? = if case .document(let dk)? = event["documentKey"] { dk["_id"] } else { nil }
-            if key == nil, let id { key = mapped[id] }
+            if key == nil, let id { key = batchKeys[id] ?? mapped[id] }
             if key == nil, case .document(var full)? = event["fullDocument"], let id {
                 // Inserted without externalId: derive one from _id and write it back once.
                 let derived = RecordCodec.derivedKey(from: id)
@@ -187,6 +190,7 @@ public final class ToNocoDBPipeline: Sendable {
                 ])
                 continue
             }
+            if let id { batchKeys[id] = key }
             if case .document(let full)? = event["fullDocument"] { latestDocument[key] = full } else { latestDocument[key] = nil }
             if var existing = hints[key] {
                 existing.changedAt = max(existing.changedAt, at)

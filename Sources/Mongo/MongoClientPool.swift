@@ -5,6 +5,10 @@ import SyncCore
 enum MongoRuntime {
     static let initialized: Bool = {
         mongoc_init()
+        // libmongoc's default handler prints its own unstructured lines to stdout/stderr
+        // (including debug-level monitor chatter); every failure it logs also comes back
+        // from the call as an error, which the bridge logs through swift-log.
+        mongoc_log_set_handler(nil, nil)
         return true
     }()
 }

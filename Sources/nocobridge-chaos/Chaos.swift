@@ -1,0 +1,151 @@
+import Foundation
+import Mongo
+import Postgres
+import SyncCore
+
+/// Fault run: application writers on both sides issue a seeded stream of inserts, updates and
+/// deletes while the bridge is SIGKILLed, PostgreSQL and the MongoDB server are restarted and
+/// resyncs run; at the end both databases must equal each other and the state the writers'
+/// operations imply. Started by `Scripts/chaos.sh`, which owns the servers.
+@main
+struct Chaos {
+    struct Settings {
+        var faults = 20
+        var seed: UInt64 = 1
+        var pgURL: String
+        var mongoURL: String
+        var bridgeBinary: String
+        var servicesDirectory: String
+        var scriptsDirectory: String
+        /// Pause between faults, so each lands on a bridge under load.
+        var faultIntervalMilliseconds = 1500
+        var convergeTimeoutSeconds = 180.0
+    }
+
+    static let schema = "pnocobridgedemo"
+    static let database = "chaos"
+
+    static func main() {
+        do {
+            let ok = try run(settings: settings())
+            exit(ok ? 0 : 1)
+        } catch {
+            say("chaos run failed: \(error)")
+            exit(1)
+        }
+    }
+
+    static func settings() throws -> Settings {
+        let env = ProcessInfo.processInfo.environment
+        guard let pg = env["PG_URL"], let mongo = env["MONGO_URL"], let dir = env["NB_SERVICES_DIR"] else {
+            say("PG_URL, MONGO_URL and NB_SERVICES_DIR must be set: run Scripts/chaos.sh")
+            exit(2)
+        }
+        var s = Settings(pgURL: pg, mongoURL: mongo, bridgeBinary: env["NOCOBRIDGE_BIN"] ?? ".build/debug/nocobridge",
+                         servicesDirectory: dir, scriptsDirectory: env["NB_SCRIPTS_DIR"] ?? "Scripts")
+        let args = CommandLine.arguments
+        func value(_ flag: String) -> String? {
+            args.firstIndex(of: flag).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
+        }
+        if let v = value("--faults") { guard let n = Int(v), n > 0 else { throw ChaosError("--faults takes a positive number") }; s.faults = n }
+        if let v = value("--seed") { guard let n = UInt64(v) else { throw ChaosError("--seed takes a number") }; s.seed = n }
+        return s
+    }
+
+    static func run(settings s: Settings) throws -> Bool {
+        let admin = try PostgresConnection(url: s.pgURL, applicationName: "chaos-setup")
+        try admin.query("DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+        try admin.query("CREATE DATABASE \(database)")
+        let url = PostgresConnection.url(s.pgURL, database: database)
+        try PostgresConnection(url: url).execute(script: String(contentsOfFile: "\(s.scriptsDirectory)/demo-schema.sql", encoding: .utf8))
+        let mongo = try MongoClientPool(url: s.mongoURL, database: database)
+        try mongo.withClient { (c: MongoClient) throws(MongoError) in _ = try c.runCommand(["dropDatabase": .int32(1)]) }
+
+        var env = ProcessInfo.processInfo.environment
+        env["PG_URL"] = url
+        env["MONGO_DB"] = database
+        env["SYNC_PG_SCHEMA"] = schema
+        env["SYNC_TABLES"] = ChaosTables.names.joined(separator: ",")
+        env["STATUS_ADDR"] = "off"
+        env["LOG_LEVEL"] = env["LOG_LEVEL"] ?? "warning"
+        let logPath = "\(s.servicesDirectory)/chaos-bridge.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        func cli(_ arguments: [String]) throws {
+            let status = try ChildProcess(s.bridgeBinary, arguments, environment: env, logFD: log.fileDescriptor).wait()
+            guard status == 0 else { throw ChaosError("nocobridge \(arguments.joined(separator: " ")) exited \(status); see \(logPath)") }
+        }
+        try cli(["install"])
+        // The script stops a bridge left behind by an interrupted run through this file.
+        let pidFile = "\(s.servicesDirectory)/bridge.pid"
+        func startBridge() throws -> ChildProcess {
+            let child = try ChildProcess(s.bridgeBinary, ["run"], environment: env, logFD: log.fileDescriptor)
+            try "\(child.pid)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+            return child
+        }
+        var bridge = try startBridge()
+
+        let expected = ExpectedState()
+        let nocodbWriter = WriterLoop(writer: NocoDBWriter(url: url, schema: schema),
+                                      stream: OperationStream(side: "nocodb", seed: s.seed), expected: expected, pauseMicroseconds: 8000)
+        let mongoWriter = WriterLoop(writer: MongoAppWriter(pool: mongo),
+                                     stream: OperationStream(side: "mongo", seed: s.seed), expected: expected, pauseMicroseconds: 8000)
+        let servers = ServerControl(scriptsDirectory: s.scriptsDirectory, servicesDirectory: s.servicesDirectory, logFD: log.fileDescriptor)
+        var rng = SeededRandom(seed: s.seed)
+        var injected: [Fault: Int] = [:]
+        let started = Date()
+        for (i, fault) in Fault.schedule(count: s.faults, using: &rng).enumerated() {
+            usleep(UInt32(Int.random(in: s.faultIntervalMilliseconds / 2...s.faultIntervalMilliseconds * 3 / 2, using: &rng) * 1000))
+            say("fault \(i + 1)/\(s.faults): \(fault.rawValue) (\(expected.operations) operations so far)")
+            switch fault {
+            case .killBridge:
+                bridge.kill(SIGKILL)
+                bridge.wait()
+                bridge = try startBridge()
+            case .restartPostgres: try servers.restartPostgres()
+            case .restartMongo: try servers.restartMongo()
+            case .resync: try retrying { try cli(["resync"]) }
+            }
+            injected[fault, default: 0] += 1
+        }
+        nocodbWriter.stop()
+        mongoWriter.stop()
+        let loadSeconds = Date().timeIntervalSince(started)
+        say("load stopped after \(String(format: "%.1f", loadSeconds)) s; waiting for both sides to converge")
+
+        let checker = try PostgresConnection(url: url, applicationName: "chaos-check")
+        let deadline = Date().addingTimeInterval(s.convergeTimeoutSeconds)
+        var comparison = try Comparison.run(expected: expected.records, postgres: checker, schema: schema, mongo: mongo)
+        while !comparison.mismatches.isEmpty && Date() < deadline {
+            sleep(1)
+            comparison = try Comparison.run(expected: expected.records, postgres: checker, schema: schema, mongo: mongo)
+        }
+        bridge.kill(SIGTERM)
+        let exitStatus = bridge.wait()
+
+        let faults = Fault.allCases.map { "\($0.rawValue) ×\(injected[$0] ?? 0)" }.joined(separator: ", ")
+        say("""
+
+            CHAOS SUMMARY (seed \(s.seed))
+              operations issued:  \(expected.operations) (retried after errors: \(nocodbWriter.retries.load(ordering: .relaxed) + mongoWriter.retries.load(ordering: .relaxed)))
+              faults injected:    \(injected.values.reduce(0, +)) (\(faults))
+              records compared:   \(comparison.records)
+              mismatches:         \(comparison.mismatches.count)
+              bridge exit on SIGTERM: \(exitStatus)
+            """)
+        for m in comparison.mismatches.prefix(20) { say("  mismatch: \(m)") }
+        return comparison.mismatches.isEmpty && exitStatus == 0
+    }
+
+    /// A resync started just as a server comes back may fail to connect; the operator would
+    /// run it again.
+    static func retrying(_ body: () throws -> Void) throws {
+        for attempt in 1...5 {
+            do { return try body() } catch where attempt < 5 { sleep(2) }
+        }
+    }
+}
+
+func say(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}

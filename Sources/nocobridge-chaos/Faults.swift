@@ -1,0 +1,71 @@
+import Foundation
+
+/// The faults a run injects, in a seeded order that repeats every five.
+enum Fault: String, CaseIterable, Sendable {
+    case killBridge = "SIGKILL bridge"
+    case restartPostgres = "restart PostgreSQL"
+    case restartMongo = "restart MongoDB server"
+    case resync = "resync while running"
+
+    static func schedule(count: Int, using rng: inout SeededRandom) -> [Fault] {
+        let pattern = [Fault.killBridge, .killBridge, .restartPostgres, .restartMongo, .resync]
+        var out: [Fault] = []
+        while out.count < count { out += pattern.shuffled(using: &rng) }
+        return Array(out.prefix(count))
+    }
+}
+
+/// A child process started with `posix_spawn` and reaped with `waitpid` by this code alone:
+/// Foundation's `Process` left a restart script's shell unreaped here (its exit went unnoticed
+/// while the server it started lived on). Output goes to a log file, never a pipe.
+final class ChildProcess {
+    let pid: pid_t
+
+    init(_ path: String, _ arguments: [String], environment: [String: String], logFD: Int32) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, logFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, logFD, 2)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        guard rc == 0 else { throw ChaosError("cannot start \(path): \(String(cString: strerror(rc)))") }
+        self.pid = pid
+    }
+
+    func kill(_ signal: Int32) { _ = Glibc.kill(pid, signal) }
+
+    /// The exit status, or 128 + signal number.
+    @discardableResult
+    func wait() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+}
+
+/// Restarts the servers `Scripts/lib.sh` started in the services directory, with its own
+/// functions, so the chaos run restarts them exactly as an operator's service manager would.
+struct ServerControl {
+    let scriptsDirectory: String
+    let servicesDirectory: String
+    let logFD: Int32
+
+    func restartPostgres() throws { try run("nb_restart_postgres") }
+    func restartMongo() throws { try run("nb_restart_mongo") }
+
+    private func run(_ function: String) throws {
+        let status = try ChildProcess("/bin/bash", ["-c", "source \"$0/lib.sh\" && \(function) \"$1\"", scriptsDirectory, servicesDirectory],
+                                      environment: ProcessInfo.processInfo.environment, logFD: logFD).wait()
+        guard status == 0 else { throw ChaosError("\(function) failed (exit \(status))") }
+    }
+}
+
+struct ChaosError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
