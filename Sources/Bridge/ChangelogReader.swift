@@ -19,14 +19,12 @@ public struct ChangelogReader: Sendable {
 
     public init(shape: TableShape) {
         self.shape = shape
-        let qualified = PostgresConnection.quoteIdentifier(shape.mapping.schema) + "." + PostgresConnection.quoteIdentifier(shape.mapping.table)
-        let columns = shape.mapper.columns.map { "r." + PostgresConnection.quoteIdentifier($0.name) }
-        let select = (["c.id", "c.op", "c.key", "c.old_key", "(extract(epoch from c.changed_at) * 1000)::bigint"] + columns)
-            .joined(separator: ", ")
+        // Only which records changed: the current rows are read when applied. (Decoding
+        // row_data here would also stop the table at a JSON field holding \u0000, which
+        // PostgreSQL's json functions refuse to convert.)
         fetchSQL = """
-            SELECT \(select)
+            SELECT c.id, c.op, c.key, c.old_key, (extract(epoch from c.changed_at) * 1000)::bigint
             FROM nocobridge.changelog c
-            CROSS JOIN LATERAL json_populate_record(NULL::\(qualified), c.row_data) r
             WHERE c.schema_name = $1 AND c.table_name = $2
             ORDER BY c.id
             LIMIT $3
@@ -42,7 +40,7 @@ public struct ChangelogReader: Sendable {
             guard let id = row[0].flatMap({ Int64($0) }),
                   let op = row[1].flatMap({ CapturedChange.Operation(rawValue: $0) }) else { continue }
             if oldest == nil { oldest = row[4].flatMap { Int64($0) } }
-            changes.append(CapturedChange(id: id, operation: op, key: row[2], oldKey: row[3], values: Array(row[5...]),
+            changes.append(CapturedChange(id: id, operation: op, key: row[2], oldKey: row[3],
                                           changedAt: row[4].flatMap { Int64($0) } ?? 0))
         }
         return Batch(changes: changes, oldestChangedAtMs: oldest)
@@ -61,7 +59,7 @@ public struct ChangelogReader: Sendable {
                 SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS d(id, key, field, error, op)
             ), dead AS (
                 INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
-                SELECT 'to-mongo', $7, d.key, d.field, d.error, d.op, c.row_data::jsonb
+                SELECT 'to-mongo', $7, d.key, d.field, d.error, d.op, nocobridge.payload(c.row_data)
                 FROM rejected d JOIN nocobridge.changelog c ON c.id = d.id
             )
             DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])

@@ -133,7 +133,7 @@ public enum DeadLetterLog {
         guard !rejections.isEmpty else { return }
         try connection.query("""
             INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
-            SELECT $1, $2, k, f, e, 'U', p::jsonb FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS u(k, f, e, p)
+            SELECT $1, $2, k, f, e, 'U', nocobridge.payload(p::json) FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS u(k, f, e, p)
             """, [direction, source,
                   PostgresConnection.arrayLiteral(rejections.map(\.key)),
                   PostgresConnection.arrayLiteral(rejections.map(\.field)),

@@ -85,12 +85,50 @@ public final class ToMongoPipeline: Sendable {
         let mapping = reader.shape.mapping
         let groups = ChangeGroups(batch.changes)
         var rejections = groups.rejections
-        let outcome = try connection.bridgeTransaction {
-            let hints = groups.keys.map { RecordSynchronizer.Hint(key: $0, changedAt: groups.latestChange($0)) }
-            let outcome = try synchronizer.synchronize(changed: .nocodb, hints: hints, connection: connection, mongo: mongo)
-            for r in outcome.rejections { rejections += groups.reject(r.key, field: r.field, reason: r.reason) }
-            try reader.acknowledge(groups.changeIDs, rejections: rejections, on: connection)
+        /// Syncs `keys` and acknowledges `ids` in one transaction.
+        func apply(_ keys: [String], acknowledging ids: [Int64], rejections: inout [Rejection]) throws -> RecordSynchronizer.Outcome {
+            var found = rejections
+            let outcome = try connection.bridgeTransaction {
+                let hints = keys.map { RecordSynchronizer.Hint(key: $0, changedAt: groups.latestChange($0)) }
+                let outcome = try synchronizer.synchronize(changed: .nocodb, hints: hints, connection: connection, mongo: mongo)
+                for r in outcome.rejections { found += groups.reject(r.key, field: r.field, reason: r.reason) }
+                try reader.acknowledge(ids, rejections: found, on: connection)
+                return outcome
+            }
+            rejections = found
             return outcome
+        }
+        var outcome: RecordSynchronizer.Outcome
+        do {
+            outcome = try apply(groups.keys, acknowledging: groups.changeIDs, rejections: &rejections)
+        } catch let error as PostgresError where error.isDataError {
+            // PostgreSQL refused something the mapper let through: apply record by record so
+            // only the bad one goes to dead letters and the batch does not block the table.
+            logger.warning("PostgreSQL refused a value in the batch; applying its records one by one", metadata: [
+                "direction": "to-mongo", "table": "\(mapping.qualifiedName)", "error": "\(error)",
+            ])
+            outcome = RecordSynchronizer.Outcome()
+            var done: [Rejection] = []
+            if !rejections.isEmpty {
+                try connection.bridgeTransaction { try reader.acknowledge(rejections.map(\.changeID), rejections: rejections, on: connection) }
+                done = rejections
+            }
+            for key in groups.keys {
+                let ids = (groups.changesByKey[key] ?? []).map(\.id)
+                var found: [Rejection] = []
+                do {
+                    let one = try apply([key], acknowledging: ids, rejections: &found)
+                    outcome.mongoWrites += one.mongoWrites
+                    outcome.nocodbWrites += one.nocodbWrites
+                    outcome.conflicts += one.conflicts
+                    outcome.conflictsByRule.merge(one.conflictsByRule, uniquingKeysWith: +)
+                } catch let error as PostgresError where error.isDataError {
+                    found = groups.reject(key, field: nil, reason: "PostgreSQL refused the record: \(error)")
+                    try connection.bridgeTransaction { try reader.acknowledge(ids, rejections: found, on: connection) }
+                }
+                done += found
+            }
+            rejections = done
         }
         for rejection in rejections {
             logger.error("change sent to dead letters", metadata: [

@@ -113,9 +113,51 @@ public final class ToNocoDBPipeline: Sendable {
         }
     }
 
-    /// One batch: every event's record resolved and written, then the position, in one transaction.
+    /// One batch: every event's record resolved and written, then the position, in one
+    /// transaction. When PostgreSQL refuses a value the mapper let through, the batch is
+    /// applied again one event at a time so only the bad record goes to dead letters.
     func process(_ events: [Document], token: [UInt8]?, synchronizers: [String: RecordSynchronizer],
                  connection: PostgresConnection) throws {
+        do {
+            try processTogether(events, token: token, synchronizers: synchronizers, connection: connection)
+        } catch let error as PostgresError where error.isDataError {
+            guard events.count > 1 else {
+                try deadLetter(events.first, error: error, token: token, synchronizers: synchronizers, connection: connection)
+                return
+            }
+            logger.warning("PostgreSQL refused a value in the batch; applying its events one by one", metadata: [
+                "direction": "to-nocodb", "events": "\(events.count)", "error": "\(error)",
+            ])
+            for event in events {
+                try process([event], token: nil, synchronizers: synchronizers, connection: connection)
+            }
+            if let token { try PositionStore.save(streamName, position: token, on: connection) }
+        }
+    }
+
+    /// Records an event PostgreSQL refused, with its key and the server's reason, and moves on.
+    private func deadLetter(_ event: Document?, error: PostgresError, token: [UInt8]?,
+                            synchronizers: [String: RecordSynchronizer], connection: PostgresConnection) throws {
+        var source = "-", key = "-"
+        if let event, case .document(let ns)? = event["ns"], case .string(let coll)? = ns["coll"] {
+            source = synchronizers[coll]?.writer.shape.mapping.qualifiedName ?? coll
+            key = Self.key(of: event) ?? {
+                if case .document(let dk)? = event["documentKey"], let id = dk["_id"] { return "_id " + JSON.serialize(id) }
+                return "-"
+            }()
+        }
+        let reason = "PostgreSQL refused the record: \(error)"
+        logger.error("change sent to dead letters", metadata: [
+            "direction": "to-nocodb", "table": "\(source)", "key": "\(key)", "error": "\(reason)",
+        ])
+        try connection.bridgeTransaction {
+            try DeadLetterLog.record(direction: "to-nocodb", source: source, [(key, nil, reason, nil)], on: connection)
+            if let token { try PositionStore.save(streamName, position: token, on: connection) }
+        }
+    }
+
+    private func processTogether(_ events: [Document], token: [UInt8]?, synchronizers: [String: RecordSynchronizer],
+                                 connection: PostgresConnection) throws {
         guard !events.isEmpty || token != nil else { return }
         let started = wallClockMilliseconds()
         var byCollection: [String: [Document]] = [:]
@@ -161,7 +203,12 @@ public final class ToNocoDBPipeline: Sendable {
         for event in events where Self.key(of: event) == nil {
             if case .document(let dk)? = event["documentKey"], let id = dk["_id"] { unknownIDs.append(id) }
         }
+        // An update may have changed externalId itself: compare with the key known for its _id.
+        for event in events where Self.isUpdate(event) && Self.key(of: event) != nil {
+            if case .document(let dk)? = event["documentKey"], let id = dk["_id"] { unknownIDs.append(id) }
+        }
         let mapped = try synchronizer.store.keys(forMongoIDs: unknownIDs, on: connection)
+        var keyChanges: [(key: String, field: String?, reason: String, payload: String?)] = []
         var hints: [String: RecordSynchronizer.Hint] = [:]
         var order: [String] = []
         var writeBacks: [BulkWrite] = []
@@ -188,6 +235,13 @@ public final class ToNocoDBPipeline: Sendable {
                 logger.warning("change event for a document the bridge never saw; nothing to apply", metadata: [
                     "collection": "\(collection)", "operation": "\(event["operationType"].map { JSON.serialize($0) } ?? "-")",
                 ])
+                continue
+            }
+            if let id, Self.isUpdate(event), let known = batchKeys[id] ?? mapped[id], known != key {
+                keyChanges.append((known, RowMapper.keyField, """
+                    externalId changed from "\(known)" to "\(key)" on an existing document; NocoDB keeps the \
+                    record under "\(known)": set it back in MongoDB, or delete the document and insert it anew
+                    """, nil))
                 continue
             }
             if let id { batchKeys[id] = key }
@@ -217,6 +271,7 @@ public final class ToNocoDBPipeline: Sendable {
         var outcome = try synchronizer.synchronize(changed: .mongo, hints: order.compactMap { hints[$0] },
                                                    extraMongoWrites: writeBacks, connection: connection, mongo: mongo)
         outcome.echoes = echoes
+        outcome.rejections += keyChanges
         if !outcome.rejections.isEmpty {
             let name = configuration.mongoDatabase + "." + collection
             for r in outcome.rejections {
@@ -228,6 +283,10 @@ public final class ToNocoDBPipeline: Sendable {
             try DeadLetterLog.record(direction: "to-nocodb", source: name, outcome.rejections, on: connection)
         }
         return outcome
+    }
+
+    static func isUpdate(_ event: Document) -> Bool {
+        event["operationType"] == .string("update") || event["operationType"] == .string("replace")
     }
 
     /// `externalId` from the event's document or pre-image.

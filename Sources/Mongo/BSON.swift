@@ -157,9 +157,11 @@ enum BSONReader {
         case BSON_TYPE_UTF8:
             var length: UInt32 = 0
             guard let p = bson_iter_utf8(iter, &length) else { return .string("") }
-            return .string(p.withMemoryRebound(to: UInt8.self, capacity: Int(length)) {
-                String(decoding: UnsafeBufferPointer(start: $0, count: Int(length)), as: UTF8.self)
-            })
+            // Decoding would silently replace invalid bytes; such a value is refused instead.
+            let text = p.withMemoryRebound(to: UInt8.self, capacity: Int(length)) {
+                String(validating: UnsafeBufferPointer(start: $0, count: Int(length)), as: UTF8.self)
+            }
+            return text.map(Value.string) ?? .unsupported(typeName: "string with invalid UTF-8")
         case BSON_TYPE_DATE_TIME: return .date(bson_iter_date_time(iter))
         case BSON_TYPE_OID:
             guard let oid = bson_iter_oid(iter) else { return .null }

@@ -21,6 +21,14 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
+    /// True when the server refused the values themselves (class 22 data exception, 23
+    /// integrity constraint, 54 program limit such as a row too large): retrying the same
+    /// statement can never succeed, so the caller isolates the record instead.
+    public var isDataError: Bool {
+        guard kind == .query, let state = sqlState else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("23") || state.hasPrefix("54")
+    }
+
     /// True when retrying on a new connection may succeed (server restart, network cut).
     public var isConnectionProblem: Bool {
         switch kind {

@@ -1,4 +1,5 @@
-/// One row change read from the NocoDB side (changelog or replication stream).
+/// One row change read from the NocoDB side (changelog or replication stream). It says which
+/// record changed, not how: the bridge reads the record's current row when it applies it.
 public struct CapturedChange: Sendable, Equatable {
     public enum Operation: String, Sendable, Equatable {
         case insert = "I"
@@ -13,17 +14,14 @@ public struct CapturedChange: Sendable, Equatable {
     public let key: String?
     /// `externalId` before an update, to catch a key being rewritten.
     public let oldKey: String?
-    /// Column texts aligned with the table's `RowMapper.columns`.
-    public let values: [String?]
     /// When the change was captured (ms since the epoch); a hard delete's time.
     public let changedAt: Int64
 
-    public init(id: Int64, operation: Operation, key: String?, oldKey: String?, values: [String?], changedAt: Int64 = 0) {
+    public init(id: Int64, operation: Operation, key: String?, oldKey: String?, changedAt: Int64 = 0) {
         self.id = id
         self.operation = operation
         self.key = key
         self.oldKey = oldKey
-        self.values = values
         self.changedAt = changedAt
     }
 }

@@ -130,6 +130,8 @@ public enum JSON {
                 skipSpace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
                 let key = try parseString()
+                // BSON keys are NUL-terminated: such a key cannot become a field name.
+                guard !key.utf8.contains(0) else { throw fail("an object key contains the NUL character, which BSON field names cannot hold") }
                 skipSpace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                 index += 1

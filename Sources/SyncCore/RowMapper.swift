@@ -110,30 +110,47 @@ public struct RowMapper: Sendable {
             guard d.isFinite else { throw bad("\(d) cannot be stored in a Decimal field") }
             return "\(d)"
         case (.bool, .bool(let b)): return b ? "true" : "false"
-        case (.timestamp, .date(let ms)): return Timestamps.postgresText(milliseconds: ms)
-        case (.timestamptz, .date(let ms)): return Timestamps.postgresText(milliseconds: ms) + "+00"
+        case (.timestamp, .date(let ms)), (.timestamptz, .date(let ms)):
+            guard timestampRange.contains(ms) else { throw bad(outOfRange(ms, "timestamp", "4714 BC to 294276 AD")) }
+            return Timestamps.postgresText(milliseconds: ms) + (column.kind == .timestamptz ? "+00" : "")
         case (.timestamp, .string(let s)), (.timestamptz, .string(let s)):
-            do { return Timestamps.postgresText(milliseconds: try Timestamps.parseMilliseconds(s)) + (column.kind == .timestamptz ? "+00" : "") } catch {
-                throw bad("\"\(s)\" is not an ISO-8601 date-time")
-            }
+            guard let ms = try? Timestamps.parseMilliseconds(s) else { throw bad("\"\(s)\" is not an ISO-8601 date-time") }
+            return try postgresText(of: column, value: .date(ms))
         case (.date, .date(let ms)):
             guard ms % 86_400_000 == 0 else { throw bad("a Date field holds whole days; the value has a time of day") }
+            guard dateRange.contains(ms) else { throw bad(outOfRange(ms, "date", "4714 BC to 5874897 AD")) }
             return Timestamps.postgresDate(milliseconds: ms)
         case (.json, _):
-            return JSON.serialize(value)
+            let json = JSON.serialize(value)
+            // json keeps \u0000 as text; jsonb refuses it and would fail the whole batch.
+            if column.postgresType == "jsonb", json.contains("\\u0000") {
+                throw bad("contains the NUL character, which a jsonb column cannot store")
+            }
+            return json
         case (.multiSelect, .array(let items)):
             var options: [String] = []
             for item in items {
                 guard case .string(let s) = item else { throw bad("multi-select options must be strings") }
+                guard !s.utf8.contains(0) else { throw bad("option contains a NUL byte, which PostgreSQL cannot store") }
                 guard !s.contains(",") else { throw bad("option \"\(s)\" contains a comma, which NocoDB uses as separator") }
                 options.append(s)
             }
             return options.joined(separator: ",")
         case (.multiSelect, .string(let s)):
+            guard !s.utf8.contains(0) else { throw bad("text contains a NUL byte, which PostgreSQL cannot store") }
             return s
         default:
             throw bad("expected \(column.kind.rawValue), got \(typeName(value))")
         }
+    }
+
+    /// PostgreSQL's ranges in milliseconds since 1970 (BSON dates reach ±292 million years);
+    /// a value outside would fail the whole batch's write instead of one record.
+    static let timestampRange: ClosedRange<Int64> = -210_866_803_200_000...9_224_318_015_999_999
+    static let dateRange: ClosedRange<Int64> = -210_866_803_200_000...185_331_706_992_000_000
+
+    private static func outOfRange(_ ms: Int64, _ type: String, _ range: String) -> String {
+        "date \(ms) ms from 1970 is outside PostgreSQL's \(type) range (\(range))"
     }
 
     private static func integer(_ value: Value) -> Int64? {

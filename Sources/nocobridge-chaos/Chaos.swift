@@ -114,12 +114,14 @@ struct Chaos {
         say("load stopped after \(String(format: "%.1f", loadSeconds)) s; waiting for both sides to converge")
 
         let checker = try PostgresConnection(url: url, applicationName: "chaos-check")
-        let deadline = Date().addingTimeInterval(s.convergeTimeoutSeconds)
+        let stoppedAt = Date()
+        let deadline = stoppedAt.addingTimeInterval(s.convergeTimeoutSeconds)
         var comparison = try Comparison.run(expected: expected.records, postgres: checker, schema: schema, mongo: mongo)
         while !comparison.mismatches.isEmpty && Date() < deadline {
             sleep(1)
             comparison = try Comparison.run(expected: expected.records, postgres: checker, schema: schema, mongo: mongo)
         }
+        let convergeSeconds = Date().timeIntervalSince(stoppedAt)
         bridge.kill(SIGTERM)
         let exitStatus = bridge.wait()
 
@@ -131,6 +133,7 @@ struct Chaos {
               faults injected:    \(injected.values.reduce(0, +)) (\(faults))
               records compared:   \(comparison.records)
               mismatches:         \(comparison.mismatches.count)
+              load time:          \(String(format: "%.1f", loadSeconds)) s; converged \(String(format: "%.1f", convergeSeconds)) s after the load stopped
               bridge exit on SIGTERM: \(exitStatus)
             """)
         for m in comparison.mismatches.prefix(20) { say("  mismatch: \(m)") }

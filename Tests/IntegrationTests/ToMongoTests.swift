@@ -149,9 +149,12 @@ import Testing
         try f.sql("INSERT INTO \(zoo) (\"externalId\", json_text) VALUES ('bad-json', '{oops')")
         try f.sql("INSERT INTO \(zoo) (\"externalId\", at) VALUES ('forever', 'infinity')")
         try f.sql("INSERT INTO \(zoo) (\"externalId\", label) VALUES ('huge', repeat('x', 17 * 1024 * 1024))")
+        let deep = String(repeating: "[", count: 150) + String(repeating: "]", count: 150)
+        try f.sql("INSERT INTO \(zoo) (\"externalId\", doc) VALUES ('too-deep', $1)", [deep])
+        try f.sql("INSERT INTO \(zoo) (\"externalId\", doc) VALUES ('nul-key', '{\"a\\u0000b\": 1}')")
         try f.sql("INSERT INTO \(zoo) (\"externalId\", label) VALUES ('fine', 'ok')")
         try eventually("good row delivered") { try f.document("type_zoo", key: "fine") != nil }
-        try eventually("all five dead-lettered") { try f.deadLetters().rows.count == 5 }
+        try eventually("all seven dead-lettered") { try f.deadLetters().rows.count == 7 }
         let dead = try f.deadLetters().rows
         let byKey = Dictionary(uniqueKeysWithValues: dead.map { ($0[1] ?? "", $0) })
         #expect(byKey["too-precise"]?[2] == "amount")
@@ -161,8 +164,10 @@ import Testing
         #expect(byKey["bad-json"]?[3]?.contains("invalid JSON") == true)
         #expect(byKey["forever"]?[2] == "at")
         #expect(byKey["huge"]?[3]?.contains("16 MiB") == true)
+        #expect(byKey["too-deep"]?[2] == "doc" && byKey["too-deep"]?[3]?.contains("nested deeper than 100") == true)
+        #expect(byKey["nul-key"]?[2] == "doc" && byKey["nul-key"]?[3]?.contains("NUL") == true)
         #expect(dead.allSatisfy { $0[0] == "\(f.schema).type_zoo" })
-        for key in ["too-precise", "nan", "bad-json", "forever", "huge"] {
+        for key in ["too-precise", "nan", "bad-json", "forever", "huge", "too-deep", "nul-key"] {
             #expect(try f.document("type_zoo", key: key) == nil)
         }
         // A fixed row goes through.

@@ -3,7 +3,7 @@ import Testing
 
 @Suite struct ChangeGroupsTests {
     func change(_ id: Int64, _ op: CapturedChange.Operation, _ key: String?, oldKey: String? = nil, at: Int64 = 0) -> CapturedChange {
-        CapturedChange(id: id, operation: op, key: key, oldKey: oldKey ?? (op == .update ? key : nil), values: [], changedAt: at)
+        CapturedChange(id: id, operation: op, key: key, oldKey: oldKey ?? (op == .update ? key : nil), changedAt: at)
     }
 
     @Test func groupsByKeyInFirstAppearanceOrder() {

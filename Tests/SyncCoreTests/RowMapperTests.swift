@@ -48,6 +48,7 @@ import Testing
         (.date, "-infinity"),
         (.json, "{not json"),
         (.json, String(repeating: "[", count: 200) + String(repeating: "]", count: 200)),
+        (.json, #"{"a\u0000b": 1}"#),
     ])
     func rejectsWithTheFieldNamed(kind: ColumnKind, text: String) {
         #expect {
@@ -57,7 +58,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [
+    static let unstorable: [(ColumnKind, Value)] = [
         (ColumnKind.text, Value.int32(1)),
         (.text, .string("nul\u{0}byte")),
         (.int32, .int64(1 << 40)),
@@ -70,9 +71,57 @@ import Testing
         (.date, .date(1_714_557_600_123)),
         (.multiSelect, .array([.int32(1)])),
         (.multiSelect, .array([.string("a,b")])),
-    ])
+        (.multiSelect, .array([.string("a\u{0}")])),
+        (.multiSelect, .string("a\u{0}")),
+        (.timestamp, .date(9_300_000_000_000_000)),
+        (.timestamptz, .date(-300_000_000_000_000)),
+        (.date, .date(-3_000_000 * 86_400_000)),
+        (.date, .date(200_000_000_000_000_000 / 86_400_000 * 86_400_000)),
+    ]
+
+    @Test(arguments: unstorable)
     func rejectsDocumentValuesThatCannotBeStored(kind: ColumnKind, value: Value) {
         #expect(throws: MappingError.self) { try RowMapper.postgresText(of: Self.column(kind), value: value) }
+    }
+
+    @Test func dateRangesEndWherePostgreSQLsEnd() throws {
+        #expect(try RowMapper.postgresText(of: Self.column(.timestamp), value: .date(9_224_318_015_999_999))
+                == "294276-12-31 23:59:59.999")
+        #expect(throws: MappingError.self) {
+            try RowMapper.postgresText(of: Self.column(.timestamp), value: .date(9_224_318_016_000_000))
+        }
+        #expect(try RowMapper.postgresText(of: Self.column(.timestamp), value: .date(-210_866_803_200_000))
+                == "4714-11-24 00:00:00.000 BC")
+        #expect(throws: MappingError.self) {
+            try RowMapper.postgresText(of: Self.column(.timestamp), value: .date(-210_866_803_200_001))
+        }
+    }
+
+    @Test func nulInJSONIsRefusedOnlyWhereJsonbCannotHoldIt() throws {
+        let value = Value.document(["k": .string("a\u{0}")])
+        #expect(try RowMapper.postgresText(of: Self.column(.json, "json"), value: value) == #"{"k":"a\u0000"}"#)
+        #expect {
+            try RowMapper.postgresText(of: Self.column(.json, "jsonb"), value: value)
+        } throws: { ($0 as? MappingError)?.reason.contains("jsonb") == true }
+    }
+
+    /// Arbitrary text and values of every type, for every column kind: each either maps or
+    /// fails with a `MappingError`; nothing traps.
+    @Test func arbitraryInputNeverCrashes() {
+        var rng = SystemRandomNumberGenerator()
+        let pool: [Value] = [.null, .bool(true), .int32(.min), .int64(.max), .double(.nan), .double(-.infinity), .double(1e308),
+                             .decimal(try! Decimal128Text("-0.000")), .string(""), .string("\u{0}"), .date(.min), .date(.max),
+                             .document([:]), .array([.null]), .objectId(ObjectID(bytes: Array(repeating: 0, count: 12))!),
+                             .timestamp(seconds: 0, increment: 0), .unsupported(typeName: "binary")]
+        for _ in 0..<5000 {
+            let kind = ColumnKind.allCases.randomElement(using: &rng)!
+            let column = Self.column(kind, Bool.random(using: &rng) ? "jsonb" : "")
+            let bytes = (0..<Int.random(in: 0...24, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let text = Bool.random(using: &rng) ? String(decoding: bytes, as: UTF8.self) : Self.randomString(&rng)
+            do { _ = try RowMapper.value(of: column, text: text) } catch {}
+            let value = Bool.random(using: &rng) ? pool.randomElement(using: &rng)! : Self.randomValue(for: ColumnKind.allCases.randomElement(using: &rng)!, using: &rng)
+            do { _ = try RowMapper.postgresText(of: column, value: value) } catch {}
+        }
     }
 
     @Test func acceptsWhatMongoShellsWrite() throws {

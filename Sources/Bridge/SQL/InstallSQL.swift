@@ -67,6 +67,16 @@ CREATE TABLE IF NOT EXISTS nocobridge.dead_letters (
     last_retry_at timestamptz
 );
 
+-- A dead letter's payload as jsonb; jsonb refuses the \u0000 escape that json (and so a
+-- NocoDB JSON field) accepts, and a refused payload must not block the dead letter itself.
+CREATE OR REPLACE FUNCTION nocobridge.payload(p json) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    RETURN p::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN to_jsonb(p::text);
+END $fn$;
+
 -- Stream positions (MongoDB resume tokens, replication LSNs), committed together with the
 -- writes they cover.
 CREATE TABLE IF NOT EXISTS nocobridge.positions (
