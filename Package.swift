@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(
             name: "nocobridge",
             dependencies: [
-                "Bridge", "SyncCore", "StatusServer",
+                "Bridge", "SyncCore", "StatusServer", "Postgres", "Mongo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -21,6 +21,15 @@ public final class MongoClientPool: @unchecked Sendable {
     private let uri: OpaquePointer
     public let databaseName: String
 
+    /// Why libmongoc cannot parse `url`, or nil (see `PostgresConnection.urlProblem`).
+    public static func urlProblem(_ url: String) -> String? {
+        _ = MongoRuntime.initialized
+        var error = bson_error_t()
+        guard let uri = mongoc_uri_new_with_error(url, &error) else { return MongoError.from(error).message }
+        mongoc_uri_destroy(uri)
+        return nil
+    }
+
     /// - Parameters:
     ///   - url: a `mongodb://` URL; TLS and auth options pass through to libmongoc.
     ///   - database: the database holding the synced collections.

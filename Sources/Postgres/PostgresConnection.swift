@@ -52,6 +52,30 @@ public final class PostgresConnection {
         PQfinish(handle)
     }
 
+    /// Why libpq cannot parse `url`, or nil: checked before connecting, so a typo is reported
+    /// as a configuration mistake rather than an unreachable server.
+    public static func urlProblem(_ url: String) -> String? {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(url, &errorMessage) else {
+            let message = errorMessage.map { String(cString: $0) } ?? "cannot be parsed"
+            if let errorMessage { PQfreemem(errorMessage) }
+            return scrub(message.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        defer { PQconninfoFree(options) }
+        // libpq checks the port only when connecting; a typo there is still a typo.
+        var option = options
+        while let keyword = option.pointee.keyword {
+            if String(cString: keyword) == "port", let value = option.pointee.val {
+                let ports = String(cString: value).split(separator: ",", omittingEmptySubsequences: false)
+                if ports.contains(where: { !$0.isEmpty && (UInt16($0) == nil) }) {
+                    return "invalid port \"\(String(cString: value))\""
+                }
+            }
+            option += 1
+        }
+        return nil
+    }
+
     public var isConnected: Bool { PQstatus(handle) == CONNECTION_OK }
 
     /// Server process id, for tests and diagnostics (`pg_terminate_backend`).

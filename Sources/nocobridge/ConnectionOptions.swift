@@ -1,6 +1,9 @@
 import ArgumentParser
 import Bridge
 import Foundation
+import Logging
+import Mongo
+import Postgres
 import SyncCore
 
 /// Settings shared by every subcommand: each flag falls back to its environment variable.
@@ -45,6 +48,9 @@ struct ConnectionOptions: ParsableArguments {
         guard pg.hasPrefix("postgres://") || pg.hasPrefix("postgresql://") || pg.contains("=") else {
             throw ConfigurationError(setting: "PG_URL", message: "expected postgresql://… or key=value connection string")
         }
+        if let problem = PostgresConnection.urlProblem(pg) {
+            throw ConfigurationError(setting: "PG_URL", message: problem)
+        }
         let mongo = setting(mongoURL, "MONGO_URL") ?? ""
         if requireMongo {
             guard !mongo.isEmpty else {
@@ -52,6 +58,9 @@ struct ConnectionOptions: ParsableArguments {
             }
             guard mongo.hasPrefix("mongodb://") || mongo.hasPrefix("mongodb+srv://") else {
                 throw ConfigurationError(setting: "MONGO_URL", message: "expected mongodb://…")
+            }
+            if let problem = MongoClientPool.urlProblem(mongo) {
+                throw ConfigurationError(setting: "MONGO_URL", message: problem)
             }
         }
         let schemaName = setting(schema, "SYNC_PG_SCHEMA") ?? "public"
@@ -94,7 +103,17 @@ struct ConnectionOptions: ParsableArguments {
             config.policy[keyPath: keyPath] = value
         }
         if let raw = env["SYNC_PRE_IMAGES"], !raw.isEmpty {
-            config.usePreImages = ["1", "true", "yes"].contains(raw.lowercased())
+            switch raw.lowercased() {
+            case "1", "true", "yes": config.usePreImages = true
+            case "0", "false", "no": config.usePreImages = false
+            default: throw ConfigurationError(setting: "SYNC_PRE_IMAGES", message: "\"\(raw)\" is not true or false")
+            }
+        }
+        if let raw = env["LOG_LEVEL"], !raw.isEmpty, Logger.Level(rawValue: raw.lowercased()) == nil {
+            throw ConfigurationError(setting: "LOG_LEVEL", message: "\"\(raw)\" is not trace, debug, info, notice, warning, error or critical")
+        }
+        if let raw = env["LOG_FORMAT"], !raw.isEmpty, !["text", "json"].contains(raw.lowercased()) {
+            throw ConfigurationError(setting: "LOG_FORMAT", message: "\"\(raw)\" is not text or json")
         }
         if let kinds = setting(columnTypes, "SYNC_COLUMN_TYPES") {
             config.columnKinds = try BridgeConfiguration.parseColumnKinds(kinds)

@@ -22,6 +22,11 @@ func runReporting(_ body: () async throws -> Void) async throws {
     } catch let error as ConfigurationError {
         FileHandle.standardError.write(Data("nocobridge: \(error)\n".utf8))
         throw ExitCode(2)
+    } catch let error as TableCatalog.Problem {
+        // A configured table that does not exist or lacks the common fields: fix the settings
+        // or the base, not the servers.
+        FileHandle.standardError.write(Data("nocobridge: \(error)\n".utf8))
+        throw ExitCode(2)
     } catch let error as ExitCode {
         throw error
     } catch {
