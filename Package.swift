@@ -34,6 +34,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // NocoDB's meta REST API (bases, tables, fields, views): discovery and provisioning.
+        .target(
+            name: "NocoDBMeta",
+            dependencies: ["SyncCore", .product(name: "Logging", package: "swift-log")]
+        ),
         // The HTTP status, health and metrics endpoint.
         .target(
             name: "StatusServer",
@@ -47,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "nocobridge",
             dependencies: [
-                "Bridge", "SyncCore", "StatusServer", "Postgres", "Mongo",
+                "Bridge", "SyncCore", "StatusServer", "Postgres", "Mongo", "NocoDBMeta",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -64,7 +69,7 @@ let package = Package(
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Bridge", "SyncCore", "Postgres", "Mongo", "StatusServer", .product(name: "CoreMetrics", package: "swift-metrics")]
+            dependencies: ["Bridge", "SyncCore", "Postgres", "Mongo", "StatusServer", "NocoDBMeta", .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
     ]
 )

@@ -4,6 +4,7 @@
 NB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NB_VENV="${NOCOBRIDGE_VENV:-$HOME/.cache/nocobridge/venv}"
 NB_SECANTUS_VERSION="0.7.0b3"
+NB_OPENAPI_VALIDATOR_VERSION="0.9.0"
 NB_PG_BIN="${NB_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 nb_log() { printf '[nocobridge] %s\n' "$*" >&2; }
@@ -24,6 +25,11 @@ nb_install_deps() {
     nb_log "installing SecantusDB $NB_SECANTUS_VERSION into $NB_VENV"
     python3 -m venv "$NB_VENV"
     "$NB_VENV/bin/pip" install -q "SecantusDB==$NB_SECANTUS_VERSION"
+  fi
+  # The NocoDB meta test server validates every call against NocoDB's OpenAPI spec.
+  if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('openapi-schema-validator') == '$NB_OPENAPI_VALIDATOR_VERSION'" 2>/dev/null; then
+    nb_log "installing openapi-schema-validator $NB_OPENAPI_VALIDATOR_VERSION into $NB_VENV"
+    "$NB_VENV/bin/pip" install -q "openapi-schema-validator==$NB_OPENAPI_VALIDATOR_VERSION"
   fi
 }
 

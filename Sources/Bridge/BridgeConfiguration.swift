@@ -31,6 +31,13 @@ public struct BridgeConfiguration: Sendable {
     /// Column kinds that the PostgreSQL type does not tell (MultiSelect, JSON kept in text),
     /// keyed by `table.column`.
     public var columnKinds: [String: ColumnKind] = [:]
+    /// MongoDB field name per `table.column` where it differs from the column name: NocoDB
+    /// field titles found through its meta API (a title "Table No" is column "Table_No").
+    public var fieldNames: [String: String] = [:]
+    /// Asked for current field names whenever table shapes are (re)built; nil without NocoDB.
+    public var fieldMetadata: (any FieldMetadataSource)?
+    /// How often the pipelines look for columns added, renamed or removed.
+    public var schemaCheckInterval: Duration = .seconds(1)
     /// How long to wait for a notification before sweeping all tables anyway; a safety net
     /// for lost notifications, not the delivery path.
     public var idleSweepMilliseconds: Int32 = 1000

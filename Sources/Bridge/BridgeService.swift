@@ -31,7 +31,7 @@ public struct BridgeService: Service {
             throw ConfigurationError(setting: "PG_URL", message: "the nocobridge schema is not installed in this database; run `nocobridge install`")
         }
         for mapping in configuration.tables {
-            _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds)
+            _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
             let attached = try connection.query(
                 "SELECT 1 FROM nocobridge.synced_tables WHERE schema_name = $1 AND table_name = $2",
                 [mapping.schema, mapping.table])

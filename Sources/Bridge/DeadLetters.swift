@@ -66,7 +66,7 @@ public struct DeadLetters: Sendable {
         if let id, rows.isEmpty { throw NotFound(id: id) }
         var synchronizers: [String: RecordSynchronizer] = [:]
         for mapping in configuration.tables {
-            let shape = try TableCatalog.shape(of: mapping, on: c, columnKinds: configuration.columnKinds)
+            let shape = try TableCatalog.shape(of: mapping, on: c, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
             let sync = RecordSynchronizer(shape: shape, policy: configuration.policy)
             synchronizers[mapping.qualifiedName] = sync
             synchronizers[configuration.mongoDatabase + "." + mapping.collection] = sync

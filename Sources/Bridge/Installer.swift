@@ -25,7 +25,7 @@ public struct Installer: Sendable {
     public func install(createMongoIndexes: Bool = true, grantTo role: String? = nil) throws {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-install")
         for mapping in configuration.tables {
-            _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds)
+            _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
         }
         try connection.execute(script: InstallSQL.install)
         for mapping in configuration.tables {

@@ -122,7 +122,7 @@ public struct Resync: Sendable {
         }
         var report = ResyncReport(dryRun: options.dryRun, direction: options.direction.rawValue)
         for mapping in configuration.tables {
-            let shape = try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds)
+            let shape = try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
             report.tables.append(try resyncTable(shape: shape, mode: mode, mongo: mongo, control: control))
         }
         if !options.dryRun, let startToken {

@@ -85,6 +85,8 @@ func runReconnecting(_ name: String, configuration: BridgeConfiguration, stop: S
     while !stop.isStopped {
         do {
             try connected { backoff.reset() }
+        } catch is SchemaChanged {
+            logger.warning("\(name) pipeline: the columns of a synced table changed; reloading them")
         } catch {
             statistics.recordError("\(error)")
             statistics.recordReconnect()

@@ -23,7 +23,7 @@ public enum TableCatalog {
     }
 
     public static func shape(of mapping: TableMapping, on connection: PostgresConnection,
-                             columnKinds: [String: ColumnKind] = [:]) throws -> TableShape {
+                             columnKinds: [String: ColumnKind] = [:], fieldNames: [String: String] = [:]) throws -> TableShape {
         let qualified = PostgresConnection.quoteIdentifier(mapping.schema) + "." + PostgresConnection.quoteIdentifier(mapping.table)
         let rows = try connection.query("""
             SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
@@ -38,7 +38,7 @@ public enum TableCatalog {
             let name = row[0] ?? ""
             let type = row[1] ?? "text"
             let kind = columnKinds["\(mapping.table).\(name)"] ?? ColumnKind(postgresType: type)
-            return Column(name: name, kind: kind, postgresType: type)
+            return Column(name: name, kind: kind, postgresType: type, field: fieldNames["\(mapping.table).\(name)"])
         }
         let names = Set(columns.map(\.name))
         let missing = requiredColumns.filter { !names.contains($0) }

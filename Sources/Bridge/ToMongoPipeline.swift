@@ -35,9 +35,8 @@ public final class ToMongoPipeline: Sendable {
         // LISTEN before the first read: a change committed after it is either in that read or
         // announced by a notification we will see.
         try connection.listen(Self.channel)
-        let shapes = try configuration.tables.map {
-            try TableCatalog.shape(of: $0, on: connection, columnKinds: configuration.columnKinds)
-        }
+        let shapes = try configuration.shapes(on: connection, logger: logger)
+        var schema = try SchemaWatch(tables: configuration.tables, interval: configuration.schemaCheckInterval, on: connection)
         let readers = shapes.map(ChangelogReader.init(shape:))
         let synchronizers = try shapes.map {
             RecordSynchronizer(shape: $0, policy: configuration.policy,
@@ -57,6 +56,7 @@ public final class ToMongoPipeline: Sendable {
                 lastGeneration = ContinuousClock.now
                 try GenerationMarker().realign(connection: connection, mongo: mongo)
             }
+            try schema.check(on: connection)
             var again = Set<Int>()
             for index in dirty.sorted() where !stop.isStopped {
                 let count = try processBatch(readers[index], synchronizer: synchronizers[index], connection: connection)

@@ -45,9 +45,8 @@ public final class ToNocoDBPipeline: Sendable {
 
     private func runConnected(onConnected: () -> Void) throws {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-nocodb")
-        let shapes = try configuration.tables.map {
-            try TableCatalog.shape(of: $0, on: connection, columnKinds: configuration.columnKinds)
-        }
+        let shapes = try configuration.shapes(on: connection, logger: logger)
+        var schema = try SchemaWatch(tables: configuration.tables, interval: configuration.schemaCheckInterval, on: connection)
         let synchronizers = Dictionary(uniqueKeysWithValues: shapes.map {
             ($0.mapping.collection, RecordSynchronizer(shape: $0, policy: configuration.policy))
         })
@@ -79,6 +78,7 @@ public final class ToNocoDBPipeline: Sendable {
         defer { statistics.setConnected(false) }
         logger.info("to-nocodb pipeline running", metadata: ["resumed": "\(token != nil)"])
         while !stop.isStopped {
+            try schema.check(on: connection)
             let items = queue.take(limit: configuration.batchSize, timeoutMilliseconds: configuration.idleSweepMilliseconds, stop: stop)
             guard !items.isEmpty else { continue }
             var events: [Document] = []

@@ -43,13 +43,17 @@ public enum ColumnKind: String, Sendable, Hashable, CaseIterable {
 
 /// One column of a synced table.
 public struct Column: Sendable, Hashable {
+    /// The PostgreSQL column name.
     public let name: String
     public let kind: ColumnKind
     public let postgresType: String
+    /// The MongoDB field name: NocoDB's field title when known, else the column name.
+    public let field: String
 
-    public init(name: String, kind: ColumnKind, postgresType: String) {
+    public init(name: String, kind: ColumnKind, postgresType: String, field: String? = nil) {
         self.name = name
         self.kind = kind
         self.postgresType = postgresType
+        self.field = field ?? name
     }
 }

@@ -39,7 +39,7 @@ public struct RecordCodec: Sendable {
     public func state(document: Document, fallbackAt: Int64) throws(MappingError) -> RecordState {
         var fields: [String: String?] = [:]
         for column in contentColumns {
-            fields[column.name] = .some(try RowMapper.postgresText(of: column, value: document[column.name] ?? .null))
+            fields[column.name] = .some(try RowMapper.postgresText(of: column, value: document[column.field] ?? .null))
         }
         return .present(fields: fields, at: Self.updatedAt(of: document) ?? fallbackAt)
     }
@@ -60,7 +60,7 @@ public struct RecordCodec: Sendable {
         doc.fields.reserveCapacity(contentColumns.count + 4)
         doc.fields.append((RowMapper.keyField, .string(key)))
         for column in contentColumns {
-            doc.fields.append((column.name, try RowMapper.value(of: column, text: fields[column.name] ?? nil)))
+            doc.fields.append((column.field, try RowMapper.value(of: column, text: fields[column.name] ?? nil)))
         }
         doc.fields.append(("updatedAt", .date(at)))
         doc.fields.append(("source", .string(source.rawValue)))

@@ -34,14 +34,14 @@ public struct RowMapper: Sendable {
         var doc = Document()
         doc.fields.reserveCapacity(columns.count)
         for (column, text) in zip(columns, values) {
-            doc.fields.append((column.name, try Self.value(of: column, text: text)))
+            doc.fields.append((column.field, try Self.value(of: column, text: text)))
         }
         return doc
     }
 
     public static func value(of column: Column, text: String?) throws(MappingError) -> Value {
         guard let text else { return .null }
-        func bad(_ reason: String) -> MappingError { MappingError(field: column.name, reason: reason) }
+        func bad(_ reason: String) -> MappingError { MappingError(field: column.field, reason: reason) }
         switch column.kind {
         case .text:
             return .string(text)
@@ -88,7 +88,7 @@ public struct RowMapper: Sendable {
 
     /// The PostgreSQL text for a field value (nil means SQL NULL); the inverse of `value(of:text:)`.
     public static func postgresText(of column: Column, value: Value) throws(MappingError) -> String? {
-        func bad(_ reason: String) -> MappingError { MappingError(field: column.name, reason: reason) }
+        func bad(_ reason: String) -> MappingError { MappingError(field: column.field, reason: reason) }
         if case .null = value { return nil }
         switch (column.kind, value) {
         case (.text, .string(let s)):

@@ -35,7 +35,9 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("policy"), help: "source_priority | last_write_wins | field_merge (env SYNC_CONFLICT_POLICY).")
     var policy: String?
 
-    func configuration(requireMongo: Bool = true) throws -> BridgeConfiguration {
+    /// - Parameter discover: resolve `SYNC_TABLES` titles through NocoDB's meta API when
+    ///   `NOCODB_URL` is set (`provision` turns it off: the tables may not exist yet).
+    func configuration(requireMongo: Bool = true, discover: Bool = true) throws -> BridgeConfiguration {
         let env = ProcessInfo.processInfo.environment
         func setting(_ flag: String?, _ name: String) -> String? {
             if let flag, !flag.isEmpty { return flag }
@@ -117,6 +119,9 @@ struct ConnectionOptions: ParsableArguments {
         }
         if let kinds = setting(columnTypes, "SYNC_COLUMN_TYPES") {
             config.columnKinds = try BridgeConfiguration.parseColumnKinds(kinds)
+        }
+        if discover, let client = try NocoDBSettings.client(env) {
+            try NocoDBSettings.discover(into: &config, client: client, externalSchema: schemaName)
         }
         return config
     }

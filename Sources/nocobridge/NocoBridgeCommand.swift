@@ -2,6 +2,7 @@ import ArgumentParser
 import Bridge
 import Foundation
 import Logging
+import NocoDBMeta
 import ServiceLifecycle
 import StatusServer
 
@@ -10,7 +11,7 @@ struct NocoBridgeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nocobridge",
         abstract: "Keeps NocoDB (PostgreSQL) and MongoDB in sync, both ways.",
-        subcommands: [Run.self, Install.self, Uninstall.self, ResyncCommand.self, DLQCommand.self, SQL.self, Status.self]
+        subcommands: [Run.self, Install.self, Provision.self, Uninstall.self, ResyncCommand.self, DLQCommand.self, SQL.self, Status.self]
     )
 }
 
@@ -22,6 +23,12 @@ func runReporting(_ body: () async throws -> Void) async throws {
     } catch let error as ConfigurationError {
         FileHandle.standardError.write(Data("nocobridge: \(error)\n".utf8))
         throw ExitCode(2)
+    } catch let error as NocoDBError {
+        FileHandle.standardError.write(Data("nocobridge: \(error)\n".utf8))
+        switch error {
+        case .unauthorized, .notFound: throw ExitCode(2)
+        default: throw ExitCode(1)
+        }
     } catch let error as TableCatalog.Problem {
         // A configured table that does not exist or lacks the common fields: fix the settings
         // or the base, not the servers.

@@ -1,0 +1,193 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+
+/// Blocking client for NocoDB's v2 meta API (bases, tables, fields, views, filters). Blocking
+/// because its callers are the CLI and the bridge's own threads; each call retries what can
+/// succeed later (no answer, 5xx) with capped exponential backoff and jitter, and fails at
+/// once on what cannot (401, 404, 4xx).
+public final class NocoDBMetaClient: Sendable {
+    public let configuration: NocoDBConfiguration
+    private let session: URLSession
+    private let logger: Logger
+
+    public init(configuration: NocoDBConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        let settings = URLSessionConfiguration.ephemeral
+        let seconds = Double(configuration.timeout.components.seconds) + Double(configuration.timeout.components.attoseconds) / 1e18
+        settings.timeoutIntervalForRequest = seconds
+        settings.timeoutIntervalForResource = seconds
+        session = URLSession(configuration: settings)
+    }
+
+    // MARK: Reads
+
+    public func bases() throws -> [MetaBase] {
+        try pages("list bases", "/api/v2/meta/bases/")
+    }
+
+    public func tables(base: String) throws -> [MetaTable] {
+        try pages("list tables of base \(base)", "/api/v2/meta/bases/\(escape(base))/tables")
+    }
+
+    /// One table with its fields.
+    public func table(id: String) throws -> MetaTable {
+        try call("read table \(id)", "GET", "/api/v2/meta/tables/\(escape(id))")
+    }
+
+    public func views(table: String) throws -> [MetaView] {
+        try pages("list views of table \(table)", "/api/v2/meta/tables/\(escape(table))/views")
+    }
+
+    public func viewColumns(view: String) throws -> [MetaViewColumn] {
+        try pages("list fields of view \(view)", "/api/v2/meta/views/\(escape(view))/columns")
+    }
+
+    public func filters(view: String) throws -> [MetaFilter] {
+        try pages("list filters of view \(view)", "/api/v2/meta/views/\(escape(view))/filters")
+    }
+
+    // MARK: Writes
+
+    public func createTable(base: String, title: String, fields: [[String: any Sendable]]) throws -> MetaTable {
+        try call("create table \(title)", "POST", "/api/v2/meta/bases/\(escape(base))/tables",
+                 body: ["title": title, "table_name": title, "columns": fields])
+    }
+
+    public func createField(table: String, field: [String: any Sendable]) throws {
+        let _: Ignored = try call("create field \(field["title"] ?? "?")", "POST", "/api/v2/meta/tables/\(escape(table))/columns", body: field)
+    }
+
+    /// Renames a field (NocoDB renames its column too).
+    public func renameField(id: String, title: String, uidt: String) throws {
+        let _: Ignored = try call("rename field \(id)", "PATCH", "/api/v2/meta/columns/\(escape(id))", body: ["title": title, "uidt": uidt])
+    }
+
+    public func deleteField(id: String) throws {
+        let _: Ignored = try call("delete field \(id)", "DELETE", "/api/v2/meta/columns/\(escape(id))")
+    }
+
+    /// `kind`: `MetaView.grid`, `.form` or `.kanban` (which needs `groupBy`, a SingleSelect field id).
+    public func createView(table: String, title: String, kind: Int, groupBy: String? = nil) throws -> MetaView {
+        let path = kind == MetaView.form ? "forms" : kind == MetaView.kanban ? "kanbans" : "grids"
+        var body: [String: any Sendable] = ["title": title, "type": kind]
+        if let groupBy { body["fk_grp_col_id"] = groupBy }
+        return try call("create view \(title)", "POST", "/api/v2/meta/tables/\(escape(table))/\(path)", body: body)
+    }
+
+    public func createFilter(view: String, field: String, comparison: String, value: String? = nil) throws {
+        var body: [String: any Sendable] = ["fk_column_id": field, "comparison_op": comparison, "logical_op": "and"]
+        if let value { body["value"] = value }
+        let _: Ignored = try call("create filter on view \(view)", "POST", "/api/v2/meta/views/\(escape(view))/filters", body: body)
+    }
+
+    public func hideAllFields(view: String) throws {
+        let _: Ignored = try call("hide the fields of view \(view)", "POST", "/api/v2/meta/views/\(escape(view))/hide-all")
+    }
+
+    public func showField(view: String, viewColumn: String, show: Bool) throws {
+        let _: Ignored = try call("show a field of view \(view)", "PATCH",
+                                  "/api/v2/meta/views/\(escape(view))/columns/\(escape(viewColumn))", body: ["show": show])
+    }
+
+    // MARK: Transport
+
+    private struct Ignored: Decodable {
+        init(from decoder: any Decoder) throws {}
+    }
+
+    private struct ErrorBody: Decodable { let msg: String? }
+
+    private func pages<Item: Decodable & Sendable>(_ operation: String, _ path: String) throws -> [Item] {
+        var items: [Item] = []
+        for page in 1... {
+            let p: Page<Item> = try call(operation, "GET", path, query: [("page", String(page)), ("pageSize", "100")])
+            items += p.list
+            if p.pageInfo?.isLastPage ?? true || p.list.isEmpty { break }
+        }
+        return items
+    }
+
+    private func escape(_ segment: String) -> String {
+        segment.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? segment
+    }
+
+    private func call<T: Decodable>(_ operation: String, _ method: String, _ path: String,
+                                    query: [(String, String)] = [], body: [String: any Sendable]? = nil) throws -> T {
+        var parts = URLComponents(url: configuration.url, resolvingAgainstBaseURL: false)!
+        parts.path = parts.path.trimmingSuffix("/") + path
+        if !query.isEmpty { parts.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) } }
+        guard let url = parts.url else { throw NocoDBError.invalidResponse(operation: operation, detail: "cannot form a URL") }
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        request.setValue(configuration.token, forHTTPHeaderField: "xc-token")
+        request.setValue("application/json", forHTTPHeaderField: "Accept")
+        if let body {
+            request.httpBody = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        var delay = configuration.backoffBase
+        var last = ""
+        for attempt in 1...max(configuration.attempts, 1) {
+            let (status, data, transportError) = send(request)
+            if let status, (200..<300).contains(status) {
+                do {
+                    let decoder = JSONDecoder()
+                    decoder.keyDecodingStrategy = .convertFromSnakeCase
+                    return try decoder.decode(T.self, from: data.isEmpty ? Data("null".utf8) : data)
+                } catch {
+                    throw NocoDBError.invalidResponse(operation: operation, detail: "\(error)".prefix(300).description)
+                }
+            }
+            let message = (try? JSONDecoder().decode(ErrorBody.self, from: data))?.msg ?? String(decoding: data.prefix(300), as: UTF8.self)
+            switch status {
+            case 401?, 403?:
+                throw NocoDBError.unauthorized(server: configuration.displayURL)
+            case 404?:
+                throw NocoDBError.notFound("\(operation): \(message)")
+            case let s? where s < 500:
+                throw NocoDBError.rejected(operation: operation, status: s, message: message)
+            default:
+                last = status.map { "HTTP \($0) \(message)" } ?? transportError ?? "no answer"
+            }
+            guard attempt < configuration.attempts else { break }
+            let jittered = delay * Double.random(in: 0.5...1.0)
+            logger.warning("NocoDB request failed; retrying", metadata: [
+                "nocodb.operation": "\(operation)", "nocodb.attempt": "\(attempt)", "error": "\(last)",
+                "retry.in_ms": "\(jittered.components.seconds * 1000 + jittered.components.attoseconds / 1_000_000_000_000_000)",
+            ])
+            Thread.sleep(forTimeInterval: Double(jittered.components.seconds) + Double(jittered.components.attoseconds) / 1e18)
+            delay = min(delay * 2, configuration.backoffMax)
+        }
+        throw NocoDBError.unavailable(operation: operation, attempts: configuration.attempts, last: last)
+    }
+
+    /// One HTTP exchange: status (nil when there was no answer), body, transport error.
+    private func send(_ request: URLRequest) -> (Int?, Data, String?) {
+        let done = DispatchSemaphore(value: 0)
+        let box = ExchangeBox()
+        session.dataTask(with: request) { data, response, error in
+            box.set((response as? HTTPURLResponse)?.statusCode, data ?? Data(),
+                    error.map { ($0 as? URLError)?.code == .timedOut ? "timed out" : "connection failed" })
+            done.signal()
+        }.resume()
+        done.wait()
+        return box.value
+    }
+
+    private final class ExchangeBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stored: (Int?, Data, String?) = (nil, Data(), nil)
+        func set(_ status: Int?, _ data: Data, _ error: String?) { lock.withLock { stored = (status, data, error) } }
+        var value: (Int?, Data, String?) { lock.withLock { stored } }
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
+}

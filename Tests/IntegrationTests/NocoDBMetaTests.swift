@@ -1,0 +1,176 @@
+import Bridge
+import Foundation
+import Mongo
+import NocoDBMeta
+import Postgres
+import SyncCore
+import Testing
+
+/// The bridge against NocoDB's meta API (the spec-validating test server) and the tables it
+/// makes in PostgreSQL. These run the bridge as the database owner: provisioning creates
+/// tables after the fixture's limited role was granted its rights.
+@Suite struct NocoDBMetaTests {
+    func environment(_ f: BridgeFixture, _ server: NocoDBTestServer, tables: String) -> [String: String] {
+        var env = server.environment(f.environment)
+        env["PG_URL"] = f.postgresURL
+        env["SYNC_TABLES"] = tables
+        env["SYNC_PG_SCHEMA"] = nil
+        env["SYNC_COLUMN_TYPES"] = nil
+        return env
+    }
+
+    @Test func provisionIsIdempotentAndEveryCallMatchesTheSpec() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let env = environment(f, server, tables: "waiter_ops,chef_orders,cashier_txns")
+
+        let dry = try runCLI(["provision", "--dry-run"], environment: env)
+        #expect(dry.status == 0, "\(dry.output)")
+        #expect(dry.output.contains("Would make") && dry.output.contains("view Chef Orders Board grouped by status"))
+        #expect(server.calls.allSatisfy { $0.method == "GET" }, "a dry run only reads")
+
+        let first = try runCLI(["provision"], environment: env)
+        #expect(first.status == 0, "\(first.output)")
+        let columns = try f.sql("""
+            SELECT table_name, string_agg(column_name, ',' ORDER BY ordinal_position)
+            FROM information_schema.columns WHERE table_schema = $1 GROUP BY 1 ORDER BY 1
+            """, [base]).rows
+        #expect(columns.map { $0[0] ?? "" } == ["cashier_txns", "chef_orders", "waiter_ops"])
+        #expect(columns.first { $0[0] == "chef_orders" }?[1]
+                == "id,created_at,updated_at,created_by,updated_by,nc_order,__nc_deleted,externalId,updatedAt,source,version,items,status")
+        #expect(try f.sql("SELECT count(*) FROM nocobridge.synced_tables WHERE schema_name = $1", [base]).rows[0][0] == "3")
+
+        let client = server.client()
+        let tables = Dictionary(uniqueKeysWithValues: try client.tables(base: base).map { ($0.title, $0) })
+        func views(_ table: String) throws -> [String: MetaView] {
+            Dictionary(uniqueKeysWithValues: try client.views(table: try #require(tables[table]).id).map { ($0.title, $0) })
+        }
+        func shown(_ view: MetaView?, in table: String) throws -> Set<String> {
+            let titles = Dictionary(uniqueKeysWithValues: (try client.table(id: try #require(tables[table]).id).columns ?? []).map { ($0.id, $0.title) })
+            return Set(try client.viewColumns(view: try #require(view).id).filter(\.show).compactMap { titles[$0.fkColumnId] })
+        }
+        let waiter = try views("waiter_ops"), chef = try views("chef_orders"), cashier = try views("cashier_txns")
+        #expect(waiter["Waiter Ops"]?.type == MetaView.grid && chef["Chef Orders Board"]?.type == MetaView.kanban)
+        #expect(try client.filters(view: try #require(waiter["Waiter Ops"]).id).count == 1)
+        #expect(try shown(waiter["Waiter Ops Form"], in: "waiter_ops") == ["action", "notes"])
+        #expect(try shown(cashier["Cashier Txns"], in: "cashier_txns") == ["amount", "currency", "method"])
+
+        let before = server.calls.count
+        let second = try runCLI(["provision"], environment: env)
+        #expect(second.status == 0 && second.output.contains("nothing to change"), "\(second.output)")
+        #expect(server.calls.dropFirst(before).allSatisfy { $0.method == "GET" }, "the second run changed something")
+        #expect(server.calls.count > 20)
+        #expect(server.violations.isEmpty, "\(server.violations)")
+        #expect(!(dry.output + first.output + second.output).contains(NocoDBTestServer.token))
+    }
+
+    /// Tables and fields named as managers see them; fields added, renamed and removed in
+    /// NocoDB while the bridge runs are followed without a restart.
+    @Test func titlesResolveToPhysicalNamesAndDriftIsFollowed() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let client = server.client()
+        let table = try client.createTable(base: base, title: "Waiter Ops",
+                                           fields: (SeedModel.commonFields + [FieldSpec("Table No", "Number"), FieldSpec("Notes", "LongText")]).map(\.request))
+        #expect(table.tableName == "Waiter Ops" || table.tableName == "Waiter_Ops")
+        let physical = PostgresConnection.quoteIdentifier(base) + "." + PostgresConnection.quoteIdentifier(table.tableName)
+        var env = environment(f, server, tables: "Waiter Ops=waiter_ops")
+        env["LOG_LEVEL"] = "warning"
+        let install = try runCLI(["install"], environment: env)
+        #expect(install.status == 0, "\(install.output)")
+        let bridge = try BridgeProcess(environment: env)
+        func doc(_ key: String) throws -> Document? { try f.documents("waiter_ops", filter: ["externalId": .string(key)]).first }
+
+        try f.sql("INSERT INTO \(physical) (\"externalId\", \"Table_No\", \"Notes\") VALUES ('n-1', 4, 'window')")
+        try eventually("row reaches MongoDB under the field titles") {
+            try doc("n-1")?["Table No"] == .int64(4) && doc("n-1")?["Notes"] == .string("window")
+        }
+        try f.mongoWrite { m throws(MongoError) in
+            try m.insertOne(["externalId": .string("m-1"), "Table No": .int64(9)], collection: "waiter_ops")
+        }
+        try eventually("document reaches the physical column") {
+            try f.sql("SELECT \"Table_No\" FROM \(physical) WHERE \"externalId\" = 'm-1'").rows.first?[0] == "9"
+        }
+
+        // Added while running, with a title that differs from its column name.
+        try client.createField(table: table.id, field: FieldSpec("Tip Amount", "Decimal").request)
+        try eventually("the new field is synced", seconds: 30) {
+            try f.sql("UPDATE \(physical) SET \"Tip_Amount\" = 2.50, \"Notes\" = clock_timestamp()::text WHERE \"externalId\" = 'n-1'")
+            usleep(300_000)
+            return try doc("n-1")?["Tip Amount"] == .decimal(try Decimal128Text("2.50"))
+        }
+        // Renamed: the new title is the field name from then on.
+        let notes = try #require(try client.table(id: table.id).columns?.first { $0.title == "Notes" })
+        try client.renameField(id: notes.id, title: "Remarks", uidt: "LongText")
+        try eventually("the renamed field is synced", seconds: 30) {
+            try f.sql("UPDATE \(physical) SET \"Remarks\" = 'corner' || clock_timestamp()::text WHERE \"externalId\" = 'n-1'")
+            usleep(300_000)
+            if case .string(let s)? = try doc("n-1")?["Remarks"] { return s.hasPrefix("corner") }
+            return false
+        }
+        // Removed: no longer written, and the bridge keeps going.
+        let tip = try #require(try client.table(id: table.id).columns?.first { $0.title == "Tip Amount" })
+        try client.deleteField(id: tip.id)
+        try f.mongoWrite { m throws(MongoError) in
+            try m.insertOne(["externalId": .string("m-2"), "Table No": .int64(12), "Tip Amount": .double(1.5)], collection: "waiter_ops")
+        }
+        try eventually("documents still arrive after a field was removed", seconds: 30) {
+            try f.sql("SELECT \"Table_No\" FROM \(physical) WHERE \"externalId\" = 'm-2'").rows.first?[0] == "12"
+        }
+        #expect(bridge.process.isRunning)
+        bridge.kill(SIGTERM)
+        #expect(bridge.wait() == 0)
+        #expect(bridge.log.contains("columns of a synced table changed"))
+        #expect(server.violations.isEmpty, "\(server.violations)")
+    }
+
+    @Test func apiErrorsAreClearAndNeverShowTheToken() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let tables = "waiter_ops"
+        do {
+            let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+            var env = environment(f, server, tables: tables)
+            env["NOCODB_TOKEN"] = "wrong-token-s3cret"
+            let badToken = try runCLI(["provision", "--dry-run"], environment: env)
+            #expect(badToken.status == 2 && badToken.output.contains("refused the API token (401)"), "\(badToken.output)")
+            #expect(!badToken.output.contains("s3cret"))
+
+            env = environment(f, server, tables: tables)
+            env["NOCODB_BASE"] = "Nope"
+            let noBase = try runCLI(["provision", "--dry-run"], environment: env)
+            #expect(noBase.status == 2 && noBase.output.contains("base \"Nope\"") && noBase.output.contains("not found"), "\(noBase.output)")
+
+            env = environment(f, server, tables: "Ghost")
+            let noTable = try runCLI(["status"], environment: env)
+            #expect(noTable.status == 2 && noTable.output.contains("table \"Ghost\""), "\(noTable.output)")
+            #expect(server.violations.isEmpty, "\(server.violations)")
+        }
+        do {
+            let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, fail: ["GET /api/v2/meta/bases/$ 503 2"])
+            let retried = try runCLI(["provision", "--dry-run"], environment: environment(f, server, tables: tables))
+            #expect(retried.status == 0, "\(retried.output)")
+            #expect(server.calls.prefix(3).map(\.status) == [503, 503, 200])
+        }
+        do {
+            let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, fail: ["GET /api/v2/meta/bases/$ 502 10"])
+            let down = try runCLI(["provision", "--dry-run"], environment: environment(f, server, tables: tables))
+            #expect(down.status == 1 && down.output.contains("did not answer list bases after 4 attempts"), "\(down.output)")
+        }
+        do {
+            let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, delayMilliseconds: 1500)
+            var env = environment(f, server, tables: tables)
+            env["NOCODB_TIMEOUT_MS"] = "200"
+            let slow = try runCLI(["provision", "--dry-run"], environment: env)
+            #expect(slow.status == 1 && slow.output.contains("timed out"), "\(slow.output)")
+        }
+        do {
+            let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, fail: ["POST /tables$ 422 1"])
+            let refused = try runCLI(["provision"], environment: environment(f, server, tables: tables))
+            #expect(refused.status == 1 && refused.output.contains("refused create table waiter_ops (422)"), "\(refused.output)")
+            #expect(server.violations.isEmpty, "\(server.violations)")
+        }
+    }
+}
