@@ -67,6 +67,7 @@ let package = Package(
         // and restarted; compares both sides with the expected state (Scripts/chaos.sh).
         .executableTarget(name: "nocobridge-chaos", dependencies: ["SyncCore", "Postgres", "Mongo"]),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore"]),
+        .testTarget(name: "NocoDBMetaTests", dependencies: ["NocoDBMeta"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["Bridge", "SyncCore", "Postgres", "Mongo", "StatusServer", "NocoDBMeta", .product(name: "CoreMetrics", package: "swift-metrics")]
