@@ -62,7 +62,7 @@ nb_start_services() {
       || { cat "$dir/initdb.log" >&2; return 1; }
   fi
   runuser -u postgres -- "$NB_PG_BIN/pg_ctl" -D "$pgdata" -l "$dir/postgres.log" -w -t 60 \
-    -o "-p $pgport -k $sock -c listen_addresses=127.0.0.1 -c wal_level=logical -c fsync=off -c max_connections=200 -c max_replication_slots=10 -c max_wal_senders=10" \
+    -o "-p $pgport -k $sock -c listen_addresses=127.0.0.1 -c wal_level=logical -c fsync=off -c max_connections=200 -c max_replication_slots=64 -c max_wal_senders=64" \
     start >/dev/null || { cat "$dir/postgres.log" >&2; return 1; }
   head -1 "$pgdata/postmaster.pid" > "$dir/postgres.pid"
   echo "$sock" > "$dir/pgsock"

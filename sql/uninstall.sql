@@ -12,4 +12,14 @@ BEGIN
     END IF;
 END
 $uninstall$;
+DO $logical$
+DECLARE
+    v_name text := 'nocobridge_' || left(regexp_replace(lower(current_database()), '[^a-z0-9_]', '_', 'g'), 40);
+BEGIN
+    PERFORM pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = v_name;
+    PERFORM pg_replication_origin_drop(roname) FROM pg_replication_origin
+     WHERE roname IN (v_name || '_to_mongo', v_name || '_to_nocodb');
+END
+$logical$;
+DROP PUBLICATION IF EXISTS nocobridge;
 DROP SCHEMA IF EXISTS nocobridge CASCADE;

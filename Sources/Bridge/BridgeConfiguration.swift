@@ -34,6 +34,15 @@ public struct BridgeConfiguration: Sendable {
     /// MongoDB field name per `table.column` where it differs from the column name: NocoDB
     /// field titles found through its meta API (a title "Table No" is column "Table_No").
     public var fieldNames: [String: String] = [:]
+    /// How NocoDB's changes are captured (`SYNC_CAPTURE`).
+    public var capture: Capture = .triggers
+
+    public enum Capture: String, Sendable, CaseIterable {
+        /// Row triggers writing a changelog in NocoDB's transaction (the default).
+        case triggers
+        /// A logical replication slot (`pgoutput`): no triggers on NocoDB's tables.
+        case logical
+    }
     /// Asked for current field names whenever table shapes are (re)built; nil without NocoDB.
     public var fieldMetadata: (any FieldMetadataSource)?
     /// How often the pipelines look for columns added, renamed or removed.

@@ -33,10 +33,13 @@ public struct BridgeService: Service {
         for mapping in configuration.tables {
             _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
             let attached = try connection.query(
-                "SELECT 1 FROM nocobridge.synced_tables WHERE schema_name = $1 AND table_name = $2",
+                "SELECT capture FROM nocobridge.synced_tables WHERE schema_name = $1 AND table_name = $2",
                 [mapping.schema, mapping.table])
-            guard !attached.rows.isEmpty else {
-                throw ConfigurationError(setting: "SYNC_TABLES", message: "table \(mapping.qualifiedName) has no capture triggers; run `nocobridge install`")
+            guard let capture = attached.rows.first?.first.flatMap({ $0 }) else {
+                throw ConfigurationError(setting: "SYNC_TABLES", message: "table \(mapping.qualifiedName) is not installed for capture; run `nocobridge install`")
+            }
+            guard capture == configuration.capture.rawValue else {
+                throw ConfigurationError(setting: "SYNC_CAPTURE", message: "table \(mapping.qualifiedName) is installed for \(capture) capture; run `nocobridge install` with SYNC_CAPTURE=\(configuration.capture.rawValue) to switch")
             }
         }
         let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
@@ -80,11 +83,23 @@ public struct BridgeService: Service {
 
     private func runPipelines(mongo: MongoClientPool, stop: StopSignal) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            if configuration.direction.includesToMongo {
+            if configuration.direction.includesToMongo && configuration.capture == .triggers {
                 let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop,
                                                logger: logger, statistics: toMongoStatistics)
                 group.addTask {
                     try await DedicatedThread.run(name: "nocobridge-to-mongo", stop: stop) { pipeline.run() }
+                }
+            }
+            if configuration.direction.includesToMongo && configuration.capture == .logical {
+                let pipeline = LogicalCapturePipeline(configuration: configuration, mongo: mongo, stop: stop,
+                                                      logger: logger, statistics: toMongoStatistics)
+                group.addTask {
+                    do {
+                        try await DedicatedThread.run(name: "nocobridge-to-mongo", stop: stop) { try pipeline.run() }
+                    } catch {
+                        stop.stop()
+                        throw error
+                    }
                 }
             }
             if configuration.direction.includesToNocoDB {

@@ -20,17 +20,54 @@ public struct Installer: Sendable {
         self.logger = logger
     }
 
+    /// The slot first, then the triggers come off: a change in between is in both the
+    /// changelog (drained when the logical pipeline starts) and the slot, and applying a record
+    /// twice changes nothing. Nothing falls in a gap.
+    private func installLogical(on connection: PostgresConnection, replicaIdentityFull: Bool) throws {
+        let slot = try LogicalSlot.name(on: connection)
+        let level = try connection.query("SHOW wal_level").rows.first?.first.flatMap { $0 }
+        guard level == "logical" else {
+            throw ConfigurationError(setting: "SYNC_CAPTURE", message: "logical capture needs wal_level = logical on the PostgreSQL server (it is \(level ?? "unknown"); change it and restart PostgreSQL)")
+        }
+        for mapping in configuration.tables {
+            try connection.query("SELECT nocobridge.publish($1, $2, $3)", [mapping.schema, mapping.table, replicaIdentityFull ? "true" : "false"])
+        }
+        if try connection.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows.isEmpty {
+            try connection.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot])
+            logger.info("created the logical replication slot", metadata: ["slot": "\(slot)"])
+        }
+        for origin in [slot + LogicalSlot.toMongoOrigin, slot + LogicalSlot.toNocoDBOrigin] {
+            try connection.query("SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)", [origin])
+        }
+        for mapping in configuration.tables {
+            try connection.query("SELECT nocobridge.attach_logical($1, $2)", [mapping.schema, mapping.table])
+            let identity = try connection.query("SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($1)",
+                                                [PostgresConnection.quoteIdentifier(mapping.schema) + "." + PostgresConnection.quoteIdentifier(mapping.table)])
+            if identity.rows.first?.first.flatMap({ $0 }) != "f" {
+                logger.warning("REPLICA IDENTITY is not FULL: a hard delete will reach the bridge without its externalId and become a dead letter (soft deletes are fine); rerun install with --replica-identity-full", metadata: ["table": "\(mapping.qualifiedName)"])
+            }
+            logger.info("registered for logical capture", metadata: ["table": "\(mapping.qualifiedName)"])
+        }
+    }
+
     /// Creates the `nocobridge` schema (idempotent), attaches every synced table, and creates
     /// the MongoDB indexes. Checks every table first so a typo fails before anything changes.
-    public func install(createMongoIndexes: Bool = true, grantTo role: String? = nil) throws {
+    /// - Parameter replicaIdentityFull: logical capture only: set REPLICA IDENTITY FULL on the
+    ///   tables, so an update's and a delete's old row (and its `externalId`) reach the bridge.
+    public func install(createMongoIndexes: Bool = true, grantTo role: String? = nil, replicaIdentityFull: Bool = false) throws {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-install")
         for mapping in configuration.tables {
             _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
         }
         try connection.execute(script: InstallSQL.install)
-        for mapping in configuration.tables {
-            try connection.query("SELECT nocobridge.attach($1, $2)", [mapping.schema, mapping.table])
-            logger.info("attached capture triggers", metadata: ["table": "\(mapping.qualifiedName)"])
+        switch configuration.capture {
+        case .triggers:
+            for mapping in configuration.tables {
+                try connection.query("SELECT nocobridge.attach($1, $2)", [mapping.schema, mapping.table])
+                logger.info("attached capture triggers", metadata: ["table": "\(mapping.qualifiedName)"])
+            }
+        case .logical:
+            try installLogical(on: connection, replicaIdentityFull: replicaIdentityFull)
         }
         if let role {
             try connection.query("SELECT nocobridge.grant_bridge_role($1)", [role])

@@ -9,6 +9,9 @@ public struct TableShape: Sendable {
     /// The columns that become document fields (NocoDB's system columns left out).
     public let mapper: RowMapper
     public let hasSoftDelete: Bool
+    /// A unique index on `externalId` (trigger capture installs one; logical capture cannot,
+    /// as no trigger would turn a pasted duplicate key into a fresh one).
+    public var hasUniqueKey = true
 
     public func column(named name: String) -> Column? { allColumns.first { $0.name == name } }
 }
@@ -46,7 +49,13 @@ public enum TableCatalog {
             throw Problem(table: mapping.qualifiedName, message: "missing column(s) \(missing.joined(separator: ", ")); NocoBridge needs the common fields externalId, updatedAt, source, version")
         }
         let fields = columns.filter { !RowMapper.nocoSystemColumns.contains($0.name) }
-        return TableShape(mapping: mapping, allColumns: columns, mapper: RowMapper(columns: fields),
-                          hasSoftDelete: names.contains("__nc_deleted"))
+        let unique = try connection.query("""
+            SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1 AND i.indpred IS NULL AND a.attname = 'externalId'
+            """, [qualified])
+        var shape = TableShape(mapping: mapping, allColumns: columns, mapper: RowMapper(columns: fields),
+                               hasSoftDelete: names.contains("__nc_deleted"))
+        shape.hasUniqueKey = !unique.rows.isEmpty
+        return shape
     }
 }

@@ -48,12 +48,32 @@ public struct TableWriter: Sendable {
         if has("updated_at") { updates.append("\"updated_at\" = now() AT TIME ZONE 'UTC'") }
         if has("__nc_deleted") { updates.append("\"__nc_deleted\" = false") }
         let params = (1...(content.count + 3)).map { "$\($0)::text[]" }.joined(separator: ", ")
-        upsertSQL = """
-            INSERT INTO \(qualified) AS t (\(insertCols.joined(separator: ", ")))
-            SELECT \(selectExprs.joined(separator: ", "))
-            FROM unnest(\(params)) WITH ORDINALITY AS u(k, \((aliases + ["at", "src"]).joined(separator: ", ")), ord)
-            ON CONFLICT ("externalId") DO UPDATE SET \(updates.joined(separator: ", "))
-            """
+        let input = "unnest(\(params)) WITH ORDINALITY AS u(k, \((aliases + ["at", "src"]).joined(separator: ", ")), ord)"
+        if shape.hasUniqueKey {
+            upsertSQL = """
+                INSERT INTO \(qualified) AS t (\(insertCols.joined(separator: ", ")))
+                SELECT \(selectExprs.joined(separator: ", "))
+                FROM \(input)
+                ON CONFLICT ("externalId") DO UPDATE SET \(updates.joined(separator: ", "))
+                """
+        } else {
+            // No unique index to conflict on: update the rows that have the key, insert the rest.
+            let named = selectExprs.enumerated().map { "\($0.element) AS v\($0.offset)" }
+            let keepOnUpdate: Set<String> = ["\"externalId\"", "\"created_at\"", "\"nc_order\"", "\"version\""]
+            var sets: [String] = []
+            for (i, column) in insertCols.enumerated() where !keepOnUpdate.contains(column) { sets.append("\(column) = n.v\(i)") }
+            sets.append("\"version\" = coalesce(t.\"version\", 0) + 1")
+            if has("updated_at") { sets.append("\"updated_at\" = now() AT TIME ZONE 'UTC'") }
+            if has("__nc_deleted") { sets.append("\"__nc_deleted\" = false") }
+            let values = insertCols.indices.map { "n.v\($0)" }.joined(separator: ", ")
+            upsertSQL = """
+                WITH n AS (SELECT \(named.joined(separator: ", ")), u.k AS key FROM \(input)),
+                     upd AS (UPDATE \(qualified) AS t SET \(sets.joined(separator: ", ")) FROM n
+                             WHERE t."externalId" = n.key RETURNING t."externalId")
+                INSERT INTO \(qualified) AS t (\(insertCols.joined(separator: ", ")))
+                SELECT \(values) FROM n WHERE n.key NOT IN (SELECT "externalId" FROM upd)
+                """
+        }
         if has("__nc_deleted") {
             let stamp = has("updated_at") ? ", \"updated_at\" = now() AT TIME ZONE 'UTC'" : ""
             deleteSQL = """

@@ -81,73 +81,13 @@ public final class ToMongoPipeline: Sendable {
     func processBatch(_ reader: ChangelogReader, synchronizer: RecordSynchronizer, connection: PostgresConnection) throws -> Int {
         let batch = try reader.fetch(limit: configuration.batchSize, on: connection)
         guard !batch.changes.isEmpty else { return 0 }
-        let started = monotonicNanoseconds()
-        let mapping = reader.shape.mapping
-        let groups = ChangeGroups(batch.changes)
-        var rejections = groups.rejections
-        /// Syncs `keys` and acknowledges `ids` in one transaction.
-        func apply(_ keys: [String], acknowledging ids: [Int64], rejections: inout [Rejection]) throws -> RecordSynchronizer.Outcome {
-            var found = rejections
-            let outcome = try connection.bridgeTransaction {
-                let hints = keys.map { RecordSynchronizer.Hint(key: $0, changedAt: groups.latestChange($0)) }
-                let outcome = try synchronizer.synchronize(changed: .nocodb, hints: hints, connection: connection, mongo: mongo)
-                for r in outcome.rejections { found += groups.reject(r.key, field: r.field, reason: r.reason) }
-                try reader.acknowledge(ids, rejections: found, on: connection)
-                return outcome
-            }
-            rejections = found
-            return outcome
+        try applier.apply(batch.changes, oldestChangedAtMs: batch.oldestChangedAtMs, synchronizer: synchronizer, connection: connection) {
+            ids, rejections in try reader.acknowledge(ids, rejections: rejections, on: connection)
         }
-        var outcome: RecordSynchronizer.Outcome
-        do {
-            outcome = try apply(groups.keys, acknowledging: groups.changeIDs, rejections: &rejections)
-        } catch let error as PostgresError where error.isDataError {
-            // PostgreSQL refused something the mapper let through: apply record by record so
-            // only the bad one goes to dead letters and the batch does not block the table.
-            logger.warning("PostgreSQL refused a value in the batch; applying its records one by one", metadata: [
-                "direction": "to-mongo", "table": "\(mapping.qualifiedName)", "error": "\(error)",
-            ])
-            outcome = RecordSynchronizer.Outcome()
-            var done: [Rejection] = []
-            if !rejections.isEmpty {
-                try connection.bridgeTransaction { try reader.acknowledge(rejections.map(\.changeID), rejections: rejections, on: connection) }
-                done = rejections
-            }
-            for key in groups.keys {
-                let ids = (groups.changesByKey[key] ?? []).map(\.id)
-                var found: [Rejection] = []
-                do {
-                    let one = try apply([key], acknowledging: ids, rejections: &found)
-                    outcome.mongoWrites += one.mongoWrites
-                    outcome.nocodbWrites += one.nocodbWrites
-                    outcome.conflicts += one.conflicts
-                    outcome.conflictsByRule.merge(one.conflictsByRule, uniquingKeysWith: +)
-                } catch let error as PostgresError where error.isDataError {
-                    found = groups.reject(key, field: nil, reason: "PostgreSQL refused the record: \(error)")
-                    try connection.bridgeTransaction { try reader.acknowledge(ids, rejections: found, on: connection) }
-                }
-                done += found
-            }
-            rejections = done
-        }
-        for rejection in rejections {
-            logger.error("change sent to dead letters", metadata: [
-                "table": "\(mapping.qualifiedName)", "collection": "\(mapping.collection)",
-                "key": "\(rejection.key ?? "-")", "field": "\(rejection.field ?? "-")",
-                "error": "\(rejection.reason)",
-            ])
-        }
-        let lag = batch.oldestChangedAtMs.map { wallClockMilliseconds() - $0 }
-        statistics.record(.init(table: mapping.qualifiedName, changes: batch.changes.count,
-                                writes: outcome.mongoWrites + outcome.nocodbWrites, rejected: rejections.count,
-                                conflictsByRule: outcome.conflictsByRule, lagMilliseconds: lag,
-                                applyNanoseconds: monotonicNanoseconds() - started))
-        logger.info("batch applied", metadata: [
-            "direction": "to-mongo", "table": "\(mapping.qualifiedName)", "changes": "\(batch.changes.count)",
-            "mongo_writes": "\(outcome.mongoWrites)", "nocodb_writes": "\(outcome.nocodbWrites)",
-            "conflicts": "\(outcome.conflicts)", "dead_letters": "\(rejections.count)", "lag_ms": "\(lag ?? 0)",
-            "stages_ms": "\(outcome.timings.summary)",
-        ])
         return batch.changes.count
+    }
+
+    var applier: NocoDBChangeApplier {
+        NocoDBChangeApplier(mongo: mongo, logger: logger, statistics: statistics)
     }
 }

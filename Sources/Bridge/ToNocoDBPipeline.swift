@@ -45,6 +45,9 @@ public final class ToNocoDBPipeline: Sendable {
 
     private func runConnected(onConnected: () -> Void) throws {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-nocodb")
+        if configuration.capture == .logical {
+            try LogicalSlot.useOrigin(try LogicalSlot.name(on: connection) + LogicalSlot.toNocoDBOrigin, on: connection)
+        }
         let shapes = try configuration.shapes(on: connection, logger: logger)
         var schema = try SchemaWatch(tables: configuration.tables, interval: configuration.schemaCheckInterval, on: connection)
         let synchronizers = Dictionary(uniqueKeysWithValues: shapes.map {

@@ -280,7 +280,7 @@ extension String {
     }
 }
 
-private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
     let duplicated = strings.map { strdup($0) }
     defer { duplicated.forEach { free($0) } }
     var pointers: [UnsafePointer<CChar>?] = duplicated.map { UnsafePointer($0) }

@@ -104,6 +104,12 @@ struct ConnectionOptions: ParsableArguments {
             }
             config.policy[keyPath: keyPath] = value
         }
+        if let raw = env["SYNC_CAPTURE"], !raw.isEmpty {
+            guard let capture = BridgeConfiguration.Capture(rawValue: raw.lowercased()) else {
+                throw ConfigurationError(setting: "SYNC_CAPTURE", message: "\"\(raw)\" is not triggers or logical")
+            }
+            config.capture = capture
+        }
         if let raw = env["SYNC_PRE_IMAGES"], !raw.isEmpty {
             switch raw.lowercased() {
             case "1", "true", "yes": config.usePreImages = true

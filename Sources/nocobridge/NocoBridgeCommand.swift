@@ -117,11 +117,14 @@ struct Install: AsyncParsableCommand {
     @Option(help: "Grant this existing login role exactly what `nocobridge run` needs (run the bridge as it, not as an owner).")
     var grantTo: String?
 
+    @Flag(help: "SYNC_CAPTURE=logical: set REPLICA IDENTITY FULL on the synced tables, so updates and deletes carry the old row (a hard delete needs its externalId). Costs some WAL per update.")
+    var replicaIdentityFull = false
+
     func run() async throws {
         try await runReporting {
             let config = try options.configuration(requireMongo: !noMongoIndex)
             try Installer(configuration: config, logger: makeLogger("nocobridge.install"))
-                .install(createMongoIndexes: !noMongoIndex, grantTo: grantTo)
+                .install(createMongoIndexes: !noMongoIndex, grantTo: grantTo, replicaIdentityFull: replicaIdentityFull)
         }
     }
 }

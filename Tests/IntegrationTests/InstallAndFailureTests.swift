@@ -134,13 +134,14 @@ import Testing
 
     /// SIGKILL the bridge repeatedly while NocoDB writes; after a clean restart MongoDB holds
     /// exactly the rows PostgreSQL has: none missing, none duplicated, latest values.
-    @Test func sigkillMidStreamLosesAndDuplicatesNothing() throws {
-        let f = try BridgeFixture()
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func sigkillMidStreamLosesAndDuplicatesNothing(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
         let t = f.table("chef_orders")
         var bridge = try BridgeProcess(environment: f.environment)
         var kills = 0
         for round in 0..<6 {
-            try f.sql("INSERT INTO \(t) (status, items) SELECT 'new', json_build_array(g, \(round)) FROM generate_series(1, 400) g")
+            try f.sql("INSERT INTO \(t) (\"externalId\", status, items) SELECT gen_random_uuid()::text, 'new', json_build_array(g, \(round)) FROM generate_series(1, 400) g")
             try f.sql("UPDATE \(t) SET status = 'cooking' WHERE id % 3 = \(round % 3)")
             try f.sql("DELETE FROM \(t) WHERE id % 17 = \(round)")
             try f.sql("UPDATE \(t) SET \"__nc_deleted\" = true WHERE id % 23 = \(round)")
@@ -150,7 +151,7 @@ import Testing
             kills += 1
             bridge = try BridgeProcess(environment: f.environment)
         }
-        try eventually("backlog drained", seconds: 120) { try f.backlog() == 0 }
+        try f.waitCaughtUp(seconds: 120)
         bridge.kill(SIGTERM)
         #expect(bridge.wait() == 0)
         let rows = try f.sql("SELECT \"externalId\", status, items::text FROM \(t) WHERE NOT \"__nc_deleted\" ORDER BY 1").rows

@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS nocobridge.synced_tables (
     PRIMARY KEY (schema_name, table_name)
 );
 
+-- How each table's NocoDB changes are captured: 'triggers' (changelog) or 'logical'
+-- (replication slot, no triggers on the table).
+ALTER TABLE nocobridge.synced_tables ADD COLUMN IF NOT EXISTS capture text NOT NULL DEFAULT 'triggers';
+
 -- Errors the triggers swallowed so that NocoDB's write could commit; the table is then
 -- flagged for reconciliation (resync) instead of failing the user's edit.
 CREATE TABLE IF NOT EXISTS nocobridge.capture_errors (
@@ -320,6 +324,42 @@ BEGIN
 END
 $fn$;
 
+-- Logical capture: the slot and replication origins are cluster-wide, so their names carry
+-- the database's; the publication is per database.
+CREATE OR REPLACE FUNCTION nocobridge.slot_name() RETURNS text LANGUAGE sql STABLE AS $fn$
+    SELECT 'nocobridge_' || left(regexp_replace(lower(current_database()), '[^a-z0-9_]', '_', 'g'), 40)
+$fn$;
+
+-- Logical capture, step 1 (before the slot exists: the slot decodes with the catalog as of
+-- each change, so the publication must predate it): the table added to the "nocobridge"
+-- publication and, with p_full, its REPLICA IDENTITY set to FULL so updates and deletes
+-- carry the whole old row (a delete needs its "externalId").
+CREATE OR REPLACE FUNCTION nocobridge.publish(p_schema text, p_table text, p_full boolean)
+RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF p_full THEN
+        EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY FULL', p_schema, p_table);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'nocobridge') THEN
+        EXECUTE format('CREATE PUBLICATION nocobridge FOR TABLE %I.%I', p_schema, p_table);
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = 'nocobridge'
+                      AND schemaname = p_schema AND tablename = p_table) THEN
+        EXECUTE format('ALTER PUBLICATION nocobridge ADD TABLE %I.%I', p_schema, p_table);
+    END IF;
+END
+$fn$;
+
+-- Logical capture, step 2 (after the slot exists, so no change falls between the two
+-- captures): the triggers come off and the table is registered for logical capture.
+CREATE OR REPLACE FUNCTION nocobridge.attach_logical(p_schema text, p_table text)
+RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM nocobridge.detach(p_schema, p_table);
+    INSERT INTO nocobridge.synced_tables (schema_name, table_name, capture) VALUES (p_schema, p_table, 'logical')
+    ON CONFLICT (schema_name, table_name) DO UPDATE SET capture = 'logical';
+END
+$fn$;
+
 -- Grants a login role exactly what `nocobridge run`, `resync` and `dlq` need, so the daemon
 -- does not run as a superuser or as the tables' owner: the bridge schema's tables, and
 -- SELECT/INSERT/UPDATE/DELETE on the synced tables (plus their sequences). Installing
@@ -360,6 +400,16 @@ BEGIN
     END IF;
 END
 $uninstall$;
+DO $logical$
+DECLARE
+    v_name text := 'nocobridge_' || left(regexp_replace(lower(current_database()), '[^a-z0-9_]', '_', 'g'), 40);
+BEGIN
+    PERFORM pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = v_name;
+    PERFORM pg_replication_origin_drop(roname) FROM pg_replication_origin
+     WHERE roname IN (v_name || '_to_mongo', v_name || '_to_nocodb');
+END
+$logical$;
+DROP PUBLICATION IF EXISTS nocobridge;
 DROP SCHEMA IF EXISTS nocobridge CASCADE;
 """#
 }

@@ -26,8 +26,11 @@ final class BridgeFixture: @unchecked Sendable {
 
     static let tables = ["waiter_ops", "chef_orders", "cashier_txns", "type_zoo"]
 
+    /// - Parameter capture: with `.logical` the bridge connects as the owner (a superuser
+    ///   here): streaming a slot needs the REPLICATION attribute, which only a superuser grants.
     init(columnKinds: [String: ColumnKind] = ["type_zoo.tags": .multiSelect, "type_zoo.json_text": .json],
-         install: Bool = true, batchSize: Int = 1000, servers: TestServers? = nil) throws {
+         install: Bool = true, batchSize: Int = 1000, servers: TestServers? = nil,
+         capture: BridgeConfiguration.Capture = .triggers) throws {
         self.servers = try servers ?? TestServers.fromEnvironment()
         let suffix = randomSuffix()
         databaseName = "nbtest_" + suffix
@@ -47,12 +50,15 @@ final class BridgeFixture: @unchecked Sendable {
         configuration.batchSize = batchSize
         configuration.reconnectBaseMilliseconds = 20
         configuration.reconnectMaxMilliseconds = 500
+        configuration.capture = capture
         ownerConfiguration = configuration
         role = "nb_role_" + suffix
         try admin.query("CREATE ROLE \(role) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
-        configuration.postgresURL = Self.url(self.servers.adminURL, database: databaseName, user: role)
+        if capture == .triggers {
+            configuration.postgresURL = Self.url(self.servers.adminURL, database: databaseName, user: role)
+        }
         if install {
-            try Installer(configuration: ownerConfiguration, logger: testLogger()).install(grantTo: role)
+            try Installer(configuration: ownerConfiguration, logger: testLogger()).install(grantTo: role, replicaIdentityFull: true)
         }
     }
 
@@ -61,6 +67,10 @@ final class BridgeFixture: @unchecked Sendable {
             _ = try client.runCommand(["dropDatabase": .int32(1)])
         }
         if let admin = try? PostgresConnection(url: servers.adminURL) {
+            // A logical slot (cluster-wide) would keep the database from being dropped.
+            _ = try? admin.query("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL", [databaseName])
+            _ = try? admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1", [databaseName])
+            _ = try? admin.query("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname LIKE $1", ["nocobridge_" + databaseName + "_%"])
             _ = try? admin.query("DROP DATABASE IF EXISTS \(databaseName) WITH (FORCE)")
             _ = try? admin.query("DROP ROLE IF EXISTS \(role)")
         }
@@ -96,6 +106,20 @@ final class BridgeFixture: @unchecked Sendable {
 
     func backlog() throws -> Int {
         Int(try sql("SELECT count(*) FROM nocobridge.changelog").rows[0][0] ?? "0") ?? 0
+    }
+
+    /// Waits until every NocoDB change made so far was applied: an empty changelog with
+    /// triggers; with logical capture, the slot confirmed past the WAL written until now.
+    func waitCaughtUp(seconds: Double = 60) throws {
+        switch configuration.capture {
+        case .triggers:
+            try eventually("changelog drained", seconds: seconds) { try backlog() == 0 }
+        case .logical:
+            guard let target = try sql("SELECT pg_current_wal_lsn()::text").rows[0][0] else { throw SetupError("no WAL position") }
+            try eventually("slot confirmed past \(target)", seconds: seconds) {
+                try sql("SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE database = current_database()", [target]).rows.first?[0] == "t"
+            }
+        }
     }
 
     func deadLetters() throws -> PostgresRows {
@@ -142,6 +166,7 @@ final class BridgeFixture: @unchecked Sendable {
         env["SYNC_COLUMN_TYPES"] = "type_zoo.tags=multiselect,type_zoo.json_text=json"
         env["LOG_LEVEL"] = "warning"
         env["STATUS_ADDR"] = "127.0.0.1:0"
+        env["SYNC_CAPTURE"] = configuration.capture.rawValue
         return env
     }
 }
@@ -153,11 +178,18 @@ final class RunningPipeline: Sendable {
     private let done = DispatchSemaphore(value: 0)
 
     init(configuration: BridgeConfiguration, mongo: MongoClientPool) {
-        let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop,
-                                       logger: testLogger(), statistics: statistics)
+        let run: @Sendable () -> Void
+        switch configuration.capture {
+        case .triggers:
+            let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: statistics)
+            run = { pipeline.run() }
+        case .logical:
+            let pipeline = LogicalCapturePipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: statistics)
+            run = { _ = try? pipeline.run() }
+        }
         let done = self.done
         let thread = Thread {
-            pipeline.run()
+            run()
             done.signal()
         }
         thread.start()
@@ -179,10 +211,16 @@ final class RunningBridge: Sendable {
     init(configuration: BridgeConfiguration, mongo: MongoClientPool, metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
         toMongo = PipelineStatistics(direction: "to-mongo", metrics: metrics)
         toNocoDB = PipelineStatistics(direction: "to-nocodb", metrics: metrics)
-        let a = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toMongo)
         let b = ToNocoDBPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toNocoDB)
         let done = self.done
-        Thread { a.run(); done.signal() }.start()
+        switch configuration.capture {
+        case .triggers:
+            let a = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toMongo)
+            Thread { a.run(); done.signal() }.start()
+        case .logical:
+            let a = LogicalCapturePipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toMongo)
+            Thread { _ = try? a.run(); done.signal() }.start()
+        }
         Thread { _ = try? b.run(); done.signal() }.start()
     }
 

@@ -1,0 +1,178 @@
+import Foundation
+import Logging
+import Mongo
+import Postgres
+import SyncCore
+
+/// NocoDB → MongoDB without triggers: PostgreSQL's own write-ahead log through a logical
+/// replication slot (`pgoutput`), decoded by `PgOutput` and applied by the same
+/// `NocoDBChangeApplier` as the changelog. The slot's flush position is confirmed only after
+/// a batch is committed in MongoDB and its position recorded in PostgreSQL, so a crash
+/// re-delivers and never skips. Transactions written by the bridge itself carry a
+/// replication origin and are skipped when decoded.
+public final class LogicalCapturePipeline: Sendable {
+    public static let publication = "nocobridge"
+
+    private let configuration: BridgeConfiguration
+    private let logger: Logger
+    private let stop: StopSignal
+    private let mongo: MongoClientPool
+    public let statistics: PipelineStatistics
+
+    public init(configuration: BridgeConfiguration, mongo: MongoClientPool, stop: StopSignal, logger: Logger,
+                statistics: PipelineStatistics = PipelineStatistics(direction: "to-mongo")) {
+        self.configuration = configuration
+        self.mongo = mongo
+        self.stop = stop
+        self.logger = logger
+        self.statistics = statistics
+    }
+
+    /// Blocks until stopped; reconnects with backoff. Throws only `SlotLost`.
+    public func run() throws {
+        try runReconnecting("to-mongo", configuration: configuration, stop: stop, logger: logger,
+                            statistics: statistics, isFatal: { $0 is SlotLost }, runConnected)
+    }
+
+    private var applier: NocoDBChangeApplier { NocoDBChangeApplier(mongo: mongo, logger: logger, statistics: statistics) }
+
+    private func runConnected(onConnected: () -> Void) throws {
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-mongo")
+        let slot = try LogicalSlot.name(on: connection)
+        try LogicalSlot.check(slot, on: connection)
+        try LogicalSlot.useOrigin(slot + LogicalSlot.toMongoOrigin, on: connection)
+        let shapes = try configuration.shapes(on: connection, logger: logger)
+        var schema = try SchemaWatch(tables: configuration.tables, interval: configuration.schemaCheckInterval, on: connection)
+        let synchronizers = try Dictionary(uniqueKeysWithValues: shapes.map {
+            ($0.mapping.qualifiedName, RecordSynchronizer(shape: $0, policy: configuration.policy,
+                                                          optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo)))
+        })
+        // Changes the triggers captured before the switch to logical capture.
+        for shape in shapes {
+            let reader = ChangelogReader(shape: shape)
+            while true {
+                let batch = try reader.fetch(limit: configuration.batchSize, on: connection)
+                if batch.changes.isEmpty { break }
+                try applier.apply(batch.changes, oldestChangedAtMs: batch.oldestChangedAtMs, synchronizer: synchronizers[shape.mapping.qualifiedName]!,
+                                  connection: connection) { ids, rejections in try reader.acknowledge(ids, rejections: rejections, on: connection) }
+            }
+        }
+        let replication = try ReplicationConnection(url: configuration.postgresURL)
+        try replication.startReplication(slot: slot, publication: Self.publication, from: 0)
+        onConnected()
+        statistics.setConnected(true)
+        defer { statistics.setConnected(false) }
+        logger.info("to-mongo pipeline running (logical capture)", metadata: ["slot": "\(slot)"])
+
+        var decoder = LogicalChangeCollector(ownOrigins: [slot + LogicalSlot.toMongoOrigin, slot + LogicalSlot.toNocoDBOrigin])
+        var confirmed: PgOutput.LSN = 0
+        var lastStatus = ContinuousClock.now
+        while !stop.isStopped {
+            try schema.check(on: connection)
+            let bytes = try replication.read(timeoutMilliseconds: decoder.pendingCount > 0 ? 0 : configuration.idleSweepMilliseconds,
+                                             wakeFD: stop.fileDescriptor)
+            var replyRequested = false
+            if let bytes {
+                switch try PgOutput.decodeEnvelope(bytes) {
+                case .keepalive(let walEnd, let reply):
+                    replyRequested = reply
+                    // Everything before this keepalive was received; with nothing pending or
+                    // open, the server's end of WAL is as good as applied (an idle slot must
+                    // not hold WAL).
+                    if decoder.isIdle { confirmed = max(confirmed, walEnd) }
+                case .xLogData(_, _, let message):
+                    if let warning = decoder.add(message) { logger.warning("\(warning)") }
+                }
+            }
+            if decoder.pendingCount > 0 && (bytes == nil || decoder.pendingCount >= configuration.batchSize) {
+                confirmed = max(confirmed, try flush(&decoder, synchronizers: synchronizers, connection: connection, slot: slot))
+                replyRequested = true
+            }
+            if replyRequested || ContinuousClock.now - lastStatus > .seconds(5) {
+                try replication.send(PgOutput.standbyStatus(flushed: confirmed, now: Int64(Date().timeIntervalSince1970 * 1_000_000)))
+                lastStatus = ContinuousClock.now
+            }
+        }
+    }
+
+    /// Rows written without `externalId` get one, as the trigger would have given them: the
+    /// bridge sets a UUID (a transaction with its own origin, so not captured again) and
+    /// syncs the row under it. A row that meanwhile got a key keeps it; a deleted one is skipped.
+    private func assignKeys(_ batch: LogicalChangeCollector.Batch, table: TableMapping, connection: PostgresConnection) throws -> [CapturedChange] {
+        guard !batch.keylessRows.isEmpty else { return batch.changes }
+        let qualified = PostgresConnection.quoteIdentifier(table.schema) + "." + PostgresConnection.quoteIdentifier(table.table)
+        var out: [CapturedChange] = []
+        for change in batch.changes {
+            guard let row = batch.keylessRows[change.id] else { out.append(change); continue }
+            let assigned = try connection.query("""
+                UPDATE \(qualified) SET "externalId" = gen_random_uuid()::text
+                WHERE "id"::text = $1 AND coalesce("externalId", '') = '' RETURNING "externalId"
+                """, [row]).rows.first?.first.flatMap { $0 }
+            let key = try assigned ?? connection.query("SELECT \"externalId\" FROM \(qualified) WHERE \"id\"::text = $1", [row]).rows.first?.first.flatMap { $0 }
+            guard let key, !key.isEmpty else { continue }
+            out.append(CapturedChange(id: change.id, operation: change.operation, key: key, oldKey: key, changedAt: change.changedAt))
+        }
+        return out
+    }
+
+    /// Applies the committed transactions collected so far, records the position, and
+    /// returns the end of the last one: the position that may now be confirmed.
+    private func flush(_ decoder: inout LogicalChangeCollector, synchronizers: [String: RecordSynchronizer],
+                       connection: PostgresConnection, slot: String) throws -> PgOutput.LSN {
+        let (byTable, end) = decoder.take()
+        for (table, batch) in byTable {
+            guard let synchronizer = synchronizers[table] else { continue }
+            let changes = try assignKeys(batch, table: synchronizer.writer.shape.mapping, connection: connection)
+            try applier.apply(changes, oldestChangedAtMs: batch.oldest, synchronizer: synchronizer, connection: connection) { _, rejections in
+                try DeadLetterLog.record(direction: "to-mongo", source: table,
+                                         rejections.map { ($0.key ?? "-", $0.field, $0.reason, nil) }, on: connection)
+            }
+        }
+        try connection.bridgeTransaction {
+            try PositionStore.save(slot, position: withUnsafeBytes(of: end.bigEndian) { Array($0) }, on: connection)
+        }
+        return end
+    }
+}
+
+/// The slot of this database, its origins, and its health.
+public enum LogicalSlot {
+    static let toMongoOrigin = "_to_mongo"
+    static let toNocoDBOrigin = "_to_nocodb"
+
+    public static func name(on connection: PostgresConnection) throws -> String {
+        try connection.query("SELECT nocobridge.slot_name()").rows.first?.first.flatMap { $0 } ?? "nocobridge"
+    }
+
+    /// Throws `SlotLost` when the slot is missing or PostgreSQL invalidated it.
+    static func check(_ slot: String, on connection: PostgresConnection) throws {
+        let rows = try connection.query("SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows
+        guard let status = rows.first?.first.flatMap({ $0 }) else { throw SlotLost(slot: slot, reason: "it does not exist") }
+        if status == "lost" { throw SlotLost(slot: slot, reason: "PostgreSQL invalidated it (max_slot_wal_keep_size) and removed the WAL it held") }
+    }
+
+    /// Marks this session's writes with `origin`, so logical capture skips them.
+    static func useOrigin(_ origin: String, on connection: PostgresConnection) throws {
+        try connection.query("SELECT pg_replication_origin_session_setup($1)", [origin])
+    }
+
+    /// Bytes of WAL the slot keeps and its `wal_status`, for status and metrics.
+    public static func retained(on connection: PostgresConnection) throws -> (bytes: Int64, status: String)? {
+        let rows = try connection.query("""
+            SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, coalesce(wal_status, '')
+            FROM pg_replication_slots WHERE slot_name = nocobridge.slot_name()
+            """).rows
+        guard let row = rows.first else { return nil }
+        return (Int64(row[0] ?? "0") ?? 0, row[1] ?? "")
+    }
+}
+
+/// The logical slot cannot continue: changes it should have kept are gone.
+public struct SlotLost: Error, CustomStringConvertible {
+    public let slot: String
+    public let reason: String
+    public var description: String {
+        "the logical replication slot \(slot) cannot be used: \(reason). Changes made since the bridge last ran may be missing: "
+            + "run `nocobridge install` (recreates the slot) and `nocobridge resync`, or start with --on-history-lost=resync"
+    }
+}
