@@ -46,14 +46,14 @@ nb_wait_port() { # host port seconds
   return 1
 }
 
-# nb_start_services DIR: a Postgres 15 cluster and a SecantusDB server on free ports.
-# Writes DIR/env (PG_URL, PG_ADMIN_URL, MONGO_URL, PGPORT, MONGO_PORT) and DIR/*.pid.
-nb_start_services() {
+# nb_start_postgres DIR: a Postgres 15 cluster on a free port (wal_level=logical).
+# Writes DIR/pg.env (PGPORT, PG_URL) and DIR/postgres.pid.
+nb_start_postgres() {
   local dir="$1"
   mkdir -p "$dir"
   chmod 755 "$dir"
-  local pgport mport
-  pgport=$(nb_free_port); mport=$(nb_free_port)
+  local pgport
+  pgport=$(nb_free_port)
   local pgdata="$dir/pgdata" sock
   sock=$(mktemp -d /tmp/nbpg.XXXXXX)
   chown postgres "$sock" "$dir"
@@ -66,6 +66,16 @@ nb_start_services() {
     start >/dev/null || { cat "$dir/postgres.log" >&2; return 1; }
   head -1 "$pgdata/postmaster.pid" > "$dir/postgres.pid"
   echo "$sock" > "$dir/pgsock"
+  printf 'export PGPORT=%s\nexport PG_URL="postgresql://postgres@127.0.0.1:%s/postgres"\n' "$pgport" "$pgport" > "$dir/pg.env"
+}
+
+# nb_start_services DIR: a Postgres 15 cluster and a SecantusDB server on free ports.
+# Writes DIR/env (PG_URL, PG_ADMIN_URL, MONGO_URL, PGPORT, MONGO_PORT) and DIR/*.pid.
+nb_start_services() {
+  local dir="$1" mport pgport
+  nb_start_postgres "$dir" || return 1
+  pgport=$(sed -n 's/^export PGPORT=//p' "$dir/pg.env")
+  mport=$(nb_free_port)
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$mport" --storage-path "$dir/mongo" \
     --oplog-max-entries 5000000 >"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"

@@ -25,7 +25,15 @@ public struct BridgeHealth: Sendable, Codable {
         public var backlog: Int?
     }
 
+    /// Logical capture: the slot's retained WAL and PostgreSQL's `wal_status` for it
+    /// (`reserved`, `extended`, `unreserved`, `lost`).
+    public struct Slot: Sendable, Codable {
+        public var retainedWalBytes: Int64
+        public var walStatus: String
+    }
+
     public var status: Overall
+    public var logicalSlot: Slot?
     public var postgres: Bool
     public var mongo: Bool
     public var directions: [String: Direction]
@@ -36,10 +44,14 @@ public struct BridgeHealth: Sendable, Codable {
                                toNocoDB: PipelineStatistics) -> BridgeHealth {
         var backlog: [String: Int] = [:]
         var postgresUp = false
+        var slot: Slot?
         if let c = try? PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-status"),
            let rows = try? c.query("SELECT schema_name || '.' || table_name, count(*) FROM nocobridge.changelog GROUP BY 1") {
             postgresUp = true
             for r in rows.rows { if let k = r[0], let n = r[1].flatMap({ Int($0) }) { backlog[k] = n } }
+            if configuration.capture == .logical, let retained = try? LogicalSlot.retained(on: c) {
+                slot = Slot(retainedWalBytes: retained.bytes, walStatus: retained.status)
+            }
         }
         let mongoUp = (try? MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase, serverSelectionTimeoutMS: 1000).ping()) != nil
         let formatter = ISO8601DateFormatter()
@@ -58,11 +70,13 @@ public struct BridgeHealth: Sendable, Codable {
         let a = direction(toMongo, enabled: configuration.direction.includesToMongo, withBacklog: true)
         let b = direction(toNocoDB, enabled: configuration.direction.includesToNocoDB, withBacklog: false)
         let expected = [configuration.direction.includesToMongo ? a.running : true, configuration.direction.includesToNocoDB ? b.running : true]
-        let overall: Overall = !postgresUp && !mongoUp ? .down : (postgresUp && mongoUp && !expected.contains(false) ? .ok : .degraded)
+        let slotHealthy = configuration.capture == .triggers || (slot.map { $0.walStatus != "lost" } ?? !postgresUp)
+        let overall: Overall = !postgresUp && !mongoUp ? .down
+            : (postgresUp && mongoUp && !expected.contains(false) && slotHealthy ? .ok : .degraded)
         var directions: [String: Direction] = [:]
         if configuration.direction.includesToMongo { directions["to-mongo"] = a }
         if configuration.direction.includesToNocoDB { directions["to-nocodb"] = b }
-        return BridgeHealth(status: overall, postgres: postgresUp, mongo: mongoUp, directions: directions,
+        return BridgeHealth(status: overall, logicalSlot: slot, postgres: postgresUp, mongo: mongoUp, directions: directions,
                             checkedAt: formatter.string(from: Date()))
     }
 

@@ -42,6 +42,9 @@ public struct BridgeService: Service {
                 throw ConfigurationError(setting: "SYNC_CAPTURE", message: "table \(mapping.qualifiedName) is installed for \(capture) capture; run `nocobridge install` with SYNC_CAPTURE=\(configuration.capture.rawValue) to switch")
             }
         }
+        if configuration.capture == .logical {
+            try LogicalSlot.check(try LogicalSlot.name(on: connection), on: connection)
+        }
         let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
         try pool.ping()
         try GenerationMarker().checkAndAdvance(connection: connection, mongo: pool)

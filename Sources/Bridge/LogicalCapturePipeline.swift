@@ -156,6 +156,19 @@ public enum LogicalSlot {
         try connection.query("SELECT pg_replication_origin_session_setup($1)", [origin])
     }
 
+    /// Recreates the slot when it is missing or invalidated; called by resync before its scan,
+    /// so every change after the new slot's consistent point is streamed and every one before
+    /// it is in the scan. Returns whether it did.
+    public static func recreateIfUnusable(on connection: PostgresConnection, logger: Logger) throws -> Bool {
+        let slot = try name(on: connection)
+        let rows = try connection.query("SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows
+        if let status = rows.first?.first.flatMap({ $0 }), status != "lost" { return false }
+        if !rows.isEmpty { try connection.query("SELECT pg_drop_replication_slot($1)", [slot]) }
+        try connection.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot])
+        logger.warning("recreated the logical replication slot", metadata: ["slot": "\(slot)"])
+        return true
+    }
+
     /// Bytes of WAL the slot keeps and its `wal_status`, for status and metrics.
     public static func retained(on connection: PostgresConnection) throws -> (bytes: Int64, status: String)? {
         let rows = try connection.query("""
@@ -172,7 +185,7 @@ public struct SlotLost: Error, CustomStringConvertible {
     public let slot: String
     public let reason: String
     public var description: String {
-        "the logical replication slot \(slot) cannot be used: \(reason). Changes made since the bridge last ran may be missing: "
-            + "run `nocobridge install` (recreates the slot) and `nocobridge resync`, or start with --on-history-lost=resync"
+        "the logical replication slot \(slot) cannot be used: \(reason). NocoDB changes made since may be missing: "
+            + "run `nocobridge resync` (it recreates the slot before comparing both sides), or start with --on-history-lost=resync"
     }
 }

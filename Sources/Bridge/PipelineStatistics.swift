@@ -105,6 +105,7 @@ public enum MetricName {
     public static let connected = "nocobridge_pipeline_connected"
     public static let backlog = "nocobridge_changelog_backlog"
     public static let up = "nocobridge_up"
+    public static let slotRetainedBytes = "nocobridge_slot_retained_wal_bytes"
 }
 
 func wallClockMilliseconds() -> Int64 {

@@ -49,6 +49,7 @@ public struct ResyncReport: Sendable, Codable {
     public var direction: String
     public var tables: [Table] = []
     public var streamPositionReset = false
+    public var slotRecreated = false
 
     public func json() -> String {
         let encoder = JSONEncoder()
@@ -72,6 +73,7 @@ public struct ResyncReport: Sendable, Codable {
             }
         }
         if streamPositionReset { lines.append("MongoDB change stream position reset to the start of this resync") }
+        if slotRecreated { lines.append("logical replication slot recreated before the scan") }
         return lines.joined(separator: "\n") + "\n"
     }
 }
@@ -115,12 +117,19 @@ public struct Resync: Sendable {
         var startToken = starter.resumeToken
         if startToken == nil { _ = try starter.next(); startToken = starter.resumeToken }
 
+        var slotRecreated = false
+        // Logical capture: a lost slot is replaced before the scan, for the same reason.
+        if configuration.capture == .logical && !options.dryRun {
+            slotRecreated = try LogicalSlot.recreateIfUnusable(on: control, logger: logger)
+        }
+
         let mode: RecordSynchronizer.Mode = switch options.direction {
         case .both: .reconcile(restored: options.restored)
         case .toMongo: .mirror(from: .nocodb)
         case .toNocoDB: .mirror(from: .mongo)
         }
         var report = ResyncReport(dryRun: options.dryRun, direction: options.direction.rawValue)
+        report.slotRecreated = slotRecreated
         for mapping in configuration.tables {
             let shape = try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
             report.tables.append(try resyncTable(shape: shape, mode: mode, mongo: mongo, control: control))

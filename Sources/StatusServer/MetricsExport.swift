@@ -31,11 +31,16 @@ public struct MetricsExport: Sendable {
                 registry.makeGauge(name: MetricName.backlog, labels: [("table", table)], help: Help.backlog).set(to: Double(backlog))
             }
         }
+        if let slot = health.logicalSlot {
+            registry.makeGauge(name: MetricName.slotRetainedBytes, labels: [("wal_status", slot.walStatus)], help: Help.slot)
+                .set(to: Double(slot.retainedWalBytes))
+        }
         return registry.emitToString()
     }
 
     private enum Help {
         static let up = "1 when the server answered a ping at the last scrape."
         static let backlog = "Changelog rows waiting to cross to MongoDB."
+        static let slot = "WAL the logical replication slot keeps (bytes)."
     }
 }

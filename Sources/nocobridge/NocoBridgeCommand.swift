@@ -59,7 +59,7 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var options: ConnectionOptions
 
-    @Option(help: "What to do when the stored MongoDB position is no longer usable: stop (default) or resync.")
+    @Option(help: "What to do when the stored MongoDB position or the logical replication slot is no longer usable: stop (default) or resync.")
     var onHistoryLost: HistoryLostAction = .stop
 
     @Option(help: "Seconds SIGTERM may take to finish the batch in flight before the bridge is cancelled.")
@@ -76,7 +76,6 @@ struct Run: AsyncParsableCommand {
             let metrics = MetricsExport()
             while true {
                 let bridge = BridgeService(configuration: config, logger: logger, metrics: metrics.factory)
-                try bridge.preflight()
                 let env = ProcessInfo.processInfo.environment
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: bridge)]
                 let address = env["STATUS_ADDR"] ?? "127.0.0.1:8787"
@@ -91,8 +90,13 @@ struct Run: AsyncParsableCommand {
                 groupConfiguration.maximumCancellationDuration = .seconds(2)
                 let group = ServiceGroup(configuration: groupConfiguration)
                 do {
+                    try bridge.preflight()
                     try await group.run()
                     return
+                } catch let lost as SlotLost where onHistoryLost == .resync {
+                    logger.warning("logical replication slot lost; resyncing before streaming again", metadata: ["error": "\(lost)"])
+                    let report = try Resync(configuration: config, options: ResyncOptions(), logger: logger, progress: progressPrinter()).run()
+                    FileHandle.standardError.write(Data(report.text().utf8))
                 } catch let lost as ToNocoDBPipeline.HistoryLost where onHistoryLost == .resync {
                     logger.warning("MongoDB history lost; resyncing before streaming again", metadata: ["error": "\(lost)"])
                     var resync = ResyncOptions()

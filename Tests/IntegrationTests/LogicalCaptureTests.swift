@@ -1,0 +1,81 @@
+import Bridge
+import Foundation
+import Mongo
+import Postgres
+import SyncCore
+import Testing
+
+/// What only logical capture has: its slot's limits, and switching from triggers.
+@Suite struct LogicalCaptureTests {
+    /// A tiny `max_slot_wal_keep_size` and a burst of WAL while the bridge is stopped
+    /// invalidate the slot: `run` stops with a clear message, `resync` recreates the slot and
+    /// brings the changes the slot lost, and streaming works again.
+    @Test func anInvalidatedSlotEndsInAClearMessageAndResyncRecovers() throws {
+        let own = try OwnPostgres()
+        let servers = try TestServers(adminURL: own.url, mongoURL: TestServers.fromEnvironment().mongoURL)
+        let f = try BridgeFixture(servers: servers, capture: .logical)
+        let t = f.table("waiter_ops")
+        var bridge = try BridgeProcess(environment: f.environment)
+        try f.sql("INSERT INTO \(t) (\"externalId\", action) VALUES ('before', 'seat')")
+        try eventually("streaming works") { try f.document("waiter_ops", key: "before") != nil }
+        bridge.kill(SIGTERM)
+        #expect(bridge.wait() == 0)
+
+        let admin = try PostgresConnection(url: own.url)
+        try admin.query("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        try admin.query("SELECT pg_reload_conf()")
+        try f.sql("INSERT INTO \(t) (\"externalId\", action) SELECT 'lost-' || g, 'order' FROM generate_series(1, 5) g")
+        try f.sql("CREATE TABLE burst (x text)")
+        for _ in 0..<3 {
+            try f.sql("INSERT INTO burst SELECT repeat(md5(g::text), 40) FROM generate_series(1, 20000) g")
+            try f.sql("SELECT pg_switch_wal()")
+            try admin.query("CHECKPOINT")
+        }
+        try eventually("slot invalidated") {
+            try f.sql("SELECT wal_status FROM pg_replication_slots WHERE database = current_database()").rows.first?[0] == "lost"
+        }
+
+        let stopped = try runCLI(["run"], environment: f.environment)
+        #expect(stopped.status == 1, "\(stopped.output)")
+        #expect(stopped.output.contains("cannot be used") && stopped.output.contains("nocobridge resync"), "\(stopped.output)")
+
+        let resync = try runCLI(["resync"], environment: f.environment, timeoutSeconds: 120)
+        #expect(resync.status == 0, "\(resync.output)")
+        #expect(resync.output.contains("logical replication slot recreated"), "\(resync.output)")
+        for i in 1...5 { #expect(try f.document("waiter_ops", key: "lost-\(i)") != nil) }
+
+        bridge = try BridgeProcess(environment: f.environment)
+        try f.sql("INSERT INTO \(t) (\"externalId\", action) VALUES ('after', 'serve')")
+        try eventually("streaming works again") { try f.document("waiter_ops", key: "after") != nil }
+        bridge.kill(SIGTERM)
+        #expect(bridge.wait() == 0)
+    }
+
+    /// Changes captured by triggers and not yet applied when an operator switches to logical
+    /// capture arrive, once, and so does everything after the switch.
+    @Test func switchingFromTriggersLosesAndDuplicatesNothing() throws {
+        let f = try BridgeFixture(capture: .triggers)
+        let t = f.table("chef_orders")
+        try f.sql("INSERT INTO \(t) (status, items) SELECT 'new', json_build_array(g) FROM generate_series(1, 30) g")
+        #expect(try f.backlog() == 30)
+        var logical = f.ownerConfiguration
+        logical.capture = .logical
+        try Installer(configuration: logical, logger: testLogger()).install(replicaIdentityFull: true)
+        #expect(try f.sql("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'nocobridge%' AND NOT tgisinternal").rows[0][0] == "0")
+        try f.sql("INSERT INTO \(t) (\"externalId\", status, items) SELECT 'after-' || g, 'new', json_build_array(g) FROM generate_series(1, 20) g")
+        try f.sql("INSERT INTO \(t) (status, items) VALUES ('new', '[\"keyless\"]')")
+        var env = f.environment
+        env["SYNC_CAPTURE"] = "logical"
+        env["PG_URL"] = f.postgresURL
+        let bridge = try BridgeProcess(environment: env)
+        try eventually("every row arrives once", seconds: 60) { try f.count("chef_orders") == 51 }
+        try eventually("changelog drained") { try f.backlog() == 0 }
+        // The keyless row got a key written back in NocoDB, the same one MongoDB has.
+        let key = try #require(try f.sql("SELECT \"externalId\" FROM \(t) WHERE items::text = '[\"keyless\"]'").rows.first?[0])
+        #expect(try f.document("chef_orders", key: key) != nil)
+        usleep(500_000)
+        #expect(try f.count("chef_orders") == 51)
+        bridge.kill(SIGTERM)
+        #expect(bridge.wait() == 0)
+    }
+}
