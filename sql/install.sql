@@ -292,8 +292,8 @@ $body$, v_capture, v_live_new, v_pk_join, v_live_old);
                     REFERENCING OLD TABLE AS nb_old
                     FOR EACH STATEMENT EXECUTE FUNCTION nocobridge.%I()', p_schema, p_table, v_capture);
 
-    INSERT INTO nocobridge.synced_tables (schema_name, table_name) VALUES (p_schema, p_table)
-    ON CONFLICT (schema_name, table_name) DO UPDATE SET attached_at = now();
+    INSERT INTO nocobridge.synced_tables (schema_name, table_name, capture) VALUES (p_schema, p_table, 'triggers')
+    ON CONFLICT (schema_name, table_name) DO UPDATE SET attached_at = now(), capture = 'triggers';
     -- First attach: the rows already there are queued once, so MongoDB starts complete.
     IF v_first THEN
         EXECUTE format('INSERT INTO nocobridge.changelog (relid, schema_name, table_name, op, key, row_data)

@@ -54,7 +54,12 @@ public struct Installer: Sendable {
     /// the MongoDB indexes. Checks every table first so a typo fails before anything changes.
     /// - Parameter replicaIdentityFull: logical capture only: set REPLICA IDENTITY FULL on the
     ///   tables, so an update's and a delete's old row (and its `externalId`) reach the bridge.
-    public func install(createMongoIndexes: Bool = true, grantTo role: String? = nil, replicaIdentityFull: Bool = false) throws {
+    /// - Returns: true when it retired a logical replication slot (switching back to
+    ///   triggers): changes the slot had not delivered are then found by a resync, which the
+    ///   caller must run.
+    @discardableResult
+    public func install(createMongoIndexes: Bool = true, grantTo role: String? = nil, replicaIdentityFull: Bool = false) throws -> Bool {
+        var retiredSlot = false
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-install")
         for mapping in configuration.tables {
             _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
@@ -66,6 +71,7 @@ public struct Installer: Sendable {
                 try connection.query("SELECT nocobridge.attach($1, $2)", [mapping.schema, mapping.table])
                 logger.info("attached capture triggers", metadata: ["table": "\(mapping.qualifiedName)"])
             }
+            retiredSlot = try retireLogicalCapture(on: connection)
         case .logical:
             try installLogical(on: connection, replicaIdentityFull: replicaIdentityFull)
         }
@@ -81,6 +87,22 @@ public struct Installer: Sendable {
             }
             try recordStartingPosition(pool: pool, connection: connection)
         }
+        return retiredSlot
+    }
+
+    /// Back to triggers (they are attached by now): the slot, its publication and origins go,
+    /// so no WAL is held for a reader that will not come. Returns whether there was a slot.
+    private func retireLogicalCapture(on connection: PostgresConnection) throws -> Bool {
+        let slot = try LogicalSlot.name(on: connection)
+        let existed = try !connection.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows.isEmpty
+        if existed {
+            try connection.query("SELECT pg_drop_replication_slot($1)", [slot])
+            logger.warning("retired the logical replication slot; run a resync for changes it had not delivered", metadata: ["slot": "\(slot)"])
+        }
+        try connection.query("DROP PUBLICATION IF EXISTS nocobridge")
+        try connection.query("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname IN ($1, $2)",
+                             [slot + LogicalSlot.toMongoOrigin, slot + LogicalSlot.toNocoDBOrigin])
+        return existed
     }
 
     /// Stores the change stream's current position when none is stored, so MongoDB changes

@@ -127,8 +127,15 @@ struct Install: AsyncParsableCommand {
     func run() async throws {
         try await runReporting {
             let config = try options.configuration(requireMongo: !noMongoIndex)
-            try Installer(configuration: config, logger: makeLogger("nocobridge.install"))
+            let logger = makeLogger("nocobridge.install")
+            let retired = try Installer(configuration: config, logger: logger)
                 .install(createMongoIndexes: !noMongoIndex, grantTo: grantTo, replicaIdentityFull: replicaIdentityFull)
+            if retired {
+                // Switched back from logical capture: what the slot had not delivered is found
+                // by comparing both sides.
+                let report = try Resync(configuration: config, options: ResyncOptions(), logger: logger, progress: progressPrinter()).run()
+                FileHandle.standardError.write(Data(report.text().utf8))
+            }
         }
     }
 }

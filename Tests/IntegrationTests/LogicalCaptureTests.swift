@@ -77,5 +77,21 @@ import Testing
         #expect(try f.count("chef_orders") == 51)
         bridge.kill(SIGTERM)
         #expect(bridge.wait() == 0)
+
+        // And back: changes the slot never delivered reach MongoDB through the resync that
+        // `install` runs when it retires the slot; no slot is left holding WAL.
+        try f.sql("UPDATE \(t) SET status = 'served' WHERE \"externalId\" LIKE 'after-%'")
+        var back = f.environment
+        back["PG_URL"] = f.postgresURL
+        back["SYNC_CAPTURE"] = "triggers"
+        let install = try runCLI(["install"], environment: back, timeoutSeconds: 120)
+        #expect(install.status == 0, "\(install.output)")
+        #expect(try f.sql("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()").rows[0][0] == "0")
+        #expect(try f.documents("chef_orders", filter: ["status": .string("served")]).count == 20)
+        let triggers = try BridgeProcess(environment: back)
+        try f.sql("INSERT INTO \(t) (status, items) VALUES ('new', '[\"triggers again\"]')")
+        try eventually("triggers capture again") { try f.count("chef_orders") == 52 }
+        triggers.kill(SIGTERM)
+        #expect(triggers.wait() == 0)
     }
 }
