@@ -130,7 +130,10 @@ struct BridgeRuns {
         out["peak_rss_mib"] = peakRSS(pid: bridge.pid) ?? .nan
         bridge.terminate()
 
-        // 5. Resync: N rows per side, 10% different, bridge stopped; the child `nocobridge
+        // 5. Logical replication capture beside the triggers.
+        for (key, value) in try logicalCapture(pg: pg, mongo: mongo, config: config, env: env, quiet: quiet) { out[key] = value }
+
+        // 6. Resync: N rows per side, 10% different, bridge stopped; the child `nocobridge
         // resync` is timed and its peak RSS sampled; compared with a raw sorted scan of each side.
         let n = settings.resyncRows
         let waiters = "\"\(Self.schema)\".\"waiter_ops\""
