@@ -72,6 +72,10 @@ public final class LogicalCapturePipeline: Sendable {
             let bytes = try replication.read(timeoutMilliseconds: decoder.pendingCount > 0 ? 0 : configuration.idleSweepMilliseconds,
                                              wakeFD: stop.fileDescriptor)
             var replyRequested = false
+            // Asking for a keepalive after a batch or an idle wait lets an idle slot confirm
+            // the server's end of WAL (the bridge's own writes included) at once, not only
+            // when the server gets round to a keepalive of its own.
+            var askServer = bytes == nil && decoder.isIdle
             if let bytes {
                 switch try PgOutput.decodeEnvelope(bytes) {
                 case .keepalive(let walEnd, let reply):
@@ -87,9 +91,11 @@ public final class LogicalCapturePipeline: Sendable {
             if decoder.pendingCount > 0 && (bytes == nil || decoder.pendingCount >= configuration.batchSize) {
                 confirmed = max(confirmed, try flush(&decoder, synchronizers: synchronizers, connection: connection, slot: slot))
                 replyRequested = true
+                askServer = true
             }
-            if replyRequested || ContinuousClock.now - lastStatus > .seconds(5) {
-                try replication.send(PgOutput.standbyStatus(flushed: confirmed, now: Int64(Date().timeIntervalSince1970 * 1_000_000)))
+            if replyRequested || askServer || ContinuousClock.now - lastStatus > .seconds(5) {
+                try replication.send(PgOutput.standbyStatus(flushed: confirmed, now: Int64(Date().timeIntervalSince1970 * 1_000_000),
+                                                            replyRequested: askServer))
                 lastStatus = ContinuousClock.now
             }
         }
@@ -123,9 +129,14 @@ public final class LogicalCapturePipeline: Sendable {
         for (table, batch) in byTable {
             guard let synchronizer = synchronizers[table] else { continue }
             let changes = try assignKeys(batch, table: synchronizer.writer.shape.mapping, connection: connection)
-            try applier.apply(changes, oldestChangedAtMs: batch.oldest, synchronizer: synchronizer, connection: connection) { _, rejections in
-                try DeadLetterLog.record(direction: "to-mongo", source: table,
-                                         rejections.map { ($0.key ?? "-", $0.field, $0.reason, nil) }, on: connection)
+            // A large transaction (a bulk UPDATE) is applied in batches of the usual size:
+            // MongoDB's reads and writes by key slow down per key in larger batches.
+            for start in stride(from: 0, to: changes.count, by: configuration.batchSize) {
+                let chunk = Array(changes[start..<min(start + configuration.batchSize, changes.count)])
+                try applier.apply(chunk, oldestChangedAtMs: batch.oldest, synchronizer: synchronizer, connection: connection) { _, rejections in
+                    try DeadLetterLog.record(direction: "to-mongo", source: table,
+                                             rejections.map { ($0.key ?? "-", $0.field, $0.reason, nil) }, on: connection)
+                }
             }
         }
         try connection.bridgeTransaction {

@@ -208,6 +208,7 @@ BEGIN
     PERFORM set_config('nocobridge.origin', '', true);
 
     EXECUTE format('CREATE UNIQUE INDEX IF NOT EXISTS %I ON %I.%I ("externalId")', v_index, p_schema, p_table);
+    EXECUTE format('DROP INDEX IF EXISTS %I.%I', p_schema, left(p_table, 40) || '_externalId_nb_idx');
 
     EXECUTE format($body$
 CREATE OR REPLACE FUNCTION nocobridge.%1$I() RETURNS trigger
@@ -317,6 +318,7 @@ BEGIN
         EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_capture_update ON %I.%I', p_schema, p_table);
         EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_capture_delete ON %I.%I', p_schema, p_table);
         EXECUTE format('DROP INDEX IF EXISTS %I.%I', p_schema, left(p_table, 40) || '_externalId_nb_key');
+        EXECUTE format('DROP INDEX IF EXISTS %I.%I', p_schema, left(p_table, 40) || '_externalId_nb_idx');
     END IF;
     EXECUTE format('DROP FUNCTION IF EXISTS nocobridge.%I()', nocobridge.function_name(p_schema, p_table, 'stamp'));
     EXECUTE format('DROP FUNCTION IF EXISTS nocobridge.%I()', nocobridge.function_name(p_schema, p_table, 'capture'));
@@ -355,6 +357,10 @@ CREATE OR REPLACE FUNCTION nocobridge.attach_logical(p_schema text, p_table text
 RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM nocobridge.detach(p_schema, p_table);
+    -- A plain index for the bridge's reads by key: not unique, so NocoDB's "duplicate row"
+    -- still works without a trigger to give the copy a fresh key.
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I ("externalId")',
+                   left(p_table, 40) || '_externalId_nb_idx', p_schema, p_table);
     INSERT INTO nocobridge.synced_tables (schema_name, table_name, capture) VALUES (p_schema, p_table, 'logical')
     ON CONFLICT (schema_name, table_name) DO UPDATE SET capture = 'logical';
 END
