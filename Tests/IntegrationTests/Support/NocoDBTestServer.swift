@@ -30,28 +30,14 @@ final class NocoDBTestServer: @unchecked Sendable {
                          "--base-title", baseTitle, "--port-file", portFile, "--log", logPath,
                          "--delay-ms", String(delayMilliseconds)]
         for f in fail { arguments += ["--fail", f] }
-        // posix_spawn and waitpid rather than Foundation's Process, whose wait did not always
-        // return here once the child had exited.
-        let errFD = open(dir + "/server.err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        defer { close(errFD) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, errFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, errFD, 2)
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, arguments[0], &actions, nil, argv, envp)
-        guard rc == 0 else { throw SetupError("cannot start the NocoDB test server: \(String(cString: strerror(rc)))") }
+        let child = try spawnProcess(arguments, log: dir + "/server.err")
         pid = child
         let deadline = Date().addingTimeInterval(30)
         while !FileManager.default.fileExists(atPath: portFile) {
             var status: Int32 = 0
             guard waitpid(child, &status, WNOHANG) == 0, Date() < deadline else {
                 kill(child, SIGKILL)
-                waitpid(child, &status, 0)
+                waitProcess(child)
                 let err = (try? String(contentsOfFile: dir + "/server.err", encoding: .utf8)) ?? ""
                 throw SetupError("NocoDB test server did not start: \(err.suffix(2000))")
             }
@@ -62,8 +48,7 @@ final class NocoDBTestServer: @unchecked Sendable {
 
     deinit {
         kill(pid, SIGKILL)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        waitProcess(pid)
     }
 
     /// Every call the server answered, in order.
