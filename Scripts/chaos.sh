@@ -3,17 +3,19 @@
 # on both sides while the bridge is SIGKILLed, both servers are restarted and resyncs run.
 # Prints operations issued, faults injected, records compared and mismatches; exits 1 on any
 # mismatch.
-#   Scripts/chaos.sh [--long] [--faults N] [--seed N]     (default 20 faults, --long 100)
+#   Scripts/chaos.sh [--long] [--faults N] [--seed N] [--capture triggers|logical]
+#   (default 20 faults, --long 100; trigger capture)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 nb_ensure_swift
 nb_install_deps
-faults=20 seed=1
+faults=20 seed=1 capture=triggers
 while [ $# -gt 0 ]; do
   case "$1" in
     --long) faults=100 ;;
     --faults) faults="$2"; shift ;;
     --seed) seed="$2"; shift ;;
+    --capture) capture="$2"; shift ;;
     *) nb_log "unknown argument $1"; exit 2 ;;
   esac
   shift
@@ -36,9 +38,10 @@ source "$dir/env"
 export NB_VENV
 status=0
 NOCOBRIDGE_BIN="$bin/nocobridge" NB_SCRIPTS_DIR="$NB_ROOT/Scripts" \
-  "$bin/nocobridge-chaos" --faults "$faults" --seed "$seed" || status=$?
+  "$bin/nocobridge-chaos" --faults "$faults" --seed "$seed" --capture "$capture" || status=$?
 if [ "$status" -ne 0 ]; then
-  nb_log "chaos run failed; last lines of the bridge log:"
+  cp "$dir/chaos-bridge.log" "${TMPDIR:-/tmp}/nocobridge-chaos-failed.log" 2>/dev/null || true
+  nb_log "chaos run failed; the bridge log is kept in ${TMPDIR:-/tmp}/nocobridge-chaos-failed.log; its last lines:"
   tail -40 "$dir/chaos-bridge.log" >&2 || true
 fi
 exit "$status"

@@ -101,6 +101,29 @@ public final class LogicalCapturePipeline: Sendable {
         }
     }
 
+    /// A decoded commit can arrive before its transaction is visible to other sessions (the
+    /// commit record is written before the transaction leaves the process array): reading the
+    /// rows then would see them missing. Waits until none of `xids` is still in progress.
+    private func waitUntilVisible(_ xids: Set<UInt32>, on connection: PostgresConnection) throws {
+        guard !xids.isEmpty else { return }
+        let list = PostgresConnection.arrayLiteral(xids.map { String($0) })
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            // 32-bit xids to xid8 with the epoch of the current one.
+            let rows = try connection.query("""
+                WITH c AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS v)
+                SELECT count(*) FROM c, unnest($1::bigint[]) AS x
+                WHERE pg_xact_status((CASE WHEN x <= (c.v & 4294967295) THEN ((c.v >> 32) << 32) | x
+                                           ELSE (((c.v >> 32) - 1) << 32) | x END)::text::xid8) = 'in progress'
+                """, [list])
+            if rows.rows.first?.first.flatMap({ $0 }) == "0" { return }
+            guard ContinuousClock.now < deadline else {
+                throw PostgresError(kind: .timedOut, message: "decoded transactions did not become visible within 30 s")
+            }
+            usleep(500)
+        }
+    }
+
     /// Rows written without `externalId` get one, as the trigger would have given them: the
     /// bridge sets a UUID (a transaction with its own origin, so not captured again) and
     /// syncs the row under it. A row that meanwhile got a key keeps it; a deleted one is skipped.
@@ -126,6 +149,7 @@ public final class LogicalCapturePipeline: Sendable {
     private func flush(_ decoder: inout LogicalChangeCollector, synchronizers: [String: RecordSynchronizer],
                        connection: PostgresConnection, slot: String) throws -> PgOutput.LSN {
         let (byTable, end) = decoder.take()
+        try waitUntilVisible(byTable.values.reduce(into: Set<UInt32>()) { $0.formUnion($1.transactionIDs) }, on: connection)
         for (table, batch) in byTable {
             guard let synchronizer = synchronizers[table] else { continue }
             let changes = try assignKeys(batch, table: synchronizer.writer.shape.mapping, connection: connection)

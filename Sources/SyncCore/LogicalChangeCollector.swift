@@ -10,6 +10,9 @@ public struct LogicalChangeCollector: Sendable {
         /// Change id → the row's `id` for rows written without `externalId` (no trigger
         /// assigns one in this mode; the bridge does).
         public var keylessRows: [Int64: String] = [:]
+        /// The transactions the changes come from: PostgreSQL sends a commit a moment before
+        /// the transaction becomes visible to other sessions, so the applier waits for these.
+        public var transactionIDs: Set<UInt32> = []
     }
 
     private struct Relation: Sendable {
@@ -22,6 +25,7 @@ public struct LogicalChangeCollector: Sendable {
     private var relations: [UInt32: Relation] = [:]
     private var open: [(table: String, operation: CapturedChange.Operation, key: String?, oldKey: String?, rowID: String?)]?
     private var skipping = false
+    private var openXID: UInt32 = 0
     private var pending: [String: Batch] = [:]
     private var pendingEnd: PgOutput.LSN = 0
     private var sequence: Int64 = 0
@@ -40,9 +44,10 @@ public struct LogicalChangeCollector: Sendable {
         case .relation(let id, let namespace, let name, _, let columns):
             relations[id] = Relation(table: namespace + "." + name, keyIndex: columns.firstIndex { $0.name == RowMapper.keyField },
                                      idIndex: columns.firstIndex { $0.name == "id" })
-        case .begin:
+        case .begin(_, _, let xid):
             open = []
             skipping = false
+            openXID = xid
         case .origin(let name):
             if ownOrigins.contains(name) { skipping = true }
         case .insert(let relation, let new):
@@ -74,6 +79,7 @@ public struct LogicalChangeCollector: Sendable {
                 batch.changes.append(CapturedChange(id: sequence, operation: c.operation, key: c.key, oldKey: c.oldKey, changedAt: at))
                 if c.key == nil || c.key == "", let row = c.rowID { batch.keylessRows[sequence] = row }
                 batch.oldest = min(batch.oldest ?? at, at)
+                batch.transactionIDs.insert(openXID)
                 pending[c.table] = batch
                 pendingCount += 1
             }

@@ -20,6 +20,8 @@ struct Chaos {
         /// Pause between faults, so each lands on a bridge under load.
         var faultIntervalMilliseconds = 1500
         var convergeTimeoutSeconds = 180.0
+        /// `triggers` or `logical` (SYNC_CAPTURE of the bridge under test).
+        var capture = "triggers"
     }
 
     static let schema = "pnocobridgedemo"
@@ -48,6 +50,10 @@ struct Chaos {
             args.firstIndex(of: flag).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
         }
         if let v = value("--faults") { guard let n = Int(v), n > 0 else { throw ChaosError("--faults takes a positive number") }; s.faults = n }
+        if let v = value("--capture") {
+            guard ["triggers", "logical"].contains(v) else { throw ChaosError("--capture takes triggers or logical") }
+            s.capture = v
+        }
         if let v = value("--seed") { guard let n = UInt64(v) else { throw ChaosError("--seed takes a number") }; s.seed = n }
         return s
     }
@@ -68,6 +74,7 @@ struct Chaos {
         env["SYNC_TABLES"] = ChaosTables.names.joined(separator: ",")
         env["STATUS_ADDR"] = "off"
         env["LOG_LEVEL"] = env["LOG_LEVEL"] ?? "warning"
+        env["SYNC_CAPTURE"] = s.capture
         let logPath = "\(s.servicesDirectory)/chaos-bridge.log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -75,7 +82,7 @@ struct Chaos {
             let status = try ChildProcess(s.bridgeBinary, arguments, environment: env, logFD: log.fileDescriptor).wait()
             guard status == 0 else { throw ChaosError("nocobridge \(arguments.joined(separator: " ")) exited \(status); see \(logPath)") }
         }
-        try cli(["install"])
+        try cli(s.capture == "logical" ? ["install", "--replica-identity-full"] : ["install"])
         // The script stops a bridge left behind by an interrupted run through this file.
         let pidFile = "\(s.servicesDirectory)/bridge.pid"
         func startBridge() throws -> ChildProcess {
@@ -128,7 +135,7 @@ struct Chaos {
         let faults = Fault.allCases.map { "\($0.rawValue) ×\(injected[$0] ?? 0)" }.joined(separator: ", ")
         say("""
 
-            CHAOS SUMMARY (seed \(s.seed))
+            CHAOS SUMMARY (seed \(s.seed), \(s.capture) capture)
               operations issued:  \(expected.operations) (retried after errors: \(nocodbWriter.retries.load(ordering: .relaxed) + mongoWriter.retries.load(ordering: .relaxed)))
               faults injected:    \(injected.values.reduce(0, +)) (\(faults))
               records compared:   \(comparison.records)
