@@ -86,36 +86,33 @@ public struct BridgeService: Service {
 
     private func runPipelines(mongo: MongoClientPool, stop: StopSignal) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            if configuration.direction.includesToMongo && configuration.capture == .triggers {
-                let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop,
-                                               logger: logger, statistics: toMongoStatistics)
-                group.addTask {
-                    try await DedicatedThread.run(name: "nocobridge-to-mongo", stop: stop) { pipeline.run() }
-                }
-            }
-            if configuration.direction.includesToMongo && configuration.capture == .logical {
-                let pipeline = LogicalCapturePipeline(configuration: configuration, mongo: mongo, stop: stop,
-                                                      logger: logger, statistics: toMongoStatistics)
+            /// Each pipeline on its own thread; one that fails for good stops the others.
+            func start(_ name: String, _ body: @escaping @Sendable () throws -> Void) {
                 group.addTask {
                     do {
-                        try await DedicatedThread.run(name: "nocobridge-to-mongo", stop: stop) { try pipeline.run() }
+                        try await DedicatedThread.run(name: name, stop: stop, body)
                     } catch {
                         stop.stop()
                         throw error
                     }
+                }
+            }
+            if configuration.direction.includesToMongo {
+                switch configuration.capture {
+                case .triggers:
+                    let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop,
+                                                   logger: logger, statistics: toMongoStatistics)
+                    start("nocobridge-to-mongo") { pipeline.run() }
+                case .logical:
+                    let pipeline = LogicalCapturePipeline(configuration: configuration, mongo: mongo, stop: stop,
+                                                          logger: logger, statistics: toMongoStatistics)
+                    start("nocobridge-to-mongo") { try pipeline.run() }
                 }
             }
             if configuration.direction.includesToNocoDB {
                 let pipeline = ToNocoDBPipeline(configuration: configuration, mongo: mongo, stop: stop,
                                                 logger: logger, statistics: toNocoDBStatistics)
-                group.addTask {
-                    do {
-                        try await DedicatedThread.run(name: "nocobridge-to-nocodb", stop: stop) { try pipeline.run() }
-                    } catch {
-                        stop.stop()
-                        throw error
-                    }
-                }
+                start("nocobridge-to-nocodb") { try pipeline.run() }
             }
             try await group.waitForAll()
         }
