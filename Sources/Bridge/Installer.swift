@@ -32,7 +32,7 @@ public struct Installer: Sendable {
         for mapping in configuration.tables {
             try connection.query("SELECT nocobridge.publish($1, $2, $3)", [mapping.schema, mapping.table, replicaIdentityFull ? "true" : "false"])
         }
-        if try connection.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows.isEmpty {
+        if try LogicalSlot.walStatus(slot, on: connection) == nil {
             try connection.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot])
             logger.info("created the logical replication slot", metadata: ["slot": "\(slot)"])
         }
@@ -94,7 +94,7 @@ public struct Installer: Sendable {
     /// so no WAL is held for a reader that will not come. Returns whether there was a slot.
     private func retireLogicalCapture(on connection: PostgresConnection) throws -> Bool {
         let slot = try LogicalSlot.name(on: connection)
-        let existed = try !connection.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows.isEmpty
+        let existed = try LogicalSlot.walStatus(slot, on: connection) != nil
         if existed {
             try connection.query("SELECT pg_drop_replication_slot($1)", [slot])
             logger.warning("retired the logical replication slot; run a resync for changes it had not delivered", metadata: ["slot": "\(slot)"])

@@ -50,12 +50,8 @@ public final class LogicalCapturePipeline: Sendable {
         // Changes the triggers captured before the switch to logical capture.
         for shape in shapes {
             let reader = ChangelogReader(shape: shape)
-            while true {
-                let batch = try reader.fetch(limit: configuration.batchSize, on: connection)
-                if batch.changes.isEmpty { break }
-                try applier.apply(batch.changes, oldestChangedAtMs: batch.oldestChangedAtMs, synchronizer: synchronizers[shape.mapping.qualifiedName]!,
-                                  connection: connection) { ids, rejections in try reader.acknowledge(ids, rejections: rejections, on: connection) }
-            }
+            guard let synchronizer = synchronizers[shape.mapping.qualifiedName] else { continue }
+            while try applier.applyChangelogBatch(reader, limit: configuration.batchSize, synchronizer: synchronizer, connection: connection) > 0 {}
         }
         let replication = try ReplicationConnection(url: configuration.postgresURL)
         try replication.startReplication(slot: slot, publication: Self.publication, from: 0)
@@ -179,10 +175,15 @@ public enum LogicalSlot {
         try connection.query("SELECT nocobridge.slot_name()").rows.first?.first.flatMap { $0 } ?? "nocobridge"
     }
 
+    /// The slot's `wal_status`, or nil when there is no such slot.
+    static func walStatus(_ slot: String, on connection: PostgresConnection) throws -> String? {
+        try connection.query("SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", [slot])
+            .rows.first?.first.flatMap { $0 }
+    }
+
     /// Throws `SlotLost` when the slot is missing or PostgreSQL invalidated it.
     static func check(_ slot: String, on connection: PostgresConnection) throws {
-        let rows = try connection.query("SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows
-        guard let status = rows.first?.first.flatMap({ $0 }) else { throw SlotLost(slot: slot, reason: "it does not exist") }
+        guard let status = try walStatus(slot, on: connection) else { throw SlotLost(slot: slot, reason: "it does not exist") }
         if status == "lost" { throw SlotLost(slot: slot, reason: "PostgreSQL invalidated it (max_slot_wal_keep_size) and removed the WAL it held") }
     }
 
@@ -196,9 +197,9 @@ public enum LogicalSlot {
     /// it is in the scan. Returns whether it did.
     public static func recreateIfUnusable(on connection: PostgresConnection, logger: Logger) throws -> Bool {
         let slot = try name(on: connection)
-        let rows = try connection.query("SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows
-        if let status = rows.first?.first.flatMap({ $0 }), status != "lost" { return false }
-        if !rows.isEmpty { try connection.query("SELECT pg_drop_replication_slot($1)", [slot]) }
+        let status = try walStatus(slot, on: connection)
+        if let status, status != "lost" { return false }
+        if status != nil { try connection.query("SELECT pg_drop_replication_slot($1)", [slot]) }
         try connection.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot])
         logger.warning("recreated the logical replication slot", metadata: ["slot": "\(slot)"])
         return true

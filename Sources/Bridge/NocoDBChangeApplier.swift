@@ -13,6 +13,19 @@ struct NocoDBChangeApplier {
     let logger: Logger
     let statistics: PipelineStatistics
 
+    /// One batch from the trigger changelog, acknowledged by deleting its rows; returns how
+    /// many changes it read (0: the changelog is empty).
+    @discardableResult
+    func applyChangelogBatch(_ reader: ChangelogReader, limit: Int, synchronizer: RecordSynchronizer,
+                             connection: PostgresConnection) throws -> Int {
+        let batch = try reader.fetch(limit: limit, on: connection)
+        guard !batch.changes.isEmpty else { return 0 }
+        try apply(batch.changes, oldestChangedAtMs: batch.oldestChangedAtMs, synchronizer: synchronizer, connection: connection) {
+            ids, rejections in try reader.acknowledge(ids, rejections: rejections, on: connection)
+        }
+        return batch.changes.count
+    }
+
     /// - Parameter acknowledge: marks `ids` done and records `rejections` as dead letters,
     ///   inside the transaction that wrote them.
     func apply(_ changes: [CapturedChange], oldestChangedAtMs: Int64?, synchronizer: RecordSynchronizer,

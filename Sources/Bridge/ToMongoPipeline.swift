@@ -79,12 +79,7 @@ public final class ToMongoPipeline: Sendable {
     /// One batch of one table; returns how many changes it read.
     @discardableResult
     func processBatch(_ reader: ChangelogReader, synchronizer: RecordSynchronizer, connection: PostgresConnection) throws -> Int {
-        let batch = try reader.fetch(limit: configuration.batchSize, on: connection)
-        guard !batch.changes.isEmpty else { return 0 }
-        try applier.apply(batch.changes, oldestChangedAtMs: batch.oldestChangedAtMs, synchronizer: synchronizer, connection: connection) {
-            ids, rejections in try reader.acknowledge(ids, rejections: rejections, on: connection)
-        }
-        return batch.changes.count
+        try applier.applyChangelogBatch(reader, limit: configuration.batchSize, synchronizer: synchronizer, connection: connection)
     }
 
     var applier: NocoDBChangeApplier {
