@@ -4,11 +4,12 @@ import SyncCore
 /// libmongoc's process-wide initialisation, done once on first use.
 enum MongoRuntime {
     static let initialized: Bool = {
-        mongoc_init()
         // libmongoc's default handler prints its own unstructured lines to stdout/stderr
-        // (including debug-level monitor chatter); every failure it logs also comes back
-        // from the call as an error, which the bridge logs through swift-log.
+        // (including debug-level monitor chatter, and a shared-memory warning from
+        // mongoc_init itself, hence first); every failure it logs also comes back from the
+        // call as an error, which the bridge logs through swift-log.
         mongoc_log_set_handler(nil, nil)
+        mongoc_init()
         return true
     }()
 }
