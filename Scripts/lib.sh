@@ -7,6 +7,12 @@ NB_SECANTUS_VERSION="0.7.0b3"
 NB_OPENAPI_VALIDATOR_VERSION="0.9.0"
 NB_PG_BIN="${NB_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
+# libmongoc keeps statistics counters in shared memory; every process killed mid-run (the
+# SIGKILL tests, the chaos run) leaks a /dev/shm segment, and once shared memory runs short
+# libmongoc prints a warning at load time, before any code of ours runs. Nothing here reads
+# those counters.
+export MONGOC_DISABLE_SHM=1
+
 nb_log() { printf '[nocobridge] %s\n' "$*" >&2; }
 
 # Installs what a fresh Debian machine lacks: libpq, libmongoc, Postgres 15, SecantusDB.
