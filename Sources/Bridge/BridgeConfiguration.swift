@@ -55,6 +55,16 @@ public struct BridgeConfiguration: Sendable {
     public var reconnectMaxMilliseconds: Int = 5000
     /// How often the restore-detection generation advances while running.
     public var generationInterval: Duration = .seconds(300)
+    /// This process among the bridge's writers: names its write intents and its MongoDB
+    /// connections (`appName`), so a successor can tell when its last writes have ended.
+    public var instanceID = WriteJournal.newInstanceID()
+    /// How often a running pipeline looks for write intents left by a writer that died
+    /// (a killed `resync`, say); it always looks when it (re)connects.
+    public var intentRecoveryInterval: Duration = .seconds(10)
+
+    public var mongoAppName: String { Self.mongoAppName(instanceID: instanceID) }
+
+    static func mongoAppName(instanceID: String) -> String { "nocobridge/" + instanceID }
 
     public init(postgresURL: String, mongoURL: String, mongoDatabase: String, tables: [TableMapping]) {
         self.postgresURL = postgresURL

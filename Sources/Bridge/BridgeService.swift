@@ -51,7 +51,8 @@ public struct BridgeService: Service {
     }
 
     public func run() async throws {
-        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
+                                        appName: configuration.mongoAppName)
         let shutdown = StopSignal()
         try await withGracefulShutdownHandler {
             // One leadership term per iteration: losing the lock's session (a PostgreSQL

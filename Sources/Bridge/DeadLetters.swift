@@ -58,7 +58,9 @@ public struct DeadLetters: Sendable {
     /// Retries one entry (or all when `id` is nil); returns (resolved, still failing).
     public func retry(_ id: Int64?) throws -> (resolved: Int, failing: Int) {
         let c = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
-        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
+                                        appName: configuration.mongoAppName)
+        let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
         let rows = try c.query(id == nil
             ? "SELECT id, direction, source_name, key FROM nocobridge.dead_letters ORDER BY id"
             : "SELECT id, direction, source_name, key FROM nocobridge.dead_letters WHERE id = $1",
@@ -67,7 +69,7 @@ public struct DeadLetters: Sendable {
         var synchronizers: [String: RecordSynchronizer] = [:]
         for mapping in configuration.tables {
             let shape = try TableCatalog.shape(of: mapping, on: c, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
-            let sync = RecordSynchronizer(shape: shape, policy: configuration.policy)
+            let sync = RecordSynchronizer(shape: shape, policy: configuration.policy, journal: journal)
             synchronizers[mapping.qualifiedName] = sync
             synchronizers[configuration.mongoDatabase + "." + mapping.collection] = sync
         }

@@ -43,10 +43,14 @@ public final class LogicalCapturePipeline: Sendable {
         try LogicalSlot.useOrigin(slot + LogicalSlot.toMongoOrigin, on: connection)
         let shapes = try configuration.shapes(on: connection, logger: logger)
         var schema = try SchemaWatch(tables: configuration.tables, interval: configuration.schemaCheckInterval, on: connection)
+        let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
         let synchronizers = try Dictionary(uniqueKeysWithValues: shapes.map {
             ($0.mapping.qualifiedName, RecordSynchronizer(shape: $0, policy: configuration.policy,
-                                                          optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo)))
+                                                          optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo),
+                                                          journal: journal))
         })
+        var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
+        try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection)
         // Changes the triggers captured before the switch to logical capture.
         for shape in shapes {
             let reader = ChangelogReader(shape: shape)
@@ -65,6 +69,7 @@ public final class LogicalCapturePipeline: Sendable {
         var lastStatus = ContinuousClock.now
         while !stop.isStopped {
             try schema.check(on: connection)
+            if decoder.isIdle { try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection) }
             let bytes = try replication.read(timeoutMilliseconds: decoder.pendingCount > 0 ? 0 : configuration.idleSweepMilliseconds,
                                              wakeFD: stop.fileDescriptor)
             var replyRequested = false

@@ -18,11 +18,16 @@ public struct RecordSynchronizer: Sendable {
     /// collection has the bridge's unique index on `externalId`.
     public let optimisticInserts: Bool
 
-    public init(shape: TableShape, policy: ConflictPolicy, optimisticInserts: Bool = false) {
+    /// Where MongoDB writes are announced before they are made (nil: not announced, for
+    /// callers that hold no lasting state, such as tests of the decision alone).
+    public let journal: WriteJournal?
+
+    public init(shape: TableShape, policy: ConflictPolicy, optimisticInserts: Bool = false, journal: WriteJournal? = nil) {
         writer = TableWriter(shape: shape)
         store = SyncStateStore(collection: shape.mapping.collection)
         self.policy = policy
         self.optimisticInserts = optimisticInserts
+        self.journal = journal
     }
 
     public var collection: String { store.collection }
@@ -136,6 +141,7 @@ public struct RecordSynchronizer: Sendable {
 
         var mongoWrites = extraMongoWrites
         var mongoWriteKeys: [String?] = Array(repeating: nil, count: extraMongoWrites.count)
+        var intents: [(key: String, state: RecordState)] = []
         var nocodbUpserts: [(key: String, fields: [String: String?], at: Int64)] = []
         var nocodbDeletes: [(key: String, at: Int64)] = []
         var newAgreed: [String: RecordState] = [:]
@@ -216,6 +222,7 @@ public struct RecordSynchronizer: Sendable {
                     mongoWrites.append(.deleteOne(filter: [RowMapper.keyField: .string(key)]))
                 }
                 mongoWriteKeys.append(key)
+                intents.append((key, write))
             }
             if let write = resolution.writeNocoDB {
                 switch write {
@@ -230,6 +237,10 @@ public struct RecordSynchronizer: Sendable {
         }
 
         _ = lap()
+        var batch: WriteJournal.Batch?
+        if let journal, !intents.isEmpty {
+            batch = try journal.record(intents, collection: collection)
+        }
         if !mongoWrites.isEmpty {
             var result = try mongo.withClient { (client: MongoClient) throws(MongoError) in
                 try client.bulkWrite(mongoWrites, collection: collection)
@@ -293,7 +304,7 @@ public struct RecordSynchronizer: Sendable {
         try writer.upsert(nocodbUpserts, source: .mongo, on: connection)
         try writer.delete(nocodbDeletes, source: .mongo, on: connection)
         outcome.nocodbWrites = nocodbUpserts.count + nocodbDeletes.count
-        try store.saveAgreed(hints.compactMap { h in newAgreed[h.key].map { (h.key, $0) } }, on: connection)
+        try store.saveAgreed(hints.compactMap { h in newAgreed[h.key].map { (h.key, $0) } }, settling: batch, on: connection)
         try store.logConflicts(conflicts, on: connection)
         try store.saveKeys(seenIDs, on: connection)
         outcome.conflicts = conflicts.count

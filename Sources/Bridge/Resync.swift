@@ -107,7 +107,8 @@ public struct Resync: Sendable {
         guard try control.query("SELECT pg_try_advisory_lock(hashtext('nocobridge.resync'))").rows[0][0] == "t" else {
             throw AlreadyRunning()
         }
-        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
+                                        appName: configuration.mongoAppName)
         // The stream position is taken before any scan: every MongoDB write after it is
         // delivered by the stream later, every write before it is in the scan.
         let stream = ToNocoDBPipeline.streamName(database: configuration.mongoDatabase)
@@ -130,9 +131,17 @@ public struct Resync: Sendable {
         }
         var report = ResyncReport(dryRun: options.dryRun, direction: options.direction.rawValue)
         report.slotRecreated = slotRecreated
-        for mapping in configuration.tables {
-            let shape = try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
-            report.tables.append(try resyncTable(shape: shape, mode: mode, mongo: mongo, control: control))
+        let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
+        let synchronizers = try configuration.tables.map { mapping in
+            RecordSynchronizer(shape: try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds,
+                                                             fieldNames: configuration.fieldNames),
+                               policy: configuration.policy, journal: journal)
+        }
+        if !options.dryRun {
+            try IntentRecovery(configuration: configuration, mongo: mongo, logger: logger).run(synchronizers: synchronizers, connection: control)
+        }
+        for sync in synchronizers {
+            report.tables.append(try resyncTable(sync: sync, mode: mode, mongo: mongo, control: control))
         }
         if !options.dryRun, let startToken {
             let stored = try PositionStore.load(stream, on: control)
@@ -161,12 +170,12 @@ public struct Resync: Sendable {
         }
     }
 
-    private func resyncTable(shape: TableShape, mode: RecordSynchronizer.Mode, mongo: MongoClientPool,
+    private func resyncTable(sync: RecordSynchronizer, mode: RecordSynchronizer.Mode, mongo: MongoClientPool,
                              control: PostgresConnection) throws -> ResyncReport.Table {
         let started = Date()
+        let shape = sync.writer.shape
         let mapping = shape.mapping
         var t = ResyncReport.Table(table: mapping.qualifiedName, collection: mapping.collection)
-        let sync = RecordSynchronizer(shape: shape, policy: configuration.policy)
         let writer = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync")
         let batchSize = configuration.batchSize
 

@@ -30,6 +30,11 @@ public struct SyncStateStore: Sendable {
             SELECT external_id, fields::text, at_ms, deleted FROM nocobridge.agreed_state
             WHERE collection = $1 AND external_id = ANY($2::text[])
             """, [collection, PostgresConnection.arrayLiteral(keys)])
+        return try Self.states(rows)
+    }
+
+    /// Rows of (key, fields, at_ms, deleted), as `agreed_state` and `write_intents` keep them.
+    static func states(_ rows: PostgresRows) throws -> [String: RecordState] {
         var out: [String: RecordState] = [:]
         for row in rows.rows {
             guard let key = row[0] else { continue }
@@ -47,8 +52,8 @@ public struct SyncStateStore: Sendable {
         return out
     }
 
-    public func saveAgreed(_ states: [(key: String, state: RecordState)], on connection: PostgresConnection) throws(PostgresError) {
-        guard !states.isEmpty else { return }
+    /// The array parameters (keys, fields, at_ms, deleted) that `unnest` turns back into rows.
+    static func columns(_ states: [(key: String, state: RecordState)]) -> [String] {
         var keys: [String?] = [], fields: [String?] = [], ats: [String?] = [], deleted: [String?] = []
         for (key, state) in states {
             keys.append(key)
@@ -62,13 +67,24 @@ public struct SyncStateStore: Sendable {
                 deleted.append("false")
             }
         }
+        return [keys, fields, ats, deleted].map(PostgresConnection.arrayLiteral)
+    }
+
+    /// Records agreed states and drops the write intents they settle: those of `batch`, and
+    /// any other for the same keys (a state agreed since makes an older intent moot).
+    public func saveAgreed(_ states: [(key: String, state: RecordState)], settling batch: WriteJournal.Batch? = nil,
+                           on connection: PostgresConnection) throws(PostgresError) {
+        guard !states.isEmpty || batch != nil else { return }
         try connection.query("""
+            WITH settled AS (
+                DELETE FROM nocobridge.write_intents
+                WHERE (collection = $1 AND external_id = ANY($2::text[])) OR (owner = $6 AND batch_id = $7::bigint)
+            )
             INSERT INTO nocobridge.agreed_state (collection, external_id, fields, at_ms, deleted)
             SELECT $1, k, f::jsonb, a::bigint, d::boolean FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, f, a, d)
             ON CONFLICT (collection, external_id) DO UPDATE
             SET fields = EXCLUDED.fields, at_ms = EXCLUDED.at_ms, deleted = EXCLUDED.deleted
-            """, [collection, PostgresConnection.arrayLiteral(keys), PostgresConnection.arrayLiteral(fields),
-                  PostgresConnection.arrayLiteral(ats), PostgresConnection.arrayLiteral(deleted)])
+            """, [collection] + Self.columns(states) + [batch?.owner, batch.map { String($0.id) }])
     }
 
     public func logConflicts(_ entries: [(key: String, nocodb: RecordState, mongo: RecordState, conflict: Resolution.Conflict)],

@@ -38,10 +38,14 @@ public final class ToMongoPipeline: Sendable {
         let shapes = try configuration.shapes(on: connection, logger: logger)
         var schema = try SchemaWatch(tables: configuration.tables, interval: configuration.schemaCheckInterval, on: connection)
         let readers = shapes.map(ChangelogReader.init(shape:))
+        let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
         let synchronizers = try shapes.map {
             RecordSynchronizer(shape: $0, policy: configuration.policy,
-                               optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo))
+                               optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo),
+                               journal: journal)
         }
+        var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
+        try recovery.runIfDue(synchronizers: synchronizers, connection: connection)
         let byName = Dictionary(uniqueKeysWithValues: readers.enumerated().map { ($1.shape.mapping.qualifiedName, $0) })
         onConnected()
         statistics.setConnected(true)
@@ -57,6 +61,7 @@ public final class ToMongoPipeline: Sendable {
                 try GenerationMarker().realign(connection: connection, mongo: mongo)
             }
             try schema.check(on: connection)
+            try recovery.runIfDue(synchronizers: synchronizers, connection: connection)
             var again = Set<Int>()
             for index in dirty.sorted() where !stop.isStopped {
                 let count = try processBatch(readers[index], synchronizer: synchronizers[index], connection: connection)

@@ -50,9 +50,12 @@ public final class ToNocoDBPipeline: Sendable {
         }
         let shapes = try configuration.shapes(on: connection, logger: logger)
         var schema = try SchemaWatch(tables: configuration.tables, interval: configuration.schemaCheckInterval, on: connection)
+        let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
         let synchronizers = Dictionary(uniqueKeysWithValues: shapes.map {
-            ($0.mapping.collection, RecordSynchronizer(shape: $0, policy: configuration.policy))
+            ($0.mapping.collection, RecordSynchronizer(shape: $0, policy: configuration.policy, journal: journal))
         })
+        var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
+        try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection)
         let token = try PositionStore.load(streamName, on: connection)
         var options = ChangeStreamOptions()
         options.resumeToken = token
@@ -82,6 +85,7 @@ public final class ToNocoDBPipeline: Sendable {
         logger.info("to-nocodb pipeline running", metadata: ["resumed": "\(token != nil)"])
         while !stop.isStopped {
             try schema.check(on: connection)
+            try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection)
             let items = queue.take(limit: configuration.batchSize, timeoutMilliseconds: configuration.idleSweepMilliseconds, stop: stop)
             guard !items.isEmpty else { continue }
             var events: [Document] = []

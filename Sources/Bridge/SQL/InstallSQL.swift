@@ -109,6 +109,24 @@ CREATE TABLE IF NOT EXISTS nocobridge.agreed_state (
     PRIMARY KEY (collection, external_id)
 );
 
+-- MongoDB writes the bridge is about to make, committed before it makes them and deleted in
+-- the transaction that records the agreed state. One left behind means its writer died in
+-- between: the write may or may not have happened, and the next instance finds out before
+-- deciding anything about that record. `owner` names the writer; the writer holds a session
+-- advisory lock on it while alive.
+CREATE TABLE IF NOT EXISTS nocobridge.write_intents (
+    id          bigserial PRIMARY KEY,
+    owner       text NOT NULL,
+    batch_id    bigint NOT NULL,
+    collection  text NOT NULL,
+    external_id text NOT NULL,
+    fields      jsonb,                           -- the state written, as in agreed_state
+    at_ms       bigint,
+    deleted     boolean NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS write_intents_key_idx ON nocobridge.write_intents (collection, external_id);
+CREATE INDEX IF NOT EXISTS write_intents_batch_idx ON nocobridge.write_intents (owner, batch_id);
+
 -- Every resolved conflict: both versions, the winner and the rule that chose it.
 CREATE TABLE IF NOT EXISTS nocobridge.conflicts (
     id          bigserial PRIMARY KEY,

@@ -272,7 +272,7 @@ final class BridgeProcess: @unchecked Sendable {
 
     deinit {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        try? FileManager.default.removeItem(at: output)
+        if ProcessInfo.processInfo.environment["NB_KEEP_LOGS"] == nil { try? FileManager.default.removeItem(at: output) }
     }
 }
 

@@ -1,0 +1,151 @@
+import Foundation
+import Logging
+import Mongo
+import Postgres
+import SyncCore
+
+/// Settles what dead writers left in `write_intents` (see `WriteJournal`) before their
+/// records are decided again. A writer is dead when nobody holds its owner lock. Its last
+/// bulk write may still be running in the MongoDB server (a killed client does not stop a
+/// command the server already has), so first this waits until MongoDB lists no operation of
+/// the dead process. Then, per record: if MongoDB holds exactly the intended state, the
+/// write happened and that state becomes the agreed one; either way the record is
+/// reconciled once, as a resync would, since the change that touched it may already have
+/// been consumed.
+struct IntentRecovery {
+    let mongo: MongoClientPool
+    let logger: Logger
+    /// This process: its own dead owners' calls returned before the owner was replaced, so
+    /// MongoDB has nothing of theirs still running.
+    let instanceID: String
+    let batchSize: Int
+    let interval: Duration
+    var fenceTimeout: Duration = .seconds(30)
+    private var lastRun: ContinuousClock.Instant?
+
+    init(configuration: BridgeConfiguration, mongo: MongoClientPool, logger: Logger) {
+        self.mongo = mongo
+        self.logger = logger
+        instanceID = configuration.instanceID
+        batchSize = configuration.batchSize
+        interval = configuration.intentRecoveryInterval
+    }
+
+    /// `run`, unless it ran less than `interval` ago.
+    mutating func runIfDue(synchronizers: [RecordSynchronizer], connection: PostgresConnection) throws {
+        if let lastRun, ContinuousClock.now - lastRun < interval { return }
+        lastRun = .now
+        try run(synchronizers: synchronizers, connection: connection)
+    }
+
+    /// Returns how many records were settled.
+    @discardableResult
+    func run(synchronizers: [RecordSynchronizer], connection: PostgresConnection) throws -> Int {
+        let owners = try connection.query("SELECT DISTINCT owner FROM nocobridge.write_intents").rows.compactMap { $0[0] }
+        guard !owners.isEmpty else { return 0 }
+        var dead: [String] = []
+        for owner in owners {
+            guard try connection.query("SELECT pg_try_advisory_lock(\(WriteJournal.ownerLockSQL))", [owner]).rows.first?[0] == "t" else { continue }
+            try connection.query("SELECT pg_advisory_unlock(\(WriteJournal.ownerLockSQL))", [owner])
+            dead.append(owner)
+        }
+        guard !dead.isEmpty else { return 0 }
+        for instance in Set(dead.map(WriteJournal.instance(ofOwner:))) where instance != instanceID {
+            waitForOperations(ofInstance: String(instance))
+        }
+        let deadList = PostgresConnection.arrayLiteral(dead)
+        var keysByCollection: [String: [String]] = [:]
+        for row in try connection.query("""
+            SELECT DISTINCT collection, external_id FROM nocobridge.write_intents WHERE owner = ANY($1::text[])
+            """, [deadList]).rows {
+            if let collection = row[0], let key = row[1] { keysByCollection[collection, default: []].append(key) }
+        }
+        var settled = 0
+        for (collection, keys) in keysByCollection {
+            guard let sync = synchronizers.first(where: { $0.collection == collection }) else { continue }
+            for start in stride(from: 0, to: keys.count, by: max(batchSize, 1)) {
+                let chunk = Array(keys[start..<min(start + batchSize, keys.count)])
+                settled += try settle(chunk, sync: sync, deadOwners: deadList, connection: connection)
+            }
+        }
+        if settled > 0 {
+            logger.warning("settled the MongoDB writes of a stopped writer", metadata: [
+                "records": "\(settled)", "writers": "\(dead.count)",
+            ])
+        }
+        return settled
+    }
+
+    private func settle(_ keys: [String], sync: RecordSynchronizer, deadOwners: String, connection: PostgresConnection) throws -> Int {
+        let keyList = PostgresConnection.arrayLiteral(keys)
+        let touched: [String] = try connection.bridgeTransaction {
+            try sync.store.lock(keys, on: connection)
+            let intents = try SyncStateStore.states(connection.query("""
+                SELECT DISTINCT ON (external_id) external_id, fields::text, at_ms, deleted FROM nocobridge.write_intents
+                WHERE collection = $1 AND external_id = ANY($2::text[]) AND owner = ANY($3::text[])
+                ORDER BY external_id, id DESC
+                """, [sync.collection, keyList, deadOwners]))
+            guard !intents.isEmpty else { return [] }
+            let documents = try mongo.withClient { (c: MongoClient) throws(MongoError) in
+                try c.find([RowMapper.keyField: .document(["$in": .array(intents.keys.map(Value.string))])], collection: sync.collection)
+            }
+            var current: [String: RecordState] = [:]
+            for doc in documents {
+                guard case .string(let key)? = doc[RowMapper.keyField] else { continue }
+                current[key] = (try? sync.writer.codec.state(document: doc, fallbackAt: 0)) ?? .absent(at: nil)
+            }
+            let now = wallClockMilliseconds()
+            let landed = intents.filter { key, intent in (current[key] ?? .absent(at: nil)).sameContent(as: intent) }
+                .map { key, intent in (key: key, state: intent == .absent(at: nil) ? RecordState.absent(at: now) : intent) }
+            try sync.store.saveAgreed(landed, on: connection)
+            try connection.query("""
+                DELETE FROM nocobridge.write_intents
+                WHERE collection = $1 AND external_id = ANY($2::text[]) AND owner = ANY($3::text[])
+                """, [sync.collection, keyList, deadOwners])
+            return Array(intents.keys)
+        }
+        guard !touched.isEmpty else { return 0 }
+        let now = wallClockMilliseconds()
+        try connection.bridgeTransaction {
+            let outcome = try sync.synchronize(mode: .reconcile(restored: nil), hints: touched.map { .init(key: $0, changedAt: now) },
+                                               connection: connection, mongo: mongo)
+            try DeadLetterLog.record(direction: "recovery", source: sync.writer.shape.mapping.qualifiedName, outcome.rejections, on: connection)
+        }
+        return touched.count
+    }
+
+    /// Waits until MongoDB lists no running operation of the process `instance` (its
+    /// `appName`), or `fenceTimeout` passed.
+    private func waitForOperations(ofInstance instance: String) {
+        let appName = BridgeConfiguration.mongoAppName(instanceID: instance)
+        let deadline = ContinuousClock.now + fenceTimeout
+        while ContinuousClock.now < deadline {
+            let reply: Document
+            do {
+                reply = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.runCommand(["currentOp": .int32(1)], database: "admin") }
+            } catch {
+                logger.warning("cannot list MongoDB's running operations (currentOp needs the inprog privilege); waiting 5 s for a stopped writer's to end",
+                               metadata: ["error": "\(error)"])
+                Thread.sleep(forTimeInterval: 5)
+                return
+            }
+            guard case .array(let operations)? = reply["inprog"] else { return }
+            if !operations.contains(where: { Self.isRunning($0, appName: appName) }) { return }
+            usleep(20_000)
+        }
+        logger.warning("a stopped writer's MongoDB operations still run; settling its records anyway", metadata: ["mongo.app_name": "\(appName)"])
+    }
+
+    /// An operation `currentOp` lists as active for `appName` (a server that lists idle
+    /// connections too lists a dead client's only while its last command runs).
+    static func isRunning(_ operation: Value, appName: String) -> Bool {
+        guard case .document(let op) = operation else { return false }
+        if case .bool(false)? = op["active"] { return false }
+        if case .string(let name)? = op["appName"] { return name == appName }
+        if case .document(let metadata)? = op["clientMetadata"], case .document(let application)? = metadata["application"],
+           case .string(let name)? = application["name"] {
+            return name == appName
+        }
+        return false
+    }
+}

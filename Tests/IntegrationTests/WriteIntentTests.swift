@@ -1,0 +1,92 @@
+import Bridge
+import Foundation
+import Mongo
+import Postgres
+import SyncCore
+import Testing
+
+/// A writer that dies between its MongoDB write and the PostgreSQL commit recording it,
+/// reproduced exactly: the decision and the write run, the transaction is rolled back, the
+/// writer's journal session ends.
+@Suite struct WriteIntentTests {
+    /// Runs a NocoDB-side decision for `key` as a bridge would, then dies before committing.
+    func dieAfterMongoWrite(_ f: BridgeFixture, table: String, key: String) throws {
+        let connection = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
+        let mapping = try #require(f.configuration.tables.first { $0.table == table })
+        let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: f.configuration.columnKinds, fieldNames: [:])
+        let journal = WriteJournal(url: f.ownerConfiguration.postgresURL, instanceID: "dead" + randomSuffix(6))
+        let sync = RecordSynchronizer(shape: shape, policy: ConflictPolicy(), journal: journal)
+        try connection.query("BEGIN")
+        _ = try sync.synchronize(changed: .nocodb, hints: [.init(key: key, changedAt: Int64(Date().timeIntervalSince1970 * 1000))],
+                                 connection: connection, mongo: f.mongo)
+        try connection.query("ROLLBACK")
+    }
+
+    /// The record was new, so no agreed state knows the document the dead writer inserted;
+    /// NocoDB then deletes the row. Without the intent the document would look like a MongoDB
+    /// insert and the row would come back.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func landedWriteOfADeadWriterIsSettledBeforeDeciding(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let t = f.table("waiter_ops")
+        try f.sql("INSERT INTO \(t) (\"externalId\", action, notes) VALUES ('k-dead', 'seat', 'written, not recorded')")
+        try dieAfterMongoWrite(f, table: "waiter_ops", key: "k-dead")
+        #expect(try f.count("waiter_ops") == 1)
+        #expect(try f.sql("SELECT count(*) FROM nocobridge.write_intents").rows[0][0] == "1")
+        #expect(try f.sql("SELECT count(*) FROM nocobridge.agreed_state").rows[0][0] == "0")
+        try f.sql("DELETE FROM \(t) WHERE \"externalId\" = 'k-dead'")
+        try f.sql("INSERT INTO \(t) (\"externalId\", action, notes) VALUES ('k-live', 'order', 'after')")
+
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        try eventually("later changes arrive") { try f.document("waiter_ops", key: "k-live") != nil }
+        try f.waitCaughtUp()
+        try eventually("deleted row's document removed") { try f.document("waiter_ops", key: "k-dead") == nil }
+        usleep(1_500_000)
+        #expect(try f.document("waiter_ops", key: "k-dead") == nil)
+        #expect(try f.sql("SELECT count(*) FROM \(t) WHERE \"externalId\" = 'k-dead'").rows[0][0] == "0")
+        #expect(try f.sql("SELECT count(*) FROM nocobridge.write_intents").rows[0][0] == "0")
+        #expect(try f.sql("SELECT deleted FROM nocobridge.agreed_state WHERE external_id = 'k-dead'").rows.first?[0] == "t")
+    }
+
+    /// An intent whose write never reached MongoDB is dropped: the agreed state stays as it
+    /// was and neither side changes.
+    @Test func intentThatNeverLandedChangesNothing() throws {
+        let f = try BridgeFixture()
+        let t = f.table("cashier_txns")
+        try f.sql("INSERT INTO \(t) (\"externalId\", amount, currency, method) VALUES ('k-1', 12.50, 'EUR', 'card')")
+        var bridge = f.startBridge()
+        try eventually("synced") { try f.document("cashier_txns", key: "k-1") != nil }
+        bridge.shutdown()
+        let agreed = try f.sql("SELECT fields::text FROM nocobridge.agreed_state WHERE external_id = 'k-1'").rows.first?[0]
+        try f.sql("""
+            INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
+            VALUES ('gone/1', 1, 'cashier_txns', 'k-1', '{"amount": "99.00"}', 1, false)
+            """)
+        bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        try eventually("intent settled") { try f.sql("SELECT count(*) FROM nocobridge.write_intents").rows[0][0] == "0" }
+        #expect(try f.sql("SELECT fields::text FROM nocobridge.agreed_state WHERE external_id = 'k-1'").rows.first?[0] == agreed)
+        #expect(try f.sql("SELECT amount::text FROM \(t) WHERE \"externalId\" = 'k-1'").rows.first?[0] == "12.50")
+        let doc = try f.document("cashier_txns", key: "k-1")
+        #expect(doc?["amount"] == .decimal(try Decimal128Text("12.50")))
+    }
+
+    /// Intents of a writer that is alive are its own business: a running bridge's recovery
+    /// leaves them alone.
+    @Test func intentsOfALiveWriterAreLeftAlone() throws {
+        let f = try BridgeFixture()
+        let holder = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
+        try holder.query("SELECT pg_advisory_lock(hashtextextended('nocobridge.writer:' || $1, 0))", ["alive/1"])
+        try f.sql("""
+            INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
+            VALUES ('alive/1', 1, 'waiter_ops', 'k-x', NULL, 1, true)
+            """)
+        let bridge = f.startBridge()
+        try f.sql("INSERT INTO \(f.table("waiter_ops")) (\"externalId\", action) VALUES ('k-y', 'seat')")
+        try eventually("bridge working") { try f.document("waiter_ops", key: "k-y") != nil }
+        bridge.shutdown()
+        #expect(try f.sql("SELECT owner FROM nocobridge.write_intents").rows.map { $0[0] } == ["alive/1"])
+        _ = holder
+    }
+}
