@@ -2,8 +2,8 @@
 # Runs every test on a fresh or prepared machine: installs what is missing (apt, pip),
 # starts a throwaway PostgreSQL 15 and SecantusDB on free ports, builds, runs `swift test`,
 # and stops only what it started, also on failure or SIGTERM. Extra arguments go to
-# `swift test` (e.g. --filter ToMongoTests); without them the short chaos run (20 faults,
-# Scripts/chaos.sh) follows the tests.
+# `swift test` (e.g. --filter ToMongoTests); without them the short chaos runs follow the
+# tests (Scripts/chaos.sh, 20 faults each: trigger capture, then logical capture).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 nb_ensure_swift
@@ -20,5 +20,6 @@ cd "$NB_ROOT"
 swift build --build-tests
 swift test --skip-build "$@"
 if [ "$#" -eq 0 ]; then
-  bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 1
+  bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 1 --capture triggers
+  bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 5 --capture logical
 fi
