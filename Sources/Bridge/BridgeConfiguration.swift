@@ -62,6 +62,9 @@ public struct BridgeConfiguration: Sendable {
     /// (a killed `resync`, say); it always looks when it (re)connects.
     public var intentRecoveryInterval: Duration = .seconds(10)
 
+    /// Logical capture has no trigger stamping `updatedAt` on NocoDB edits.
+    public var nocodbEditTime: RecordSynchronizer.NocoDBEditTime { capture == .logical ? .latestKnown : .updatedAtColumn }
+
     public var mongoAppName: String { Self.mongoAppName(instanceID: instanceID) }
 
     static func mongoAppName(instanceID: String) -> String { "nocobridge/" + instanceID }

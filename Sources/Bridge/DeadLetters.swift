@@ -69,7 +69,8 @@ public struct DeadLetters: Sendable {
         var synchronizers: [String: RecordSynchronizer] = [:]
         for mapping in configuration.tables {
             let shape = try TableCatalog.shape(of: mapping, on: c, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
-            let sync = RecordSynchronizer(shape: shape, policy: configuration.policy, journal: journal)
+            let sync = RecordSynchronizer(shape: shape, policy: configuration.policy, journal: journal,
+                                          nocodbEditTime: configuration.nocodbEditTime)
             synchronizers[mapping.qualifiedName] = sync
             synchronizers[configuration.mongoDatabase + "." + mapping.collection] = sync
         }

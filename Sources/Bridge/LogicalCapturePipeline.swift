@@ -47,7 +47,7 @@ public final class LogicalCapturePipeline: Sendable {
         let synchronizers = try Dictionary(uniqueKeysWithValues: shapes.map {
             ($0.mapping.qualifiedName, RecordSynchronizer(shape: $0, policy: configuration.policy,
                                                           optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo),
-                                                          journal: journal))
+                                                          journal: journal, nocodbEditTime: configuration.nocodbEditTime))
         })
         var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
         try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection)

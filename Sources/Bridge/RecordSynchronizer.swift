@@ -22,12 +22,25 @@ public struct RecordSynchronizer: Sendable {
     /// callers that hold no lasting state, such as tests of the decision alone).
     public let journal: WriteJournal?
 
-    public init(shape: TableShape, policy: ConflictPolicy, optimisticInserts: Bool = false, journal: WriteJournal? = nil) {
+    /// Where the time of a NocoDB edit comes from, for `last_write_wins` and tombstones.
+    public enum NocoDBEditTime: Sendable {
+        /// The capture trigger stamps `updatedAt` on every edit made outside the bridge.
+        case updatedAtColumn
+        /// Nothing stamps `updatedAt` (logical capture): the latest of `updatedAt`, NocoDB's
+        /// own `updated_at`, and the commit time of the change being applied.
+        case latestKnown
+    }
+
+    public let nocodbEditTime: NocoDBEditTime
+
+    public init(shape: TableShape, policy: ConflictPolicy, optimisticInserts: Bool = false, journal: WriteJournal? = nil,
+                nocodbEditTime: NocoDBEditTime = .updatedAtColumn) {
         writer = TableWriter(shape: shape)
         store = SyncStateStore(collection: shape.mapping.collection)
         self.policy = policy
         self.optimisticInserts = optimisticInserts
         self.journal = journal
+        self.nocodbEditTime = nocodbEditTime
     }
 
     public var collection: String { store.collection }
@@ -153,9 +166,12 @@ public struct RecordSynchronizer: Sendable {
             let doc = documents[key] ?? hint.documentWithoutKey
             if let id = doc?["_id"] { seenIDs.append((id, key)) }
             let row = rows[key]
-            let nocodb: RecordState, mongoState: RecordState
+            var nocodb: RecordState, mongoState: RecordState
             do {
                 nocodb = try writer.state(of: row, fallbackAt: changed == .mongo ? deleteTimes[key] ?? 0 : hint.changedAt)
+                if nocodbEditTime == .latestKnown {
+                    nocodb = nocodb.notBefore(max(row?.editedAt ?? 0, changed == .nocodb ? hint.changedAt : 0))
+                }
             } catch {
                 outcome.rejections.append((key, error.field, "NocoDB row: \(error.reason)", nil))
                 continue

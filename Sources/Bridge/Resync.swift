@@ -135,7 +135,7 @@ public struct Resync: Sendable {
         let synchronizers = try configuration.tables.map { mapping in
             RecordSynchronizer(shape: try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds,
                                                              fieldNames: configuration.fieldNames),
-                               policy: configuration.policy, journal: journal)
+                               policy: configuration.policy, journal: journal, nocodbEditTime: configuration.nocodbEditTime)
         }
         if !options.dryRun {
             try IntentRecovery(configuration: configuration, mongo: mongo, logger: logger).run(synchronizers: synchronizers, connection: control)

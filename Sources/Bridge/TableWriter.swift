@@ -18,6 +18,8 @@ public struct TableWriter: Sendable {
         public let values: [String?]
         public let deleted: Bool
         public let version: Int64?
+        /// NocoDB's own `updated_at` (ms), which NocoDB sets on every edit through its API.
+        public var editedAt: Int64? = nil
     }
 
     public init(shape: TableShape) {
@@ -29,7 +31,8 @@ public struct TableWriter: Sendable {
         let has = { (n: String) in names.contains(n) }
         let mapperCols = shape.mapper.columns.map { q($0.name) }.joined(separator: ", ")
         let deletedExpr = has("__nc_deleted") ? "coalesce(\"__nc_deleted\", false)" : "false"
-        selectSQL = "SELECT \"externalId\", \(deletedExpr), \(mapperCols) FROM \(qualified) WHERE \"externalId\" = ANY($1::text[]) FOR UPDATE"
+        let editedExpr = has("updated_at") ? "\"updated_at\"::text" : "NULL::text"
+        selectSQL = "SELECT \"externalId\", \(deletedExpr), \(editedExpr), \(mapperCols) FROM \(qualified) WHERE \"externalId\" = ANY($1::text[]) FOR UPDATE"
 
         // Upsert: key, content columns, updatedAt, source; version counts writes.
         let content = codec.contentColumns
@@ -95,9 +98,10 @@ public struct TableWriter: Sendable {
         var out: [String: LiveRow] = [:]
         for row in result.rows {
             guard let key = row[0] else { continue }
-            let values = Array(row[2...])
+            let values = Array(row[3...])
             out[key] = LiveRow(values: values, deleted: row[1] == "t",
-                               version: versionIndex.flatMap { values[$0] }.flatMap { Int64($0) })
+                               version: versionIndex.flatMap { values[$0] }.flatMap { Int64($0) },
+                               editedAt: row[2].flatMap { try? Timestamps.parseMilliseconds($0) })
         }
         return out
     }

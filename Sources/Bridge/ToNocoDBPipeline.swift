@@ -52,7 +52,8 @@ public final class ToNocoDBPipeline: Sendable {
         var schema = try SchemaWatch(tables: configuration.tables, interval: configuration.schemaCheckInterval, on: connection)
         let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
         let synchronizers = Dictionary(uniqueKeysWithValues: shapes.map {
-            ($0.mapping.collection, RecordSynchronizer(shape: $0, policy: configuration.policy, journal: journal))
+            ($0.mapping.collection, RecordSynchronizer(shape: $0, policy: configuration.policy, journal: journal,
+                                                       nocodbEditTime: configuration.nocodbEditTime))
         })
         var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
         try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection)

@@ -65,6 +65,17 @@ public enum RecordState: Sendable, Hashable {
         return nil
     }
 
+    /// The same state dated no earlier than `time` (ms; 0 or less: unchanged). Where nothing
+    /// stamps `updatedAt` on NocoDB edits, the row's own `updated_at` and the commit time of
+    /// a captured change bound the edit's time from below.
+    public func notBefore(_ time: Int64) -> RecordState {
+        guard time > 0 else { return self }
+        switch self {
+        case .absent(let at): return .absent(at: max(at ?? time, time))
+        case .present(let fields, let at): return .present(fields: fields, at: max(at, time))
+        }
+    }
+
     /// Same record content (times ignored).
     public func sameContent(as other: RecordState) -> Bool {
         switch (self, other) {

@@ -182,6 +182,41 @@ import Testing
         #expect(counted.reduce(0, +) == 1, "conflicts by rule in /metrics")
     }
 
+    /// `last_write_wins` needs the time of a NocoDB edit. With triggers the trigger stamps
+    /// `updatedAt`; with logical capture nothing does, and the edit is dated by NocoDB's own
+    /// `updated_at` and the commit time instead of the stale `updatedAt`.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func lastWriteWinsDatesNocoDBEditsInBothCaptureModes(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let t = f.table("chef_orders")
+        let policy = ConflictPolicy(rule: .lastWriteWins)
+        try f.sql("INSERT INTO \(t) (\"externalId\", status, items) VALUES ('k-lww', 'new', '[]')")
+        var bridge = f.startBridge(policy: policy)
+        try eventually("record on both sides") { try f.document("chef_orders", key: "k-lww") != nil }
+        try eventually("agreed") { try f.sql("SELECT count(*) FROM nocobridge.agreed_state").rows[0][0] == "1" }
+        bridge.shutdown()
+        // MongoDB first, NocoDB 50 ms later, as NocoDB's API edits: `updated_at`, not `updatedAt`.
+        try f.mongoWrite { m throws(MongoError) in
+            try m.updateOne(filter: ["externalId": .string("k-lww")],
+                            update: ["$set": .document(["status": .string("served"), "updatedAt": .date(Int64(Date().timeIntervalSince1970 * 1000))])],
+                            collection: "chef_orders")
+        }
+        usleep(50_000)
+        try f.sql("UPDATE \(t) SET status = 'cooking', updated_at = now() AT TIME ZONE 'UTC' WHERE \"externalId\" = 'k-lww'")
+        bridge = f.startBridge(policy: policy)
+        defer { bridge.shutdown() }
+        try eventually("both sides converge") {
+            let row = try f.sql("SELECT status FROM \(t) WHERE \"externalId\" = 'k-lww'").rows[0][0]
+            let doc = try f.document("chef_orders", key: "k-lww")
+            return row != "new" && row.map(Value.string) == doc?["status"]
+        }
+        try f.waitCaughtUp()
+        usleep(300_000)
+        #expect(try f.sql("SELECT status FROM \(t) WHERE \"externalId\" = 'k-lww'").rows[0][0] == "cooking")
+        #expect(try f.document("chef_orders", key: "k-lww")?["status"] == .string("cooking"))
+        #expect(try f.sql("SELECT winner FROM nocobridge.conflicts").rows.map { $0[0] } == ["nocodb"])
+    }
+
     @Test func updateAgainstDeleteFollowsThePolicyAndTombstonesHold() throws {
         let f = try BridgeFixture()
         let t = f.table("waiter_ops")

@@ -156,6 +156,14 @@ import Testing
         #expect(fresh.writeMongo?.isPresent == true && fresh.conflict == nil)
     }
 
+    @Test func notBeforeOnlyMovesTimesLater() {
+        #expect(Self.present(["qty": "1"], at: 100).notBefore(150) == Self.present(["qty": "1"], at: 150))
+        #expect(Self.present(["qty": "1"], at: 200).notBefore(150) == Self.present(["qty": "1"], at: 200))
+        #expect(RecordState.absent(at: nil).notBefore(150) == .absent(at: 150))
+        #expect(RecordState.absent(at: 300).notBefore(150) == .absent(at: 300))
+        #expect(RecordState.absent(at: nil).notBefore(0) == .absent(at: nil))
+    }
+
     @Test func deleteOfAnUnchangedRecordPropagates() {
         let r = ConflictResolver.resolve(changed: .nocodb, nocodb: .absent(at: 300), mongo: Self.agreed, agreed: Self.agreed, policy: .init())
         #expect(r.writeMongo == .absent(at: 300) && r.agreed == .absent(at: 300))
