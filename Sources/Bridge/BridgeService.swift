@@ -43,6 +43,7 @@ public struct BridgeService: Service {
             }
         }
         if configuration.capture == .logical {
+            try LogicalSlot.checkPrivileges(on: connection)
             try LogicalSlot.check(try LogicalSlot.name(on: connection), on: connection)
         }
         let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)

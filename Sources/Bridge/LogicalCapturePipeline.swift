@@ -192,6 +192,23 @@ public enum LogicalSlot {
         if status == "lost" { throw SlotLost(slot: slot, reason: "PostgreSQL invalidated it (max_slot_wal_keep_size) and removed the WAL it held") }
     }
 
+    /// What a role without superuser needs for logical capture, checked at start so a
+    /// missing grant is one clear line rather than a retry loop.
+    static func checkPrivileges(on connection: PostgresConnection) throws {
+        let row = try connection.query("""
+            SELECT current_user, rolsuper OR rolreplication,
+                   has_function_privilege('pg_catalog.pg_replication_origin_session_setup(text)', 'EXECUTE')
+            FROM pg_roles WHERE rolname = current_user
+            """).rows.first
+        let role = row?[0] ?? "?"
+        guard row?[1] == "t" else {
+            throw ConfigurationError(setting: "PG_URL", message: "logical capture streams a replication slot, which needs the REPLICATION attribute: as a superuser, ALTER ROLE \(PostgresConnection.quoteIdentifier(role)) REPLICATION")
+        }
+        guard row?[2] == "t" else {
+            throw ConfigurationError(setting: "PG_URL", message: "role \(role) may not mark its writes with a replication origin: as a superuser, run `nocobridge install --grant-to \(role)` or GRANT EXECUTE ON FUNCTION pg_replication_origin_session_setup(text) TO \(PostgresConnection.quoteIdentifier(role))")
+        }
+    }
+
     /// Marks this session's writes with `origin`, so logical capture skips them.
     static func useOrigin(_ origin: String, on connection: PostgresConnection) throws {
         try connection.query("SELECT pg_replication_origin_session_setup($1)", [origin])

@@ -83,21 +83,22 @@ public struct RecordSynchronizer: Sendable {
         /// Events recognised as the bridge's own writes coming back.
         public var echoes = 0
         public var rejections: [(key: String, field: String?, reason: String, payload: String?)] = []
-        /// Where the batch's time went (ms): locks and PostgreSQL reads, MongoDB reads,
-        /// MongoDB writes, PostgreSQL writes and state.
+        /// Where the batch's time went (ms): locks and PostgreSQL reads, MongoDB reads, the
+        /// write intents, MongoDB writes, PostgreSQL writes and state.
         public var timings = StageTimings()
     }
 
     public struct StageTimings: Sendable {
-        public var postgresRead = 0.0, mongoRead = 0.0, mongoWrite = 0.0, postgresWrite = 0.0
+        public var postgresRead = 0.0, mongoRead = 0.0, journal = 0.0, mongoWrite = 0.0, postgresWrite = 0.0
 
         public static func += (a: inout StageTimings, b: StageTimings) {
-            a.postgresRead += b.postgresRead; a.mongoRead += b.mongoRead
+            a.postgresRead += b.postgresRead; a.mongoRead += b.mongoRead; a.journal += b.journal
             a.mongoWrite += b.mongoWrite; a.postgresWrite += b.postgresWrite
         }
 
         public var summary: String {
-            "pg_read=\(Int(postgresRead)) mongo_read=\(Int(mongoRead)) mongo_write=\(Int(mongoWrite)) pg_write=\(Int(postgresWrite))"
+            func ms(_ v: Double) -> String { String(format: "%.2f", v) }
+            return "pg_read=\(ms(postgresRead)) mongo_read=\(ms(mongoRead)) journal=\(ms(journal)) mongo_write=\(ms(mongoWrite)) pg_write=\(ms(postgresWrite))"
         }
     }
 
@@ -257,6 +258,7 @@ public struct RecordSynchronizer: Sendable {
         if let journal, !intents.isEmpty {
             batch = try journal.record(intents, collection: collection)
         }
+        outcome.timings.journal = lap()
         if !mongoWrites.isEmpty {
             var result = try mongo.withClient { (client: MongoClient) throws(MongoError) in
                 try client.bulkWrite(mongoWrites, collection: collection)

@@ -300,6 +300,7 @@ public struct Resync: Sendable {
         t.rejected += outcome.rejections.count
         t.stages["postgres_read", default: 0] += outcome.timings.postgresRead
         t.stages["mongo_read", default: 0] += outcome.timings.mongoRead
+        t.stages["journal", default: 0] += outcome.timings.journal
         t.stages["mongo_write", default: 0] += outcome.timings.mongoWrite
         t.stages["postgres_write", default: 0] += outcome.timings.postgresWrite
     }

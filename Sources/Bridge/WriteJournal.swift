@@ -51,6 +51,8 @@ public final class WriteJournal: @unchecked Sendable {
         owner.split(separator: "/").first ?? Substring(owner)
     }
 
+    private static let insertStatement = "nocobridge_write_intents"
+
     /// The advisory lock key an owner holds while alive.
     static let ownerLockSQL = "hashtextextended('nocobridge.writer:' || $1, 0)"
 
@@ -63,11 +65,7 @@ public final class WriteJournal: @unchecked Sendable {
                 let c = try connectedLocked()
                 let batch = Batch(owner: currentOwner, id: nextBatch)
                 nextBatch += 1
-                try c.query("""
-                    INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
-                    SELECT $1, $2::bigint, $3, k, f::jsonb, a::bigint, d::boolean
-                    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(k, f, a, d)
-                    """, [batch.owner, String(batch.id), collection] + SyncStateStore.columns(intents))
+                try c.query(prepared: Self.insertStatement, [batch.owner, String(batch.id), collection] + SyncStateStore.columns(intents))
                 return batch
             } catch {
                 // A new session has no lock on the old owner: its intents become a dead
@@ -86,6 +84,11 @@ public final class WriteJournal: @unchecked Sendable {
         let c = try PostgresConnection(url: url, applicationName: "nocobridge-journal")
         try c.query("SET synchronous_commit = off")
         try c.query("SELECT pg_advisory_lock(\(Self.ownerLockSQL))", [currentOwner])
+        try c.prepare(Self.insertStatement, """
+            INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
+            SELECT $1, $2::bigint, $3, k, f::jsonb, a::bigint, d::boolean
+            FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(k, f, a, d)
+            """)
         connection = c
         return c
     }

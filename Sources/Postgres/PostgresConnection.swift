@@ -92,6 +92,25 @@ public final class PostgresConnection {
                 PQexecParams(handle, sql, Int32(parameters.count), nil, pointers, nil, nil, 0)
             }
         }
+        return try rows(of: result)
+    }
+
+    /// Prepares `sql` under `name` for this connection's lifetime, so a statement run for
+    /// every batch is parsed and planned once.
+    public func prepare(_ name: String, _ sql: String) throws(PostgresError) {
+        _ = try rows(of: PQprepare(handle, name, sql, 0, nil))
+    }
+
+    /// Runs a statement made by `prepare` with text parameters; nil is NULL.
+    @discardableResult
+    public func query(prepared name: String, _ parameters: [String?]) throws(PostgresError) -> PostgresRows {
+        try rows(of: withOptionalCStrings(parameters) { pointers in
+            PQexecPrepared(handle, name, Int32(parameters.count), pointers, nil, nil, 0)
+        })
+    }
+
+    /// Copies a result out and frees it; a failed one becomes the error.
+    private func rows(of result: OpaquePointer?) throws(PostgresError) -> PostgresRows {
         defer { PQclear(result) }
         guard let result else { throw PostgresError.from(result: nil, connection: handle) }
         let status = PQresultStatus(result)

@@ -51,6 +51,24 @@ import Testing
         #expect(bridge.wait() == 0)
     }
 
+    /// The bridge runs as a limited role in logical mode too (every fixture does); a role
+    /// missing what logical capture needs is told which grant to make, in one line, exit 2.
+    @Test func aRoleMissingLogicalPrivilegesIsToldWhatToGrant() throws {
+        let f = try BridgeFixture(capture: .logical)
+        let admin = try PostgresConnection(url: f.servers.adminURL)
+        try admin.query("ALTER ROLE \(f.role) NOREPLICATION")
+        let noReplication = try runCLI(["run"], environment: f.environment)
+        #expect(noReplication.status == 2, "\(noReplication.output)")
+        #expect(noReplication.output.contains("ALTER ROLE \"\(f.role)\" REPLICATION"), "\(noReplication.output)")
+        #expect(noReplication.output.split(separator: "\n").count == 1, "\(noReplication.output)")
+
+        try admin.query("ALTER ROLE \(f.role) REPLICATION")
+        try f.sql("REVOKE EXECUTE ON FUNCTION pg_replication_origin_session_setup(text) FROM \(f.role)")
+        let noOrigin = try runCLI(["run"], environment: f.environment)
+        #expect(noOrigin.status == 2, "\(noOrigin.output)")
+        #expect(noOrigin.output.contains("--grant-to \(f.role)"), "\(noOrigin.output)")
+    }
+
     /// Changes captured by triggers and not yet applied when an operator switches to logical
     /// capture arrive, once, and so does everything after the switch.
     @Test func switchingFromTriggersLosesAndDuplicatesNothing() throws {

@@ -386,7 +386,8 @@ $fn$;
 
 -- Grants a login role exactly what `nocobridge run`, `resync` and `dlq` need, so the daemon
 -- does not run as a superuser or as the tables' owner: the bridge schema's tables, and
--- SELECT/INSERT/UPDATE/DELETE on the synced tables (plus their sequences). Installing
+-- SELECT/INSERT/UPDATE/DELETE on the synced tables (plus their sequences; with logical
+-- capture, the replication origin function). Installing
 -- (triggers, indexes) stays with the owner; the trigger functions run as their definer.
 -- Run again after attaching more tables.
 CREATE OR REPLACE FUNCTION nocobridge.grant_bridge_role(p_role text)
@@ -406,6 +407,16 @@ BEGIN
             EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO %I', s.seq, p_role);
         END LOOP;
     END LOOP;
+    -- Logical capture: the bridge marks its own writes with a replication origin, which
+    -- PostgreSQL reserves to superusers unless granted. Streaming the slot also needs the
+    -- role's REPLICATION attribute, which only a superuser can give (ALTER ROLE … REPLICATION).
+    IF EXISTS (SELECT 1 FROM nocobridge.synced_tables WHERE capture = 'logical') THEN
+        BEGIN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION pg_catalog.pg_replication_origin_session_setup(text) TO %I', p_role);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'nocobridge: only a superuser can grant pg_replication_origin_session_setup(text) to %, which logical capture needs', p_role;
+        END;
+    END IF;
 END
 $fn$;
 """#

@@ -26,8 +26,8 @@ final class BridgeFixture: @unchecked Sendable {
 
     static let tables = ["waiter_ops", "chef_orders", "cashier_txns", "type_zoo"]
 
-    /// - Parameter capture: with `.logical` the bridge connects as the owner (a superuser
-    ///   here): streaming a slot needs the REPLICATION attribute, which only a superuser grants.
+    /// The bridge connects as a limited role in both capture modes; with `.logical` the role
+    /// also has the REPLICATION attribute (streaming a slot needs it).
     init(columnKinds: [String: ColumnKind] = ["type_zoo.tags": .multiSelect, "type_zoo.json_text": .json],
          install: Bool = true, batchSize: Int = 1000, servers: TestServers? = nil,
          capture: BridgeConfiguration.Capture = .triggers) throws {
@@ -54,9 +54,8 @@ final class BridgeFixture: @unchecked Sendable {
         ownerConfiguration = configuration
         role = "nb_role_" + suffix
         try admin.query("CREATE ROLE \(role) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
-        if capture == .triggers {
-            configuration.postgresURL = Self.url(self.servers.adminURL, database: databaseName, user: role)
-        }
+        if capture == .logical { try admin.query("ALTER ROLE \(role) REPLICATION") }
+        configuration.postgresURL = Self.url(self.servers.adminURL, database: databaseName, user: role)
         if install {
             try Installer(configuration: ownerConfiguration, logger: testLogger()).install(grantTo: role, replicaIdentityFull: true)
         }
