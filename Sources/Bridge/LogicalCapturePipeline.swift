@@ -126,23 +126,32 @@ public final class LogicalCapturePipeline: Sendable {
     }
 
     /// Rows written without `externalId` get one, as the trigger would have given them: the
-    /// bridge sets a UUID (a transaction with its own origin, so not captured again) and
-    /// syncs the row under it. A row that meanwhile got a key keeps it; a deleted one is skipped.
+    /// bridge sets UUIDs in one statement (a transaction with its own origin, so not captured
+    /// again) and syncs each row under its key. A row that meanwhile got a key keeps it; a
+    /// deleted one is skipped.
     private func assignKeys(_ batch: LogicalChangeCollector.Batch, table: TableMapping, connection: PostgresConnection) throws -> [CapturedChange] {
         guard !batch.keylessRows.isEmpty else { return batch.changes }
         let qualified = PostgresConnection.quoteIdentifier(table.schema) + "." + PostgresConnection.quoteIdentifier(table.table)
-        var out: [CapturedChange] = []
-        for change in batch.changes {
-            guard let row = batch.keylessRows[change.id] else { out.append(change); continue }
-            let assigned = try connection.query("""
-                UPDATE \(qualified) SET "externalId" = gen_random_uuid()::text
-                WHERE "id"::text = $1 AND coalesce("externalId", '') = '' RETURNING "externalId"
-                """, [row]).rows.first?.first.flatMap { $0 }
-            let key = try assigned ?? connection.query("SELECT \"externalId\" FROM \(qualified) WHERE \"id\"::text = $1", [row]).rows.first?.first.flatMap { $0 }
-            guard let key, !key.isEmpty else { continue }
-            out.append(CapturedChange(id: change.id, operation: change.operation, key: key, oldKey: key, changedAt: change.changedAt))
+        let ids = Array(Set(batch.keylessRows.values))
+        // The final SELECT sees the table as before the UPDATE: a new key comes from RETURNING.
+        let rows = try connection.query("""
+            WITH wanted AS (SELECT unnest($1::text[]) AS id),
+            assigned AS (
+                UPDATE \(qualified) AS t SET "externalId" = gen_random_uuid()::text FROM wanted
+                WHERE t."id"::text = wanted.id AND coalesce(t."externalId", '') = ''
+                RETURNING t."id"::text AS id, t."externalId" AS key
+            )
+            SELECT w.id, coalesce(a.key, t."externalId") FROM wanted w
+            LEFT JOIN assigned a ON a.id = w.id
+            LEFT JOIN \(qualified) AS t ON t."id"::text = w.id
+            """, [PostgresConnection.arrayLiteral(ids)]).rows
+        var keys: [String: String] = [:]
+        for row in rows { if let id = row[0], let key = row[1], !key.isEmpty { keys[id] = key } }
+        return batch.changes.compactMap { change in
+            guard let row = batch.keylessRows[change.id] else { return change }
+            guard let key = keys[row] else { return nil }
+            return CapturedChange(id: change.id, operation: change.operation, key: key, oldKey: key, changedAt: change.changedAt)
         }
-        return out
     }
 
     /// Applies the committed transactions collected so far, records the position, and

@@ -69,6 +69,29 @@ import Testing
         #expect(noOrigin.output.contains("--grant-to \(f.role)"), "\(noOrigin.output)")
     }
 
+    /// Rows NocoDB writes without a key (a CSV import, say) get keys from the bridge, one
+    /// statement per batch; each reaches MongoDB once, under the key NocoDB now shows.
+    @Test func keylessRowsGetKeysInBulk() throws {
+        let f = try BridgeFixture(capture: .logical)
+        let t = f.table("waiter_ops")
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        try f.sql("INSERT INTO \(t) (action, notes) SELECT 'import', 'row ' || g FROM generate_series(1, 1500) g")
+        try eventually("every row arrives", seconds: 60) { try f.count("waiter_ops") == 1500 }
+        try f.waitCaughtUp()
+        let rows = try f.sql("SELECT \"externalId\", notes FROM \(t)").rows
+        let notesByKey = Dictionary(rows.map { ($0[0] ?? "", $0[1] ?? "") }, uniquingKeysWith: { a, _ in a })
+        #expect(notesByKey.count == 1500 && notesByKey[""] == nil)
+        let docs = try f.documents("waiter_ops")
+        #expect(docs.count == 1500)
+        let matching = docs.filter { doc in
+            guard case .string(let key)? = doc["externalId"], case .string(let notes)? = doc["notes"] else { return false }
+            return notesByKey[key] == notes
+        }
+        #expect(matching.count == 1500)
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
     /// Changes captured by triggers and not yet applied when an operator switches to logical
     /// capture arrive, once, and so does everything after the switch.
     @Test func switchingFromTriggersLosesAndDuplicatesNothing() throws {
