@@ -125,31 +125,45 @@ public final class LogicalCapturePipeline: Sendable {
         }
     }
 
-    /// Rows written without `externalId` get one, as the trigger would have given them: the
-    /// bridge sets UUIDs in one statement (a transaction with its own origin, so not captured
-    /// again) and syncs each row under its key. A row that meanwhile got a key keeps it; a
-    /// deleted one is skipped.
+    /// Rows written without `externalId`, and inserted rows whose key an older row already
+    /// has (NocoDB's "duplicate row", a paste, a CSV import copy keys), get a new UUID, as the
+    /// trigger would have given them: one statement per batch, in a transaction with the
+    /// bridge's origin (so not captured again); each row is then synced under its key. A row
+    /// that meanwhile got a key keeps it; a deleted one is skipped.
     private func assignKeys(_ batch: LogicalChangeCollector.Batch, table: TableMapping, connection: PostgresConnection) throws -> [CapturedChange] {
-        guard !batch.keylessRows.isEmpty else { return batch.changes }
+        guard !batch.keylessRows.isEmpty || !batch.insertedRows.isEmpty else { return batch.changes }
         let qualified = PostgresConnection.quoteIdentifier(table.schema) + "." + PostgresConnection.quoteIdentifier(table.table)
-        let ids = Array(Set(batch.keylessRows.values))
+        let keyless = Array(Set(batch.keylessRows.values))
+        let inserted = Array(Set(batch.insertedRows.values))
         // The final SELECT sees the table as before the UPDATE: a new key comes from RETURNING.
         let rows = try connection.query("""
-            WITH wanted AS (SELECT unnest($1::text[]) AS id),
+            WITH keyless AS (SELECT unnest($1::text[]) AS id),
+            inserted AS (SELECT unnest($2::text[]) AS id),
+            renew AS (
+                SELECT t."id" FROM \(qualified) AS t JOIN keyless k ON t."id"::text = k.id
+                WHERE coalesce(t."externalId", '') = ''
+                UNION
+                SELECT t."id" FROM \(qualified) AS t JOIN inserted i ON t."id"::text = i.id
+                WHERE EXISTS (SELECT 1 FROM \(qualified) AS o WHERE o."externalId" = t."externalId" AND o."id" < t."id")
+            ),
             assigned AS (
-                UPDATE \(qualified) AS t SET "externalId" = gen_random_uuid()::text FROM wanted
-                WHERE t."id"::text = wanted.id AND coalesce(t."externalId", '') = ''
+                UPDATE \(qualified) AS t SET "externalId" = gen_random_uuid()::text FROM renew
+                WHERE t."id" = renew."id"
                 RETURNING t."id"::text AS id, t."externalId" AS key
             )
-            SELECT w.id, coalesce(a.key, t."externalId") FROM wanted w
+            SELECT w.id, coalesce(a.key, t."externalId") FROM (SELECT id FROM keyless UNION SELECT id FROM inserted) w
             LEFT JOIN assigned a ON a.id = w.id
             LEFT JOIN \(qualified) AS t ON t."id"::text = w.id
-            """, [PostgresConnection.arrayLiteral(ids)]).rows
+            """, [PostgresConnection.arrayLiteral(keyless), PostgresConnection.arrayLiteral(inserted)]).rows
         var keys: [String: String] = [:]
         for row in rows { if let id = row[0], let key = row[1], !key.isEmpty { keys[id] = key } }
         return batch.changes.compactMap { change in
-            guard let row = batch.keylessRows[change.id] else { return change }
-            guard let key = keys[row] else { return nil }
+            guard let row = batch.keylessRows[change.id] ?? batch.insertedRows[change.id] else { return change }
+            guard let key = keys[row] else {
+                // A row inserted with a key and deleted since: its own delete carries the key.
+                return batch.insertedRows[change.id] != nil ? change : nil
+            }
+            if key == change.key { return change }
             return CapturedChange(id: change.id, operation: change.operation, key: key, oldKey: key, changedAt: change.changedAt)
         }
     }

@@ -10,6 +10,9 @@ public struct LogicalChangeCollector: Sendable {
         /// Change id → the row's `id` for rows written without `externalId` (no trigger
         /// assigns one in this mode; the bridge does).
         public var keylessRows: [Int64: String] = [:]
+        /// Change id → the row's `id` for rows inserted with a key: a copy of another row
+        /// (NocoDB's "duplicate row" copies `externalId`) is a new record and needs a new key.
+        public var insertedRows: [Int64: String] = [:]
         /// The transactions the changes come from: PostgreSQL sends a commit a moment before
         /// the transaction becomes visible to other sessions, so the applier waits for these.
         public var transactionIDs: Set<UInt32> = []
@@ -77,7 +80,13 @@ public struct LogicalChangeCollector: Sendable {
                 sequence += 1
                 var batch = pending[c.table] ?? Batch()
                 batch.changes.append(CapturedChange(id: sequence, operation: c.operation, key: c.key, oldKey: c.oldKey, changedAt: at))
-                if c.key == nil || c.key == "", let row = c.rowID { batch.keylessRows[sequence] = row }
+                if let row = c.rowID {
+                    if c.key == nil || c.key == "" {
+                        batch.keylessRows[sequence] = row
+                    } else if c.operation == .insert {
+                        batch.insertedRows[sequence] = row
+                    }
+                }
                 batch.oldest = min(batch.oldest ?? at, at)
                 batch.transactionIDs.insert(openXID)
                 pending[c.table] = batch

@@ -41,22 +41,34 @@ import Testing
         #expect(try f.deadLetters().rows.isEmpty)
     }
 
-    @Test func emptyKeyGetsAUUIDAndDuplicatedRowsBecomeNewRecords() throws {
-        let f = try BridgeFixture()
+    /// With triggers the BEFORE trigger gives the keys; with logical capture the bridge does,
+    /// when it reads the insert (a copy is recognised by an older row holding its key).
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func emptyKeyGetsAUUIDAndDuplicatedRowsBecomeNewRecords(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
         let bridge = f.startToMongo()
         defer { bridge.shutdown() }
         let t = f.table("waiter_ops")
+        func keys() throws -> [String] { try f.sql("SELECT \"externalId\" FROM \(t) ORDER BY id").rows.map { $0[0] ?? "" } }
         try f.sql("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('', 1), (NULL, 2)")
-        let keys = try f.sql("SELECT \"externalId\" FROM \(t) ORDER BY table_no").rows.map { $0[0] ?? "" }
-        #expect(keys.allSatisfy { UUID(uuidString: $0) != nil })
+        try eventually("keys assigned") { try keys().allSatisfy { UUID(uuidString: $0) != nil } }
+        let original = try keys()[0]
+        try eventually("two documents") { try f.count("waiter_ops") == 2 }
         // "Duplicate row" in NocoDB: INSERT … SELECT with every column, key included.
         try f.sql("""
             INSERT INTO \(t) (created_at, "externalId", "updatedAt", source, version, table_no, action, notes)
             SELECT created_at, "externalId", "updatedAt", source, version, table_no, action, notes FROM \(t) WHERE table_no = 1
             """)
-        let all = try f.sql("SELECT \"externalId\" FROM \(t)").rows.map { $0[0] ?? "" }
-        #expect(Set(all).count == 3)
+        try eventually("three distinct keys") { try Set(keys()).count == 3 && keys().allSatisfy { UUID(uuidString: $0) != nil } }
+        #expect(try keys()[0] == original)
         try eventually("three documents") { try f.count("waiter_ops") == 3 }
+        // The copy is a record of its own: editing it leaves the original's document alone.
+        try f.sql("UPDATE \(t) SET action = 'copy edited' WHERE id = (SELECT max(id) FROM \(t))")
+        let copy = try keys()[2]
+        try eventually("copy's edit arrives") { try f.document("waiter_ops", key: copy)?["action"] == .string("copy edited") }
+        #expect(try f.document("waiter_ops", key: original)?["action"] != .string("copy edited"))
+        #expect(try f.count("waiter_ops") == 3)
+        #expect(try f.deadLetters().rows.isEmpty)
     }
 
     @Test(arguments: BridgeConfiguration.Capture.allCases)
