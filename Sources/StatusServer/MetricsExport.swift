@@ -23,24 +23,31 @@ public struct MetricsExport: Sendable {
 
     /// Prometheus text exposition (format 0.0.4).
     public func text(after health: BridgeHealth) -> String {
-        registry.makeGauge(name: MetricName.up, labels: [("server", "postgres")], help: Help.up).set(to: health.postgres ? 1.0 : 0.0)
-        registry.makeGauge(name: MetricName.up, labels: [("server", "mongo")], help: Help.up).set(to: health.mongo ? 1.0 : 0.0)
+        registry.makeGauge(descriptor: Help.up, labels: [("server", "postgres")]).set(to: health.postgres ? 1.0 : 0.0)
+        registry.makeGauge(descriptor: Help.up, labels: [("server", "mongo")]).set(to: health.mongo ? 1.0 : 0.0)
         for direction in health.directions.values {
             for (table, t) in direction.tables {
                 guard let backlog = t.backlog else { continue }
-                registry.makeGauge(name: MetricName.backlog, labels: [("table", table)], help: Help.backlog).set(to: Double(backlog))
+                registry.makeGauge(descriptor: Help.backlog, labels: [("table", table)]).set(to: Double(backlog))
             }
         }
         if let slot = health.logicalSlot {
-            registry.makeGauge(name: MetricName.slotRetainedBytes, labels: [("wal_status", slot.walStatus)], help: Help.slot)
-                .set(to: Double(slot.retainedWalBytes))
+            registry.makeGauge(descriptor: Help.slot, labels: [("wal_status", slot.walStatus)]).set(to: Double(slot.retainedWalBytes))
         }
         return registry.emitToString()
     }
 
+    /// Names are complete already (`MetricName`), so no unit suffix is added. Computed:
+    /// the descriptor type is not `Sendable`.
     private enum Help {
-        static let up = "1 when the server answered a ping at the last scrape."
-        static let backlog = "Changelog rows waiting to cross to MongoDB."
-        static let slot = "WAL the logical replication slot keeps (bytes)."
+        static var up: MetricNameDescriptor {
+            MetricNameDescriptor(metricName: MetricName.up, unitName: "", helpText: "1 when the server answered a ping at the last scrape.")
+        }
+        static var backlog: MetricNameDescriptor {
+            MetricNameDescriptor(metricName: MetricName.backlog, unitName: "", helpText: "Changelog rows waiting to cross to MongoDB.")
+        }
+        static var slot: MetricNameDescriptor {
+            MetricNameDescriptor(metricName: MetricName.slotRetainedBytes, unitName: "", helpText: "WAL the logical replication slot keeps (bytes).")
+        }
     }
 }

@@ -13,15 +13,14 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-             source: String, file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         var fields: [String: String] = [:]
-        for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { $1 }) { fields[key] = "\(value)" }
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { fields[key] = "\(value)" }
         var object: [String: Any] = [
             "time": ISO8601DateFormatter().string(from: Date()),
-            "level": level.rawValue,
+            "level": event.level.rawValue,
             "label": label,
-            "message": "\(message)",
+            "message": "\(event.message)",
         ]
         if !fields.isEmpty { object["metadata"] = fields }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
