@@ -32,7 +32,7 @@ public struct ChangelogReader: Sendable {
     }
 
     public func fetch(limit: Int, on connection: PostgresConnection) throws(PostgresError) -> Batch {
-        let result = try connection.query(fetchSQL, [shape.mapping.schema, shape.mapping.table, String(limit)])
+        let result = try connection.query(cached: fetchSQL, [shape.mapping.schema, shape.mapping.table, String(limit)])
         var changes: [CapturedChange] = []
         changes.reserveCapacity(result.rows.count)
         var oldest: Int64?
@@ -51,7 +51,7 @@ public struct ChangelogReader: Sendable {
         guard !ids.isEmpty else { return }
         let idList = PostgresConnection.arrayLiteral(ids.map { String($0) })
         if rejections.isEmpty {
-            try connection.query("DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])", [idList])
+            try connection.query(cached: "DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])", [idList])
             return
         }
         try connection.query("""

@@ -17,7 +17,7 @@ public struct SyncStateStore: Sendable {
     /// two batches never deadlock.
     public func lock(_ keys: [String], on connection: PostgresConnection) throws(PostgresError) {
         guard !keys.isEmpty else { return }
-        try connection.query("""
+        try connection.query(cached: """
             SELECT pg_advisory_xact_lock(h) FROM (
                 SELECT DISTINCT hashtextextended($1 || '/' || k, 0) AS h FROM unnest($2::text[]) k ORDER BY 1
             ) s
@@ -26,7 +26,7 @@ public struct SyncStateStore: Sendable {
 
     public func agreedStates(_ keys: [String], on connection: PostgresConnection) throws -> [String: RecordState] {
         guard !keys.isEmpty else { return [:] }
-        let rows = try connection.query("""
+        let rows = try connection.query(cached: """
             SELECT external_id, fields::text, at_ms, deleted FROM nocobridge.agreed_state
             WHERE collection = $1 AND external_id = ANY($2::text[])
             """, [collection, PostgresConnection.arrayLiteral(keys)])
@@ -75,7 +75,7 @@ public struct SyncStateStore: Sendable {
     public func saveAgreed(_ states: [(key: String, state: RecordState)], settling batch: WriteJournal.Batch? = nil,
                            on connection: PostgresConnection) throws(PostgresError) {
         guard !states.isEmpty || batch != nil else { return }
-        try connection.query("""
+        try connection.query(cached: """
             WITH settled AS (
                 DELETE FROM nocobridge.write_intents
                 WHERE (collection = $1 AND external_id = ANY($2::text[])) OR (owner = $6 AND batch_id = $7::bigint)
@@ -104,7 +104,7 @@ public struct SyncStateStore: Sendable {
     /// Remembers which document holds which key: a delete event carries only `_id`.
     public func saveKeys(_ pairs: [(id: Value, key: String)], on connection: PostgresConnection) throws {
         guard !pairs.isEmpty else { return }
-        try connection.query("""
+        try connection.query(cached: """
             INSERT INTO nocobridge.key_map (collection, mongo_id, external_id)
             SELECT $1, decode(i, 'hex'), k FROM unnest($2::text[], $3::text[]) AS u(i, k)
             ON CONFLICT (collection, mongo_id) DO UPDATE SET external_id = EXCLUDED.external_id
@@ -116,7 +116,7 @@ public struct SyncStateStore: Sendable {
     public func keys(forMongoIDs ids: [Value], on connection: PostgresConnection) throws -> [Value: String] {
         guard !ids.isEmpty else { return [:] }
         let encoded = try ids.map { Self.hex(try BSONBytes.encode($0)) }
-        let rows = try connection.query("""
+        let rows = try connection.query(cached: """
             SELECT encode(mongo_id, 'hex'), external_id FROM nocobridge.key_map
             WHERE collection = $1 AND mongo_id = ANY(SELECT decode(i, 'hex') FROM unnest($2::text[]) i)
             """, [collection, PostgresConnection.arrayLiteral(encoded)])

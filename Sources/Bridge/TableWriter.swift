@@ -93,7 +93,7 @@ public struct TableWriter: Sendable {
     /// and is then captured on top of what the bridge wrote (never silently overwritten).
     public func rows(for keys: [String], on connection: PostgresConnection) throws(PostgresError) -> [String: LiveRow] {
         guard !keys.isEmpty else { return [:] }
-        let result = try connection.query(selectSQL, [PostgresConnection.arrayLiteral(keys)])
+        let result = try connection.query(cached: selectSQL, [PostgresConnection.arrayLiteral(keys)])
         let versionIndex = shape.mapper.columns.firstIndex { $0.name == "version" }
         var out: [String: LiveRow] = [:]
         for row in result.rows {
@@ -140,12 +140,12 @@ public struct TableWriter: Sendable {
         }
         params.append(PostgresConnection.arrayLiteral(records.map { Timestamps.postgresText(milliseconds: $0.at) }))
         params.append(PostgresConnection.arrayLiteral(records.map { _ in source.rawValue }))
-        try connection.query(upsertSQL, params)
+        try connection.query(cached: upsertSQL, params)
     }
 
     public func delete(_ records: [(key: String, at: Int64)], source: Side, on connection: PostgresConnection) throws(PostgresError) {
         guard !records.isEmpty else { return }
-        try connection.query(deleteSQL, [
+        try connection.query(cached: deleteSQL, [
             PostgresConnection.arrayLiteral(records.map(\.key)),
             PostgresConnection.arrayLiteral(records.map { Timestamps.postgresText(milliseconds: $0.at) }),
             PostgresConnection.arrayLiteral(records.map { _ in source.rawValue }),

@@ -28,6 +28,8 @@ public struct PostgresNotification: Sendable, Equatable {
 /// blocking calls never occupy Swift's cooperative pool.
 public final class PostgresConnection {
     private let handle: OpaquePointer
+    /// SQL text → name of the statement prepared for it on this connection (`query(cached:)`).
+    private var prepared: [String: String] = [:]
 
     /// Connects with a libpq URL or key/value string. Client settings the mapping relies on
     /// (ISO dates, UTC) are fixed per session.
@@ -107,6 +109,18 @@ public final class PostgresConnection {
         try rows(of: withOptionalCStrings(parameters) { pointers in
             PQexecPrepared(handle, name, Int32(parameters.count), pointers, nil, nil, 0)
         })
+    }
+
+    /// Like `query`, but `sql` is parsed and planned once per connection: for the statements
+    /// the pipelines run on every batch. Only for statements whose result columns are named
+    /// (a cached `SELECT *` fails when the table's columns change).
+    @discardableResult
+    public func query(cached sql: String, _ parameters: [String?]) throws(PostgresError) -> PostgresRows {
+        if let name = prepared[sql] { return try query(prepared: name, parameters) }
+        let name = "nb_cached_\(prepared.count)"
+        try prepare(name, sql)
+        prepared[sql] = name
+        return try query(prepared: name, parameters)
     }
 
     /// Copies a result out and frees it; a failed one becomes the error.
