@@ -41,14 +41,12 @@ struct IntentRecovery {
     /// Returns how many records were settled.
     @discardableResult
     func run(synchronizers: [RecordSynchronizer], connection: PostgresConnection) throws -> Int {
-        let owners = try connection.query("SELECT DISTINCT owner FROM nocobridge.write_intents").rows.compactMap { $0[0] }
-        guard !owners.isEmpty else { return 0 }
-        var dead: [String] = []
-        for owner in owners {
-            guard try connection.query("SELECT pg_try_advisory_lock(\(WriteJournal.ownerLockSQL))", [owner]).rows.first?[0] == "t" else { continue }
-            try connection.query("SELECT pg_advisory_unlock(\(WriteJournal.ownerLockSQL))", [owner])
-            dead.append(owner)
-        }
+        // An owner whose lock can be taken is dead; the lock is given back at once (CASE
+        // fixes the order: unlock only what was locked).
+        let dead = try connection.query(cached: """
+            SELECT owner FROM (SELECT DISTINCT owner, \(WriteJournal.ownerLockKey("owner")) AS k FROM nocobridge.write_intents) o
+            WHERE CASE WHEN pg_try_advisory_lock(k) THEN pg_advisory_unlock(k) ELSE false END
+            """, []).rows.compactMap { $0[0] }
         guard !dead.isEmpty else { return 0 }
         for instance in Set(dead.map(WriteJournal.instance(ofOwner:))) where instance != instanceID {
             waitForOperations(ofInstance: String(instance))
@@ -96,7 +94,7 @@ struct IntentRecovery {
             }
             let now = wallClockMilliseconds()
             let landed = intents.filter { key, intent in (current[key] ?? .absent(at: nil)).sameContent(as: intent) }
-                .map { key, intent in (key: key, state: intent == .absent(at: nil) ? RecordState.absent(at: now) : intent) }
+                .map { key, intent in (key: key, state: intent.dated(deletedAt: now)) }
             try sync.store.saveAgreed(landed, on: connection)
             try connection.query("""
                 DELETE FROM nocobridge.write_intents

@@ -49,8 +49,9 @@ public final class LogicalCapturePipeline: Sendable {
                                                           optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo),
                                                           journal: journal, nocodbEditTime: configuration.nocodbEditTime))
         })
+        let allSynchronizers = Array(synchronizers.values)
         var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
-        try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection)
+        try recovery.runIfDue(synchronizers: allSynchronizers, connection: connection)
         // Changes the triggers captured before the switch to logical capture.
         for shape in shapes {
             let reader = ChangelogReader(shape: shape)
@@ -69,7 +70,7 @@ public final class LogicalCapturePipeline: Sendable {
         var lastStatus = ContinuousClock.now
         while !stop.isStopped {
             try schema.check(on: connection)
-            if decoder.isIdle { try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection) }
+            if decoder.isIdle { try recovery.runIfDue(synchronizers: allSynchronizers, connection: connection) }
             let bytes = try replication.read(timeoutMilliseconds: decoder.pendingCount > 0 ? 0 : configuration.idleSweepMilliseconds,
                                              wakeFD: stop.fileDescriptor)
             var replyRequested = false
@@ -111,7 +112,7 @@ public final class LogicalCapturePipeline: Sendable {
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
             // 32-bit xids to xid8 with the epoch of the current one.
-            let rows = try connection.query("""
+            let rows = try connection.query(cached: """
                 WITH c AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS v)
                 SELECT count(*) FROM c, unnest($1::bigint[]) AS x
                 WHERE pg_xact_status((CASE WHEN x <= (c.v & 4294967295) THEN ((c.v >> 32) << 32) | x
@@ -136,7 +137,7 @@ public final class LogicalCapturePipeline: Sendable {
         let keyless = Array(Set(batch.keylessRows.values))
         let inserted = Array(Set(batch.insertedRows.values))
         // The final SELECT sees the table as before the UPDATE: a new key comes from RETURNING.
-        let rows = try connection.query("""
+        let rows = try connection.query(cached: """
             WITH keyless AS (SELECT unnest($1::text[]) AS id),
             inserted AS (SELECT unnest($2::text[]) AS id),
             renew AS (

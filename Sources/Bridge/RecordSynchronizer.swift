@@ -247,9 +247,7 @@ public struct RecordSynchronizer: Sendable {
                 case .absent(let at): nocodbDeletes.append((key, at ?? now))
                 }
             }
-            // A tombstone always carries a time, so a later stale update can be refused; when the
-            // deletion time is unknown, the moment the bridge learned of it bounds it.
-            if let state = resolution.agreed { newAgreed[key] = state == .absent(at: nil) ? .absent(at: now) : state }
+            if let state = resolution.agreed { newAgreed[key] = state.dated(deletedAt: now) }
             if let conflict = resolution.conflict { conflicts.append((key, nocodb, mongoState, conflict)) }
         }
 

@@ -55,8 +55,9 @@ public final class ToNocoDBPipeline: Sendable {
             ($0.mapping.collection, RecordSynchronizer(shape: $0, policy: configuration.policy, journal: journal,
                                                        nocodbEditTime: configuration.nocodbEditTime))
         })
+        let allSynchronizers = Array(synchronizers.values)
         var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
-        try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection)
+        try recovery.runIfDue(synchronizers: allSynchronizers, connection: connection)
         let token = try PositionStore.load(streamName, on: connection)
         var options = ChangeStreamOptions()
         options.resumeToken = token
@@ -86,7 +87,7 @@ public final class ToNocoDBPipeline: Sendable {
         logger.info("to-nocodb pipeline running", metadata: ["resumed": "\(token != nil)"])
         while !stop.isStopped {
             try schema.check(on: connection)
-            try recovery.runIfDue(synchronizers: Array(synchronizers.values), connection: connection)
+            try recovery.runIfDue(synchronizers: allSynchronizers, connection: connection)
             let items = queue.take(limit: configuration.batchSize, timeoutMilliseconds: configuration.idleSweepMilliseconds, stop: stop)
             guard !items.isEmpty else { continue }
             var events: [Document] = []

@@ -22,7 +22,7 @@ public final class WriteJournal: @unchecked Sendable {
     /// so a reconnect (whose old session lock is gone) starts a new owner.
     private var currentOwner: String
 
-    public let instanceID: String
+    private let instanceID: String
 
     /// One bulk write's intents.
     public struct Batch: Sendable, Equatable {
@@ -51,12 +51,8 @@ public final class WriteJournal: @unchecked Sendable {
         owner.split(separator: "/").first ?? Substring(owner)
     }
 
-    private static let insertStatement = "nocobridge_write_intents"
-
-    /// The advisory lock key an owner holds while alive.
-    static let ownerLockSQL = "hashtextextended('nocobridge.writer:' || $1, 0)"
-
-    public var owner: String { lock.withLock { currentOwner } }
+    /// The advisory lock key an owner holds while alive, as SQL over the expression `owner`.
+    static func ownerLockKey(_ owner: String) -> String { "hashtextextended('nocobridge.writer:' || \(owner), 0)" }
 
     /// Commits `intents` (key → state about to be written to `collection`) before the write.
     func record(_ intents: [(key: String, state: RecordState)], collection: String) throws -> Batch {
@@ -65,7 +61,11 @@ public final class WriteJournal: @unchecked Sendable {
                 let c = try connectedLocked()
                 let batch = Batch(owner: currentOwner, id: nextBatch)
                 nextBatch += 1
-                try c.query(prepared: Self.insertStatement, [batch.owner, String(batch.id), collection] + SyncStateStore.columns(intents))
+                try c.query(cached: """
+                    INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
+                    SELECT $1, $2::bigint, $3, k, f::jsonb, a::bigint, d::boolean
+                    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(k, f, a, d)
+                    """, [batch.owner, String(batch.id), collection] + SyncStateStore.columns(intents))
                 return batch
             } catch {
                 // A new session has no lock on the old owner: its intents become a dead
@@ -83,12 +83,7 @@ public final class WriteJournal: @unchecked Sendable {
         currentOwner = Self.newOwner(instanceID)
         let c = try PostgresConnection(url: url, applicationName: "nocobridge-journal")
         try c.query("SET synchronous_commit = off")
-        try c.query("SELECT pg_advisory_lock(\(Self.ownerLockSQL))", [currentOwner])
-        try c.prepare(Self.insertStatement, """
-            INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
-            SELECT $1, $2::bigint, $3, k, f::jsonb, a::bigint, d::boolean
-            FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(k, f, a, d)
-            """)
+        try c.query("SELECT pg_advisory_lock(\(Self.ownerLockKey("$1")))", [currentOwner])
         connection = c
         return c
     }

@@ -97,30 +97,22 @@ public final class PostgresConnection {
         return try rows(of: result)
     }
 
-    /// Prepares `sql` under `name` for this connection's lifetime, so a statement run for
-    /// every batch is parsed and planned once.
-    public func prepare(_ name: String, _ sql: String) throws(PostgresError) {
-        _ = try rows(of: PQprepare(handle, name, sql, 0, nil))
-    }
-
-    /// Runs a statement made by `prepare` with text parameters; nil is NULL.
-    @discardableResult
-    public func query(prepared name: String, _ parameters: [String?]) throws(PostgresError) -> PostgresRows {
-        try rows(of: withOptionalCStrings(parameters) { pointers in
-            PQexecPrepared(handle, name, Int32(parameters.count), pointers, nil, nil, 0)
-        })
-    }
-
     /// Like `query`, but `sql` is parsed and planned once per connection: for the statements
     /// the pipelines run on every batch. Only for statements whose result columns are named
     /// (a cached `SELECT *` fails when the table's columns change).
     @discardableResult
     public func query(cached sql: String, _ parameters: [String?]) throws(PostgresError) -> PostgresRows {
-        if let name = prepared[sql] { return try query(prepared: name, parameters) }
-        let name = "nb_cached_\(prepared.count)"
-        try prepare(name, sql)
-        prepared[sql] = name
-        return try query(prepared: name, parameters)
+        let name: String
+        if let known = prepared[sql] {
+            name = known
+        } else {
+            name = "nb_cached_\(prepared.count)"
+            _ = try rows(of: PQprepare(handle, name, sql, 0, nil))
+            prepared[sql] = name
+        }
+        return try rows(of: withOptionalCStrings(parameters) { pointers in
+            PQexecPrepared(handle, name, Int32(parameters.count), pointers, nil, nil, 0)
+        })
     }
 
     /// Copies a result out and frees it; a failed one becomes the error.

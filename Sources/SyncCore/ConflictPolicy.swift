@@ -76,6 +76,12 @@ public enum RecordState: Sendable, Hashable {
         }
     }
 
+    /// A tombstone always carries a time, so a later stale update can be refused: one whose
+    /// deletion time is unknown is dated `now`, when the bridge learned of it.
+    public func dated(deletedAt now: Int64) -> RecordState {
+        self == .absent(at: nil) ? .absent(at: now) : self
+    }
+
     /// Same record content (times ignored).
     public func sameContent(as other: RecordState) -> Bool {
         switch (self, other) {

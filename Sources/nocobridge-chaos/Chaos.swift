@@ -76,7 +76,7 @@ struct Chaos {
         env["LOG_LEVEL"] = env["LOG_LEVEL"] ?? "warning"
         env["SYNC_CAPTURE"] = s.capture
         let logPath = "\(s.servicesDirectory)/chaos-bridge.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         func cli(_ arguments: [String]) throws {
             let status = try ChildProcess(s.bridgeBinary, arguments, environment: env, logFD: log.fileDescriptor).wait()

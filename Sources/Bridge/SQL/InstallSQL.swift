@@ -376,7 +376,7 @@ RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM nocobridge.detach(p_schema, p_table);
     -- A plain index for the bridge's reads by key: not unique, so NocoDB's "duplicate row"
-    -- still works without a trigger to give the copy a fresh key.
+    -- still works; the bridge gives the copy a fresh key when it reads the insert.
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I ("externalId")',
                    left(p_table, 40) || '_externalId_nb_idx', p_schema, p_table);
     INSERT INTO nocobridge.synced_tables (schema_name, table_name, capture) VALUES (p_schema, p_table, 'logical')

@@ -250,7 +250,7 @@ final class BridgeProcess: @unchecked Sendable {
         process.arguments = arguments
         process.environment = environment
         output = FileManager.default.temporaryDirectory.appendingPathComponent("nocobridge-\(randomSuffix()).log")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
         process.standardOutput = handle
         process.standardError = handle
