@@ -165,10 +165,339 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
     SELECT p_kind || '_' || left(p_table, 40) || '_' || left(md5(p_schema || '.' || p_table), 8)
 $fn$;
 
--- Attaches capture to one table: checks the common columns, creates the unique index on
--- "externalId", a BEFORE row trigger that stamps NocoDB-side edits and an AFTER statement
--- trigger per event that writes the changelog. Generated per table so every column name is
--- exact, quoted and checked once here rather than on each write.
+-- Whether a query text holds an ON CONFLICT clause, ignoring string literals ('…', E'…',
+-- $tag$…$tag$), quoted identifiers and comments (nested /* */ too). A byte-level scan: in
+-- UTF-8 every byte of a multi-byte character is >= 0x80, so ASCII tests on bytes are safe,
+-- and get_byte is O(1) where substr on text is O(position). About 0.3 µs per byte; texts
+-- without the letters "conflict" return at once. Only the duplicate-key path asks, at most
+-- once per statement (nocobridge.rekeys_used_key), never per row: per row it is quadratic.
+CREATE OR REPLACE FUNCTION nocobridge.has_on_conflict(q text)
+RETURNS boolean LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    b bytea;
+    n int;
+    i int := 0;
+    c int;
+    d int;
+    j int;
+    depth int;
+    tag bytea;
+    tlen int;
+    w text;
+    st int := 0;                 -- 0 nothing, 1 after ON, 2 after ON CONFLICT
+    plain_backslash boolean := current_setting('standard_conforming_strings') = 'off';
+    esc boolean;
+    prev_ident boolean := false; -- the previous byte ended a word or number (for $ and E'')
+    prev_word text := NULL;      -- the word that ended right before this byte
+BEGIN
+    IF q IS NULL OR position('conflict' IN lower(q)) = 0 THEN
+        RETURN false;
+    END IF;
+    b := convert_to(q, 'UTF8');
+    n := length(b);
+    WHILE i < n LOOP
+        c := get_byte(b, i);
+        IF c IN (32, 9, 10, 13, 12) THEN
+            i := i + 1; prev_ident := false; prev_word := NULL;
+            CONTINUE;
+        END IF;
+        IF c = 45 AND i + 1 < n AND get_byte(b, i + 1) = 45 THEN            -- -- comment
+            i := i + 2;
+            WHILE i < n AND get_byte(b, i) NOT IN (10, 13) LOOP i := i + 1; END LOOP;
+            prev_ident := false; prev_word := NULL;
+            CONTINUE;
+        END IF;
+        IF c = 47 AND i + 1 < n AND get_byte(b, i + 1) = 42 THEN            -- /* comment */
+            depth := 1; i := i + 2;
+            WHILE i < n AND depth > 0 LOOP
+                d := get_byte(b, i);
+                IF d = 47 AND i + 1 < n AND get_byte(b, i + 1) = 42 THEN depth := depth + 1; i := i + 2;
+                ELSIF d = 42 AND i + 1 < n AND get_byte(b, i + 1) = 47 THEN depth := depth - 1; i := i + 2;
+                ELSE i := i + 1;
+                END IF;
+            END LOOP;
+            prev_ident := false; prev_word := NULL;
+            CONTINUE;
+        END IF;
+        IF c = 39 THEN                                                      -- '…' or E'…'
+            esc := plain_backslash OR prev_word = 'e';
+            i := i + 1;
+            LOOP
+                EXIT WHEN i >= n;
+                d := get_byte(b, i);
+                IF esc AND d = 92 THEN i := i + 2;
+                ELSIF d = 39 THEN
+                    IF i + 1 < n AND get_byte(b, i + 1) = 39 THEN i := i + 2;
+                    ELSE i := i + 1; EXIT;
+                    END IF;
+                ELSE i := i + 1;
+                END IF;
+            END LOOP;
+            st := 0; prev_ident := false; prev_word := NULL;
+            CONTINUE;
+        END IF;
+        IF c = 34 THEN                                                      -- "identifier"
+            i := i + 1;
+            LOOP
+                EXIT WHEN i >= n;
+                IF get_byte(b, i) = 34 THEN
+                    IF i + 1 < n AND get_byte(b, i + 1) = 34 THEN i := i + 2;
+                    ELSE i := i + 1; EXIT;
+                    END IF;
+                ELSE i := i + 1;
+                END IF;
+            END LOOP;
+            st := 0; prev_ident := true; prev_word := NULL;
+            CONTINUE;
+        END IF;
+        IF c = 36 AND NOT prev_ident THEN                                   -- $tag$…$tag$ or $1
+            j := i + 1;
+            IF j < n AND NOT (get_byte(b, j) BETWEEN 48 AND 57) THEN
+                WHILE j < n AND (get_byte(b, j) BETWEEN 65 AND 90 OR get_byte(b, j) BETWEEN 97 AND 122
+                                 OR get_byte(b, j) BETWEEN 48 AND 57 OR get_byte(b, j) = 95
+                                 OR get_byte(b, j) >= 128) LOOP
+                    j := j + 1;
+                END LOOP;
+                IF j < n AND get_byte(b, j) = 36 THEN
+                    tag := substr(b, i + 1, j - i + 1);
+                    tlen := j - i + 1;
+                    i := j + 1;
+                    LOOP
+                        EXIT WHEN i >= n;
+                        IF get_byte(b, i) = 36 AND substr(b, i + 1, tlen) = tag THEN
+                            i := i + tlen; EXIT;
+                        END IF;
+                        i := i + 1;
+                    END LOOP;
+                    st := 0; prev_ident := false; prev_word := NULL;
+                    CONTINUE;
+                END IF;
+            END IF;
+            i := i + 1;
+            WHILE i < n AND get_byte(b, i) BETWEEN 48 AND 57 LOOP i := i + 1; END LOOP;
+            st := 0; prev_ident := true; prev_word := NULL;
+            CONTINUE;
+        END IF;
+        IF c BETWEEN 65 AND 90 OR c BETWEEN 97 AND 122 OR c = 95 OR c >= 128 THEN   -- word
+            j := i + 1;
+            WHILE j < n AND (get_byte(b, j) BETWEEN 65 AND 90 OR get_byte(b, j) BETWEEN 97 AND 122
+                             OR get_byte(b, j) BETWEEN 48 AND 57 OR get_byte(b, j) = 95
+                             OR get_byte(b, j) = 36 OR get_byte(b, j) >= 128) LOOP
+                j := j + 1;
+            END LOOP;
+            IF j - i BETWEEN 1 AND 8 THEN
+                w := lower(convert_from(substr(b, i + 1, j - i), 'UTF8'));
+            ELSE
+                w := '';
+            END IF;
+            -- ON CONFLICT counts only before "(", "ON CONSTRAINT" or "DO": "conflict" is an
+            -- unreserved word, so "JOIN b ON conflict = 1" is not a clause.
+            IF st = 2 AND w IN ('on', 'do') THEN RETURN true; END IF;
+            IF w = 'on' THEN st := 1;
+            ELSIF st = 1 AND w = 'conflict' THEN st := 2;
+            ELSE st := 0;
+            END IF;
+            i := j; prev_ident := true; prev_word := w;
+            CONTINUE;
+        END IF;
+        IF c BETWEEN 48 AND 57 THEN                                         -- number
+            j := i + 1;
+            WHILE j < n AND (get_byte(b, j) BETWEEN 48 AND 57 OR get_byte(b, j) BETWEEN 65 AND 90
+                             OR get_byte(b, j) BETWEEN 97 AND 122 OR get_byte(b, j) IN (46, 95)) LOOP
+                j := j + 1;
+            END LOOP;
+            i := j; st := 0; prev_ident := true; prev_word := NULL;
+            CONTINUE;
+        END IF;
+        IF st = 2 AND c = 40 THEN RETURN true; END IF;                      -- ON CONFLICT (
+        st := 0; prev_ident := false; prev_word := NULL;
+        i := i + 1;
+    END LOOP;
+    RETURN false;
+END
+$fn$;
+
+-- The text of the statement the client sent: current_query(), or for an SQL-level EXECUTE
+-- the prepared statement it runs. (Inside a function current_query() is the caller's text,
+-- which is why a client can also say what it wants with nocobridge.duplicate_keys.)
+CREATE OR REPLACE FUNCTION nocobridge.client_statement()
+RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    q text := current_query();
+    m text[] := regexp_match(q, '^\s*execute\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)', 'i');
+    v_name text;
+BEGIN
+    IF m IS NULL THEN
+        RETURN q;
+    END IF;
+    v_name := CASE WHEN left(m[1], 1) = '"' THEN replace(substr(m[1], 2, length(m[1]) - 2), '""', '"') ELSE lower(m[1]) END;
+    RETURN coalesce((SELECT statement FROM pg_prepared_statements WHERE name = v_name), q);
+END
+$fn$;
+
+-- Whether this session is NocoDB's: an entry of nocobridge.meta 'nocodb_sessions'
+-- (comma separated) equal to its application_name (NocoDB's node-postgres driver takes it
+-- from PGAPPNAME), or "role:NAME" equal to its login role.
+CREATE OR REPLACE FUNCTION nocobridge.is_nocodb_session(p_sessions text)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT EXISTS (SELECT 1 FROM unnest(string_to_array(p_sessions, ',')) AS e(x)
+                   WHERE CASE WHEN btrim(x) LIKE 'role:%' THEN session_user::text = substr(btrim(x), 6)
+                              ELSE current_setting('application_name') = btrim(x) END)
+$fn$;
+
+-- Marks each INSERT statement on a synced table, so the row trigger knows what kind it is.
+-- PostgreSQL fires BEFORE INSERT FOR EACH STATEMENT first for every INSERT (COPY and MERGE
+-- too), and for INSERT … ON CONFLICT DO UPDATE (and a MERGE with an UPDATE action) BEFORE
+-- UPDATE FOR EACH STATEMENT right after it, before any row trigger, whether or not a row
+-- conflicts: whatever protocol, prepared statement or function the INSERT came through.
+-- The mark is "relid:trigger depth:kind", transaction-local; the next INSERT overwrites it.
+CREATE OR REPLACE FUNCTION nocobridge.mark_statement() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    PERFORM set_config('nocobridge.stmt', TG_RELID::text || ':' || pg_trigger_depth()::text || ':'
+                       || CASE TG_OP WHEN 'UPDATE' THEN 'upsert' ELSE 'insert' END, true);
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$fn$;
+
+-- Does an inserted row whose "externalId" another row already has get a fresh key (a new
+-- record), or keep it (ON CONFLICT decides, or the unique index refuses as it would for any
+-- unique key)? In order:
+--   1. INSERT … ON CONFLICT DO UPDATE (statement mark): keep, whoever sends it.
+--   2. The session says so: SET nocobridge.duplicate_keys = 'error' (keep) or 'new-record'.
+--   3. One of NocoDB's sessions (meta 'nocodb_sessions'): fresh key. NocoDB's duplicate row,
+--      paste and CSV import copy keys, and NocoDB never sends ON CONFLICT (0.258.3:
+--      packages/nocodb/src/db/BaseModelSqlv2.ts insert/bulkInsert use plain knex inserts).
+--   4. Everyone else by meta 'duplicate_keys': 'error' keeps the key (default once NocoDB's
+--      sessions are named); 'new-record' (default otherwise) gives a fresh key unless the
+--      client's statement text holds ON CONFLICT (DO NOTHING has no structural mark), read
+--      once per statement and only for a top-level statement.
+CREATE OR REPLACE FUNCTION nocobridge.rekeys_used_key(p_relid oid)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    v_me text := p_relid::text || ':' || pg_trigger_depth()::text || ':';
+    v_mark text := coalesce(current_setting('nocobridge.stmt', true), '');
+    v_choice text := coalesce(current_setting('nocobridge.duplicate_keys', true), '');
+    v_sessions text;
+    v_policy text;
+    v_conflict boolean;
+BEGIN
+    IF v_mark = v_me || 'upsert' THEN
+        RETURN false;
+    END IF;
+    IF v_choice = 'error' THEN
+        RETURN false;
+    ELSIF v_choice = 'new-record' THEN
+        RETURN true;
+    END IF;
+    SELECT max(value) FILTER (WHERE key = 'nocodb_sessions'), max(value) FILTER (WHERE key = 'duplicate_keys')
+    INTO v_sessions, v_policy FROM nocobridge.meta WHERE key IN ('nocodb_sessions', 'duplicate_keys');
+    v_sessions := coalesce(v_sessions, '');
+    IF v_sessions <> '' AND nocobridge.is_nocodb_session(v_sessions) THEN
+        RETURN true;
+    END IF;
+    IF coalesce(v_policy, CASE WHEN v_sessions <> '' THEN 'error' ELSE 'new-record' END) = 'error' THEN
+        RETURN false;
+    END IF;
+    -- current_query() is the client's top-level text: a statement run by a trigger is not in it.
+    IF pg_trigger_depth() > 1 THEN
+        RETURN true;
+    END IF;
+    IF v_mark = v_me || 'insert:oc' THEN RETURN false; END IF;
+    IF v_mark = v_me || 'insert:no' THEN RETURN true; END IF;
+    v_conflict := nocobridge.has_on_conflict(nocobridge.client_statement());
+    IF v_mark = v_me || 'insert' THEN
+        PERFORM set_config('nocobridge.stmt', v_me || CASE WHEN v_conflict THEN 'insert:oc' ELSE 'insert:no' END, true);
+    END IF;
+    RETURN NOT v_conflict;
+END
+$fn$;
+
+-- Makes "externalId" unique on a table: refuses while duplicates exist (they must be made
+-- unique first), gives rows from before the bridge a key (written as the bridge: not
+-- stamped, not captured twice), then the unique index.
+CREATE OR REPLACE FUNCTION nocobridge.ensure_unique_key(p_schema text, p_table text)
+RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_dups text;
+BEGIN
+    EXECUTE format('SELECT string_agg(quote_literal(k), '', '') FROM (SELECT "externalId" AS k FROM %I.%I
+                    WHERE "externalId" <> '''' GROUP BY 1 HAVING count(*) > 1 LIMIT 5) d', p_schema, p_table)
+        INTO v_dups;
+    IF v_dups IS NOT NULL THEN
+        RAISE EXCEPTION 'nocobridge: table %.% has duplicate "externalId" values (%); make them unique first',
+            p_schema, p_table, v_dups;
+    END IF;
+    PERFORM set_config('nocobridge.origin', 'bridge', true);
+    EXECUTE format('UPDATE %I.%I SET "externalId" = gen_random_uuid()::text
+                    WHERE "externalId" IS NULL OR "externalId" = ''''', p_schema, p_table);
+    PERFORM set_config('nocobridge.origin', '', true);
+    EXECUTE format('CREATE UNIQUE INDEX IF NOT EXISTS %I ON %I.%I ("externalId")',
+                   left(p_table, 40) || '_externalId_nb_key', p_schema, p_table);
+    EXECUTE format('DROP INDEX IF EXISTS %I.%I', p_schema, left(p_table, 40) || '_externalId_nb_idx');
+END
+$fn$;
+
+-- The per-table BEFORE row trigger: keys (an empty key gets one; a used key per
+-- nocobridge.rekeys_used_key) and, with p_stamp (trigger capture), the stamp of an edit made
+-- outside the bridge: "updatedAt" = now (UTC, milliseconds, as NocoDB stores DateTime),
+-- "source" = 'nocodb', "version" + 1. Together with the statement marks. Generated per
+-- table so column names are exact and checked once here rather than on each write.
+CREATE OR REPLACE FUNCTION nocobridge.attach_keys(p_schema text, p_table text, p_stamp boolean)
+RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_function text := nocobridge.function_name(p_schema, p_table, 'stamp');
+    v_trigger text := CASE WHEN p_stamp THEN 'nocobridge_stamp' ELSE 'nocobridge_keys' END;
+BEGIN
+    EXECUTE format($body$
+CREATE OR REPLACE FUNCTION nocobridge.%1$I() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $trg$
+BEGIN
+    IF current_setting('nocobridge.origin', true) = 'bridge' THEN
+        RETURN NEW;
+    END IF;
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            IF NEW."externalId" IS NULL OR NEW."externalId" = '' THEN
+                NEW."externalId" := gen_random_uuid()::text;
+            ELSIF EXISTS (SELECT 1 FROM %2$I.%3$I t WHERE t."externalId" = NEW."externalId")
+                  AND nocobridge.rekeys_used_key(TG_RELID) THEN
+                NEW."externalId" := gen_random_uuid()::text;
+            END IF;%4$s
+        ELSE
+            IF NEW."externalId" IS NULL OR NEW."externalId" = '' THEN
+                NEW."externalId" := coalesce(nullif(OLD."externalId", ''), gen_random_uuid()::text);
+            END IF;%5$s
+        END IF;%6$s
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM nocobridge.record_capture_error(TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, SQLSTATE, SQLERRM);
+    END;
+    RETURN NEW;
+END
+$trg$
+$body$, v_function, p_schema, p_table,
+        CASE WHEN p_stamp THEN E'\n            NEW."version" := coalesce(NEW."version", 0) + 1;' ELSE '' END,
+        CASE WHEN p_stamp THEN E'\n            NEW."version" := coalesce(OLD."version", 0) + 1;' ELSE '' END,
+        CASE WHEN p_stamp THEN E'\n        NEW."updatedAt" := date_trunc(''milliseconds'', clock_timestamp() AT TIME ZONE ''UTC'');'
+                               || E'\n        NEW."source" := ''nocodb'';' ELSE '' END);
+    EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_stamp ON %I.%I', p_schema, p_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_keys ON %I.%I', p_schema, p_table);
+    EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %I.%I
+                    FOR EACH ROW EXECUTE FUNCTION nocobridge.%I()', v_trigger, p_schema, p_table, v_function);
+    EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_mark_insert ON %I.%I', p_schema, p_table);
+    EXECUTE format('CREATE TRIGGER nocobridge_mark_insert BEFORE INSERT ON %I.%I
+                    FOR EACH STATEMENT EXECUTE FUNCTION nocobridge.mark_statement()', p_schema, p_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_mark_upsert ON %I.%I', p_schema, p_table);
+    EXECUTE format('CREATE TRIGGER nocobridge_mark_upsert BEFORE UPDATE ON %I.%I
+                    FOR EACH STATEMENT EXECUTE FUNCTION nocobridge.mark_statement()', p_schema, p_table);
+END
+$fn$;
+
+-- Attaches trigger capture to one table: checks the common columns, makes "externalId"
+-- unique, the key and stamp trigger (nocobridge.attach_keys), and an AFTER statement
+-- trigger per event that writes the changelog.
 CREATE OR REPLACE FUNCTION nocobridge.attach(p_schema text, p_table text)
 RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -176,12 +505,9 @@ DECLARE
     v_pk_join text;
     v_has_deleted boolean;
     v_missing text;
-    v_stamp text := nocobridge.function_name(p_schema, p_table, 'stamp');
     v_capture text := nocobridge.function_name(p_schema, p_table, 'capture');
     v_live_new text;
     v_live_old text;
-    v_index text := left(p_table, 40) || '_externalId_nb_key';
-    v_dups text;
     v_first boolean;
 BEGIN
     v_rel := to_regclass(format('%I.%I', p_schema, p_table));
@@ -205,55 +531,11 @@ BEGIN
                              AND a.attname = '__nc_deleted' AND NOT a.attisdropped);
     v_live_new := CASE WHEN v_has_deleted THEN 'NOT coalesce(n."__nc_deleted", false)' ELSE 'true' END;
     v_live_old := CASE WHEN v_has_deleted THEN 'NOT coalesce(o."__nc_deleted", false)' ELSE 'true' END;
-
-    EXECUTE format('SELECT string_agg(quote_literal(k), '', '') FROM (SELECT "externalId" AS k FROM %I.%I
-                    WHERE "externalId" <> '''' GROUP BY 1 HAVING count(*) > 1 LIMIT 5) d', p_schema, p_table)
-        INTO v_dups;
-    IF v_dups IS NOT NULL THEN
-        RAISE EXCEPTION 'nocobridge: table %.% has duplicate "externalId" values (%); make them unique first',
-            p_schema, p_table, v_dups;
-    END IF;
     v_first := NOT EXISTS (SELECT 1 FROM nocobridge.synced_tables
                            WHERE schema_name = p_schema AND table_name = p_table);
-    -- Rows from before the bridge get a key now, written as the bridge (not stamped, not captured twice).
-    PERFORM set_config('nocobridge.origin', 'bridge', true);
-    EXECUTE format('UPDATE %I.%I SET "externalId" = gen_random_uuid()::text
-                    WHERE "externalId" IS NULL OR "externalId" = ''''', p_schema, p_table);
-    PERFORM set_config('nocobridge.origin', '', true);
 
-    EXECUTE format('CREATE UNIQUE INDEX IF NOT EXISTS %I ON %I.%I ("externalId")', v_index, p_schema, p_table);
-    EXECUTE format('DROP INDEX IF EXISTS %I.%I', p_schema, left(p_table, 40) || '_externalId_nb_idx');
-
-    EXECUTE format($body$
-CREATE OR REPLACE FUNCTION nocobridge.%1$I() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $trg$
-BEGIN
-    IF current_setting('nocobridge.origin', true) = 'bridge' THEN
-        RETURN NEW;
-    END IF;
-    BEGIN
-        IF TG_OP = 'INSERT' THEN
-            -- A pasted or duplicated row copies an existing key: it is a new record.
-            IF NEW."externalId" IS NULL OR NEW."externalId" = ''
-               OR EXISTS (SELECT 1 FROM %2$I.%3$I t WHERE t."externalId" = NEW."externalId") THEN
-                NEW."externalId" := gen_random_uuid()::text;
-            END IF;
-            NEW."version" := coalesce(NEW."version", 0) + 1;
-        ELSE
-            IF NEW."externalId" IS NULL OR NEW."externalId" = '' THEN
-                NEW."externalId" := coalesce(nullif(OLD."externalId", ''), gen_random_uuid()::text);
-            END IF;
-            NEW."version" := coalesce(OLD."version", 0) + 1;
-        END IF;
-        NEW."updatedAt" := date_trunc('milliseconds', clock_timestamp() AT TIME ZONE 'UTC');
-        NEW."source" := 'nocodb';
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM nocobridge.record_capture_error(TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, SQLSTATE, SQLERRM);
-    END;
-    RETURN NEW;
-END
-$trg$
-$body$, v_stamp, p_schema, p_table);
+    PERFORM nocobridge.ensure_unique_key(p_schema, p_table);
+    PERFORM nocobridge.attach_keys(p_schema, p_table, true);
 
     EXECUTE format($body$
 CREATE OR REPLACE FUNCTION nocobridge.%1$I() RETURNS trigger
@@ -295,9 +577,6 @@ END
 $trg$
 $body$, v_capture, v_live_new, v_pk_join, v_live_old);
 
-    EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_stamp ON %I.%I', p_schema, p_table);
-    EXECUTE format('CREATE TRIGGER nocobridge_stamp BEFORE INSERT OR UPDATE ON %I.%I
-                    FOR EACH ROW EXECUTE FUNCTION nocobridge.%I()', p_schema, p_table, v_stamp);
     EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_capture_insert ON %I.%I', p_schema, p_table);
     EXECUTE format('CREATE TRIGGER nocobridge_capture_insert AFTER INSERT ON %I.%I
                     REFERENCING NEW TABLE AS nb_new
@@ -322,15 +601,17 @@ $body$, v_capture, v_live_new, v_pk_join, v_live_old);
 END
 $fn$;
 
--- Removes what attach added to one table (triggers, functions, the unique index).
+-- Removes what attach and attach_logical added to one table (triggers, functions, indexes).
 CREATE OR REPLACE FUNCTION nocobridge.detach(p_schema text, p_table text)
 RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_trigger text;
 BEGIN
     IF to_regclass(format('%I.%I', p_schema, p_table)) IS NOT NULL THEN
-        EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_stamp ON %I.%I', p_schema, p_table);
-        EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_capture_insert ON %I.%I', p_schema, p_table);
-        EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_capture_update ON %I.%I', p_schema, p_table);
-        EXECUTE format('DROP TRIGGER IF EXISTS nocobridge_capture_delete ON %I.%I', p_schema, p_table);
+        FOREACH v_trigger IN ARRAY ARRAY['nocobridge_stamp', 'nocobridge_keys', 'nocobridge_mark_insert', 'nocobridge_mark_upsert',
+                                         'nocobridge_capture_insert', 'nocobridge_capture_update', 'nocobridge_capture_delete'] LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I.%I', v_trigger, p_schema, p_table);
+        END LOOP;
         EXECUTE format('DROP INDEX IF EXISTS %I.%I', p_schema, left(p_table, 40) || '_externalId_nb_key');
         EXECUTE format('DROP INDEX IF EXISTS %I.%I', p_schema, left(p_table, 40) || '_externalId_nb_idx');
     END IF;
@@ -366,18 +647,32 @@ END
 $fn$;
 
 -- Logical capture, step 2 (after the slot exists, so no change falls between the two
--- captures): the triggers come off and the table is registered for logical capture.
-CREATE OR REPLACE FUNCTION nocobridge.attach_logical(p_schema text, p_table text)
+-- captures): the capture triggers come off and the table is registered for logical capture.
+-- With p_key_trigger (the default) "externalId" stays unique and the key trigger stays, so
+-- integrations' INSERT … ON CONFLICT ("externalId") and NocoDB's duplicate row behave as with
+-- trigger capture; it writes nothing anywhere, it only decides the inserted row's key.
+-- Without it nothing is left on the table but a plain index for the bridge's reads: an
+-- ON CONFLICT ("externalId") then has no unique index to arbitrate on (as without the
+-- bridge), and the bridge gives a copied row a fresh key after the fact.
+CREATE OR REPLACE FUNCTION nocobridge.attach_logical(p_schema text, p_table text, p_key_trigger boolean)
 RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM nocobridge.detach(p_schema, p_table);
-    -- A plain index for the bridge's reads by key: not unique, so NocoDB's "duplicate row"
-    -- still works; the bridge gives the copy a fresh key when it reads the insert.
-    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I ("externalId")',
-                   left(p_table, 40) || '_externalId_nb_idx', p_schema, p_table);
+    IF p_key_trigger THEN
+        PERFORM nocobridge.ensure_unique_key(p_schema, p_table);
+        PERFORM nocobridge.attach_keys(p_schema, p_table, false);
+    ELSE
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I.%I ("externalId")',
+                       left(p_table, 40) || '_externalId_nb_idx', p_schema, p_table);
+    END IF;
     INSERT INTO nocobridge.synced_tables (schema_name, table_name, capture) VALUES (p_schema, p_table, 'logical')
     ON CONFLICT (schema_name, table_name) DO UPDATE SET capture = 'logical';
 END
+$fn$;
+
+CREATE OR REPLACE FUNCTION nocobridge.attach_logical(p_schema text, p_table text)
+RETURNS void LANGUAGE sql AS $fn$
+    SELECT nocobridge.attach_logical(p_schema, p_table, true)
 $fn$;
 
 -- Grants a login role exactly what `nocobridge run`, `resync` and `dlq` need, so the daemon

@@ -43,6 +43,27 @@ public struct BridgeConfiguration: Sendable {
         /// A logical replication slot (`pgoutput`): no triggers on NocoDB's tables.
         case logical
     }
+    /// NocoDB's own database sessions (`SYNC_NOCODB_SESSIONS`: application names, or
+    /// `role:NAME`), recorded by `install`. An insert from one of them that copies a used
+    /// `externalId` (duplicate row, paste, CSV import) becomes a new record with a fresh key;
+    /// nil leaves what is installed as it is.
+    public var nocodbSessions: String?
+    /// What a plain INSERT of a used `externalId` from any other client does
+    /// (`SYNC_DUPLICATE_KEYS`), recorded by `install`; nil leaves what is installed.
+    public var duplicateKeys: DuplicateKeys?
+
+    public enum DuplicateKeys: String, Sendable, CaseIterable {
+        /// The unique index refuses it, as it would for any unique key (23505).
+        case error
+        /// It becomes a new record with a fresh key.
+        case newRecord = "new-record"
+    }
+
+    /// Logical capture keeps a key trigger (and the unique index) on the synced tables so
+    /// upserts and NocoDB's duplicate row behave as with trigger capture (`install
+    /// --no-key-trigger` leaves no trigger at all).
+    public var logicalKeyTrigger = true
+
     /// Asked for current field names whenever table shapes are (re)built; nil without NocoDB.
     public var fieldMetadata: (any FieldMetadataSource)?
     /// How often the pipelines look for columns added, renamed or removed.

@@ -46,9 +46,27 @@ public struct BridgeService: Service {
             try LogicalSlot.checkPrivileges(on: connection)
             try LogicalSlot.check(try LogicalSlot.name(on: connection), on: connection)
         }
+        try warnIfNocoDBSessionsUnseen(on: connection)
         let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
         try pool.ping()
         try GenerationMarker().checkAndAdvance(connection: connection, mongo: pool)
+    }
+
+    /// Once NocoDB's sessions are named, only they turn a copied `externalId` into a new
+    /// record: if NocoDB connects under another name, its duplicate row, paste and CSV import
+    /// of copied keys fail with a unique-key error. Said at start, where an operator looks.
+    private func warnIfNocoDBSessionsUnseen(on connection: PostgresConnection) throws {
+        guard let sessions = try connection.query("SELECT value FROM nocobridge.meta WHERE key = 'nocodb_sessions'").rows.first?[0],
+              !sessions.isEmpty else { return }
+        let seen = try connection.query("""
+            SELECT count(*) FROM pg_stat_activity a, unnest(string_to_array($1, ',')) AS e(x)
+            WHERE a.datname = current_database()
+              AND CASE WHEN btrim(x) LIKE 'role:%' THEN a.usename = substr(btrim(x), 6) ELSE a.application_name = btrim(x) END
+            """, [sessions]).rows.first?[0]
+        if seen == "0" {
+            logger.warning("no NocoDB session is connected under the configured names; if NocoDB uses another name, its duplicate row, paste and CSV import of copied keys fail with a unique-key error (set PGAPPNAME on NocoDB, or SYNC_NOCODB_SESSIONS and run install)",
+                           metadata: ["nocodb.sessions": "\(sessions)"])
+        }
     }
 
     public func run() async throws {

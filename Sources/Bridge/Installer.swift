@@ -40,7 +40,8 @@ public struct Installer: Sendable {
             try connection.query("SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)", [origin])
         }
         for mapping in configuration.tables {
-            try connection.query("SELECT nocobridge.attach_logical($1, $2)", [mapping.schema, mapping.table])
+            try connection.query("SELECT nocobridge.attach_logical($1, $2, $3)",
+                                 [mapping.schema, mapping.table, configuration.logicalKeyTrigger ? "true" : "false"])
             let identity = try connection.query("SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($1)",
                                                 [PostgresConnection.quoteIdentifier(mapping.schema) + "." + PostgresConnection.quoteIdentifier(mapping.table)])
             if identity.rows.first?.first.flatMap({ $0 }) != "f" {
@@ -65,6 +66,7 @@ public struct Installer: Sendable {
             _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
         }
         try connection.execute(script: InstallSQL.install)
+        try recordKeySettings(on: connection)
         switch configuration.capture {
         case .triggers:
             for mapping in configuration.tables {
@@ -88,6 +90,24 @@ public struct Installer: Sendable {
             try recordStartingPosition(pool: pool, connection: connection)
         }
         return retiredSlot
+    }
+
+    /// Stores how inserts of a used `externalId` are treated, where the key trigger reads it
+    /// (`nocobridge.rekeys_used_key`); an empty value clears a setting.
+    private func recordKeySettings(on connection: PostgresConnection) throws {
+        let settings: [(String, String?)] = [("nocodb_sessions", configuration.nocodbSessions),
+                                             ("duplicate_keys", configuration.duplicateKeys?.rawValue)]
+        for (key, value) in settings {
+            guard let value else { continue }
+            if value.isEmpty {
+                try connection.query("DELETE FROM nocobridge.meta WHERE key = $1", [key])
+            } else {
+                try connection.query("""
+                    INSERT INTO nocobridge.meta (key, value) VALUES ($1, $2)
+                    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+                    """, [key, value])
+            }
+        }
     }
 
     /// Back to triggers (they are attached by now): the slot, its publication and origins go,

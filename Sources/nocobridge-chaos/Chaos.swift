@@ -97,6 +97,8 @@ struct Chaos {
                                       stream: OperationStream(side: "nocodb", seed: s.seed), expected: expected, pauseMicroseconds: 8000)
         let mongoWriter = WriterLoop(writer: MongoAppWriter(pool: mongo),
                                      stream: OperationStream(side: "mongo", seed: s.seed), expected: expected, pauseMicroseconds: 8000)
+        let integrationWriter = WriterLoop(writer: IntegrationWriter(url: url, schema: schema),
+                                           stream: OperationStream(side: "etl", seed: s.seed), expected: expected, pauseMicroseconds: 16000)
         let servers = ServerControl(scriptsDirectory: s.scriptsDirectory, servicesDirectory: s.servicesDirectory, logFD: log.fileDescriptor)
         var rng = SeededRandom(seed: s.seed)
         var injected: [Fault: Int] = [:]
@@ -117,6 +119,7 @@ struct Chaos {
         }
         nocodbWriter.stop()
         mongoWriter.stop()
+        integrationWriter.stop()
         let loadSeconds = Date().timeIntervalSince(started)
         say("load stopped after \(String(format: "%.1f", loadSeconds)) s; waiting for both sides to converge")
 
@@ -136,7 +139,7 @@ struct Chaos {
         say("""
 
             CHAOS SUMMARY (seed \(s.seed), \(s.capture) capture)
-              operations issued:  \(expected.operations) (retried after errors: \(nocodbWriter.retries.load(ordering: .relaxed) + mongoWriter.retries.load(ordering: .relaxed)))
+              operations issued:  \(expected.operations) (retried after errors: \([nocodbWriter, mongoWriter, integrationWriter].map { $0.retries.load(ordering: .relaxed) }.reduce(0, +)))
               faults injected:    \(injected.values.reduce(0, +)) (\(faults))
               records compared:   \(comparison.records)
               mismatches:         \(comparison.mismatches.count)

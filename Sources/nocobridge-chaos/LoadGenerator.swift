@@ -59,7 +59,7 @@ struct OperationStream {
 
     init(side: String, seed: UInt64) {
         self.side = side
-        rng = SeededRandom(seed: seed ^ (side == "nocodb" ? 0x6E6F_636F : 0x6D6F_6E67))
+        rng = SeededRandom(seed: seed ^ (side == "nocodb" ? 0x6E6F_636F : side == "mongo" ? 0x6D6F_6E67 : 0x6574_6C00))
     }
 
     mutating func nextOperation() -> Operation {

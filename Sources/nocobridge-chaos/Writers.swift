@@ -87,6 +87,45 @@ final class NocoDBWriter: SideWriter, @unchecked Sendable {
     }
 }
 
+/// Writes as most integrations do (an ETL job, a script, a retry after a timeout): every
+/// insert and update is `INSERT … ON CONFLICT ("externalId") DO UPDATE`, alternating the
+/// extended protocol and prepared statements, so the upsert must stay one record per key.
+final class IntegrationWriter: SideWriter, @unchecked Sendable {
+    private let url: String
+    private let schema: String
+    private let lock = NSLock()
+    private var connection: PostgresConnection?
+    private var count = 0
+
+    init(url: String, schema: String) {
+        self.url = url
+        self.schema = schema
+    }
+
+    func reconnect() { lock.withLock { connection = nil } }
+
+    func apply(_ op: Operation) throws {
+        try lock.withLock {
+            let c = try connection ?? PostgresConnection(url: url, applicationName: "chaos-etl")
+            connection = c
+            count += 1
+            let table = PostgresConnection.quoteIdentifier(schema) + "." + PostgresConnection.quoteIdentifier(op.table)
+            switch op.kind {
+            case .insert, .update:
+                let names = op.fields.keys.sorted()
+                let columns = (["externalId"] + names).map(PostgresConnection.quoteIdentifier).joined(separator: ", ")
+                let values = (1...(names.count + 1)).map { "$\($0)" }.joined(separator: ", ")
+                let sets = names.map { "\(PostgresConnection.quoteIdentifier($0)) = EXCLUDED.\(PostgresConnection.quoteIdentifier($0))" }
+                let sql = "INSERT INTO \(table) (\(columns)) VALUES (\(values)) ON CONFLICT (\"externalId\") DO UPDATE SET \(sets.joined(separator: ", "))"
+                let parameters = [op.key] + names.map { op.fields[$0] }
+                if count % 2 == 0 { try c.query(cached: sql, parameters) } else { try c.query(sql, parameters) }
+            case .delete, .softDelete:
+                try c.query("DELETE FROM \(table) WHERE \"externalId\" = $1", [op.key])
+            }
+        }
+    }
+}
+
 /// Writes as the restaurant's MongoDB apps do: insertOne, updateOne `$set`, deleteOne.
 final class MongoAppWriter: SideWriter, @unchecked Sendable {
     private let pool: MongoClientPool

@@ -123,6 +123,16 @@ struct ConnectionOptions: ParsableArguments {
         if let raw = env["LOG_FORMAT"], !raw.isEmpty, !["text", "json"].contains(raw.lowercased()) {
             throw ConfigurationError(setting: "LOG_FORMAT", message: "\"\(raw)\" is not text or json")
         }
+        if let sessions = env["SYNC_NOCODB_SESSIONS"] {
+            config.nocodbSessions = sessions.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }.joined(separator: ",")
+        }
+        if let raw = env["SYNC_DUPLICATE_KEYS"], !raw.isEmpty {
+            guard let policy = BridgeConfiguration.DuplicateKeys(rawValue: raw.lowercased()) else {
+                throw ConfigurationError(setting: "SYNC_DUPLICATE_KEYS", message: "\"\(raw)\" is not error or new-record")
+            }
+            config.duplicateKeys = policy
+        }
         if let kinds = setting(columnTypes, "SYNC_COLUMN_TYPES") {
             config.columnKinds = try BridgeConfiguration.parseColumnKinds(kinds)
         }

@@ -124,9 +124,13 @@ struct Install: AsyncParsableCommand {
     @Flag(help: "SYNC_CAPTURE=logical: set REPLICA IDENTITY FULL on the synced tables, so updates and deletes carry the old row (a hard delete needs its externalId). Costs some WAL per update.")
     var replicaIdentityFull = false
 
+    @Flag(help: "SYNC_CAPTURE=logical: leave no trigger at all on the synced tables (and no unique index on externalId, so INSERT … ON CONFLICT (\"externalId\") has nothing to arbitrate on, as without the bridge).")
+    var noKeyTrigger = false
+
     func run() async throws {
         try await runReporting {
-            let config = try options.configuration(requireMongo: !noMongoIndex)
+            var config = try options.configuration(requireMongo: !noMongoIndex)
+            config.logicalKeyTrigger = !noKeyTrigger
             let logger = makeLogger("nocobridge.install")
             let retired = try Installer(configuration: config, logger: logger)
                 .install(createMongoIndexes: !noMongoIndex, grantTo: grantTo, replicaIdentityFull: replicaIdentityFull)

@@ -41,7 +41,8 @@ import Testing
         }
         let installed = try objects()
         #expect(installed.contains("schema nocobridge"))
-        #expect(installed.filter { $0.hasPrefix("trigger") }.count == 4 * BridgeFixture.tables.count)
+        // Per table: the stamp row trigger, two statement marks, three capture triggers.
+        #expect(installed.filter { $0.hasPrefix("trigger") }.count == 6 * BridgeFixture.tables.count)
         #expect(installed.contains("index waiter_ops_externalId_nb_key"))
         let mongoIndexes = try f.mongo.withClient { (c: MongoClient) throws(MongoError) in
             try c.runCommand(["listIndexes": .string("waiter_ops")])
@@ -112,6 +113,7 @@ import Testing
         ("SYNC_BATCH_SIZE", "0"),
         ("SYNC_PRIORITY_NOCO", "high"),
         ("SYNC_PRE_IMAGES", "perhaps"),
+        ("SYNC_DUPLICATE_KEYS", "ignore"),
         ("SYNC_COLUMN_TYPES", "waiter_ops.notes=blob"),
         ("LOG_LEVEL", "loud"),
         ("LOG_FORMAT", "xml"),

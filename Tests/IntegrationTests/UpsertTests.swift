@@ -1,0 +1,222 @@
+import Bridge
+import Foundation
+import Mongo
+import Postgres
+import SyncCore
+import Testing
+
+/// Integrations write NocoDB's tables with `INSERT … ON CONFLICT ("externalId")`: with the
+/// bridge installed that must stay an upsert (one record per key on both sides), through every
+/// way a client can send it, in both capture modes; NocoDB's own copies of a row (duplicate
+/// row, paste, CSV import) still become new records.
+@Suite struct UpsertTests {
+    /// One record per key after repeated upserts, on both sides.
+    private func expectOneRecord(_ f: BridgeFixture, key: String, tableNo: Int, file: String = #filePath, line: Int = #line) throws {
+        let t = f.table("waiter_ops")
+        try f.waitCaughtUp()
+        let rows = try f.sql("SELECT \"externalId\", table_no FROM \(t) ORDER BY id").rows
+        #expect(rows.count == 1, "NocoDB rows: \(rows)")
+        #expect(rows.first?[0] == key && rows.first?[1] == String(tableNo), "NocoDB rows: \(rows)")
+        try eventually("MongoDB holds \(key) with table_no \(tableNo)") {
+            let docs = try f.documents("waiter_ops")
+            return docs.count == 1 && docs[0]["externalId"] == .string(key) && docs[0]["table_no"] == .int64(Int64(tableNo))
+        }
+    }
+
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func onConflictDoUpdateUpsertsThroughEveryProtocol(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        let client = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
+        let upsert = "INSERT INTO \(t) (\"externalId\", table_no) VALUES ($1, $2) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no"
+        func literal(_ key: String, _ n: Int) -> String {
+            "INSERT INTO \(t) (\"externalId\", table_no) VALUES ('\(key)', \(n)) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no"
+        }
+        // Simple query protocol (PQexec), the issue's reproduction: three runs, one record.
+        for n in 1...3 { try client.execute(script: literal("k-simple", n)) }
+        try expectOneRecord(f, key: "k-simple", tableNo: 3)
+        try f.sql("DELETE FROM \(t)")
+        try f.waitCaughtUp()
+        try eventually("MongoDB emptied") { try f.count("waiter_ops") == 0 }
+
+        // Extended protocol, unnamed statement (PQexecParams).
+        for n in 1...3 { try client.query(upsert, ["k-extended", String(n)]) }
+        try expectOneRecord(f, key: "k-extended", tableNo: 3)
+        try f.sql("DELETE FROM \(t)")
+        try f.waitCaughtUp()
+        try eventually("MongoDB emptied") { try f.count("waiter_ops") == 0 }
+
+        // Protocol-level prepared statement (PQprepare + PQexecPrepared).
+        for n in 1...3 { try client.query(cached: upsert, ["k-prepared", String(n)]) }
+        try expectOneRecord(f, key: "k-prepared", tableNo: 3)
+        try f.sql("DELETE FROM \(t)")
+        try f.waitCaughtUp()
+        try eventually("MongoDB emptied") { try f.count("waiter_ops") == 0 }
+
+        // SQL-level PREPARE / EXECUTE (what some ORMs and psql scripts send).
+        try client.execute(script: "PREPARE nb_upsert(text, bigint) AS INSERT INTO \(t) (\"externalId\", table_no) VALUES ($1, $2) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no")
+        for n in 1...3 { try client.execute(script: "EXECUTE nb_upsert('k-sql-prepared', \(n))") }
+        try expectOneRecord(f, key: "k-sql-prepared", tableNo: 3)
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func onConflictDoNothingLeavesTheRecordAlone(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        let client = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
+        try client.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 1)")
+        for n in 2...4 {
+            let r = try client.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', $1) ON CONFLICT (\"externalId\") DO NOTHING", [String(n)])
+            #expect(r.affected == 0, "ON CONFLICT DO NOTHING inserted a row")
+        }
+        // Without a conflict target, too.
+        try client.execute(script: "INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 9) ON CONFLICT DO NOTHING")
+        try expectOneRecord(f, key: "k1", tableNo: 1)
+    }
+
+    /// A bulk load of upserts on few keys (the issue's 13,000-on-400, scaled down), multi-row
+    /// statements included: exactly one record per key on both sides, with the last value.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func repeatedBulkUpsertsKeepOneRecordPerKey(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        let client = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
+        let keys = 100
+        var last: [Int: Int] = [:]
+        for round in 0..<20 {
+            // 50 rows per statement, keys cycling over 100 (no key twice in one statement:
+            // PostgreSQL refuses that for DO UPDATE, with or without the bridge).
+            let rows = (0..<50).map { i -> String in
+                let k = (round * 50 + i) % keys
+                last[k] = round * 1000 + i
+                return "('u-\(k)', \(round * 1000 + i))"
+            }
+            try client.execute(script: "INSERT INTO \(t) (\"externalId\", table_no) VALUES \(rows.joined(separator: ", ")) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no")
+            // And single-row upserts through the extended protocol in between.
+            for k in stride(from: round % 5, to: keys, by: 25) {
+                last[k] = round * 1000 + 900 + k
+                try client.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ($1, $2) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no",
+                                 ["u-\(k)", String(round * 1000 + 900 + k)])
+            }
+        }
+        try f.waitCaughtUp()
+        let rows = try f.sql("SELECT \"externalId\", table_no FROM \(t)").rows
+        try #require(rows.count == keys, "NocoDB has \(rows.count) rows for \(keys) keys")
+        for row in rows { #expect(row[1] == last[Int(row[0]!.dropFirst(2))!].map(String.init), "row \(row)") }
+        try eventually("MongoDB has one document per key with the last value") {
+            let docs = try f.documents("waiter_ops")
+            return docs.count == keys && docs.allSatisfy { doc in
+                guard case .string(let k)? = doc["externalId"], let n = Int(k.dropFirst(2)) else { return false }
+                return doc["table_no"] == .int64(Int64(last[n]!))
+            }
+        }
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
+    /// Once NocoDB's sessions are named, a copy NocoDB makes is a new record and any other
+    /// client's plain INSERT of a used key gets the unique-key error it would get from any
+    /// unique key; ON CONFLICT behaves natively for everyone.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func namedNocoDBSessionsCopyWhileOtherClientsGetTheUniqueKeyError(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        var owner = f.ownerConfiguration
+        owner.nocodbSessions = "nocodb-test"  // the fixture's NocoDB-side connection
+        try Installer(configuration: owner, logger: testLogger()).install(grantTo: f.role, replicaIdentityFull: true)
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        let etl = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
+        try etl.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 1)")
+        // A plain INSERT of k1 again: refused with 23505, nothing changes.
+        do {
+            try etl.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 2)")
+            Issue.record("a plain INSERT of a used key from a client that is not NocoDB was accepted")
+        } catch {
+            #expect(error.sqlState == "23505", "\(error)")
+        }
+        // DO NOTHING and DO UPDATE as without the bridge, through a function too.
+        try etl.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 3) ON CONFLICT DO NOTHING")
+        try etl.execute(script: """
+            CREATE FUNCTION public.etl_upsert(k text, n bigint) RETURNS void LANGUAGE sql AS $$
+                INSERT INTO \(t) ("externalId", table_no) VALUES (k, n) ON CONFLICT ("externalId") DO NOTHING
+            $$;
+            SELECT public.etl_upsert('k1', 4);
+            """)
+        try expectOneRecord(f, key: "k1", tableNo: 1)
+        // NocoDB's "duplicate row": the copy gets a fresh key and is a record of its own.
+        try f.sql("INSERT INTO \(t) (\"externalId\", table_no, created_at) SELECT \"externalId\", table_no, now() FROM \(t) WHERE \"externalId\" = 'k1'")
+        try f.waitCaughtUp()
+        let keys = try f.sql("SELECT \"externalId\" FROM \(t) ORDER BY id").rows.map { $0[0] ?? "" }
+        #expect(keys.count == 2 && keys[0] == "k1" && UUID(uuidString: keys[1]) != nil, "keys \(keys)")
+        try eventually("both records in MongoDB") { try f.count("waiter_ops") == 2 }
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
+    /// Nothing configured: a used key from any client is a new record (as NocoDB needs),
+    /// except where the statement says ON CONFLICT, which the trigger finds in the client's
+    /// text (DO NOTHING has no other mark), through SQL-level EXECUTE too; inside a function
+    /// the client says what it wants with `nocobridge.duplicate_keys`.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func unconfiguredCopiesAreNewRecordsButOnConflictDoNothingIsKept(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        let etl = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
+        try etl.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 1)")
+        try etl.execute(script: "INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 2) /* ON CONFLICT in a comment */ ON CONFLICT DO NOTHING")
+        try etl.execute(script: """
+            PREPARE nb_keep(text, bigint) AS INSERT INTO \(t) ("externalId", table_no) VALUES ($1, $2) ON CONFLICT ("externalId") DO NOTHING;
+            EXECUTE nb_keep('k1', 3);
+            """)
+        try etl.execute(script: "EXECUTE nb_keep('k1', 4)")
+        try etl.execute(script: """
+            CREATE FUNCTION public.etl_keep(k text, n bigint) RETURNS void LANGUAGE sql AS $$
+                INSERT INTO \(t) ("externalId", table_no) VALUES (k, n) ON CONFLICT ("externalId") DO NOTHING
+            $$;
+            """)
+        try etl.execute(script: "BEGIN; SET LOCAL nocobridge.duplicate_keys = 'error'; SELECT public.etl_keep('k1', 5); COMMIT")
+        try expectOneRecord(f, key: "k1", tableNo: 1)
+        // A literal holding the words is not a clause: this plain INSERT copies, so a new record.
+        try etl.query("INSERT INTO \(t) (\"externalId\", table_no, notes) VALUES ('k1', 6, 'on conflict do nothing')")
+        try f.waitCaughtUp()
+        let rows = try f.sql("SELECT \"externalId\", table_no FROM \(t) ORDER BY id").rows
+        #expect(rows.count == 2 && rows[1][0] != "k1" && rows[1][1] == "6", "rows \(rows)")
+        try eventually("both records in MongoDB") { try f.count("waiter_ops") == 2 }
+    }
+
+    /// Logical capture with `install --no-key-trigger` leaves nothing on the table: no
+    /// unique index, so ON CONFLICT ("externalId") is refused as it would be without the
+    /// bridge, and the bridge itself gives a copied row a fresh key after the fact.
+    @Test func logicalCaptureWithoutTheKeyTriggerLeavesTheTableAsItWas() throws {
+        let f = try BridgeFixture(install: false, capture: .logical)
+        var owner = f.ownerConfiguration
+        owner.logicalKeyTrigger = false
+        try Installer(configuration: owner, logger: testLogger()).install(grantTo: f.role, replicaIdentityFull: true)
+        let triggers = try f.sql("SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal", [f.table("waiter_ops")]).rows[0][0]
+        #expect(triggers == "0")
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        try f.sql("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 1)")
+        do {
+            try f.sql("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 2) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = 2")
+            Issue.record("ON CONFLICT found a unique index that --no-key-trigger should not install")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "42P10", "\(error)")
+        }
+        try f.sql("INSERT INTO \(t) (\"externalId\", table_no) SELECT \"externalId\", 7 FROM \(t)")
+        try eventually("the copy got a fresh key") {
+            let keys = try f.sql("SELECT \"externalId\" FROM \(t) ORDER BY id").rows.map { $0[0] ?? "" }
+            return keys.count == 2 && keys[0] == "k1" && UUID(uuidString: keys[1]) != nil
+        }
+        try eventually("both records in MongoDB") { try f.count("waiter_ops") == 2 }
+    }
+}
