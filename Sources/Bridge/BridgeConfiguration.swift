@@ -84,7 +84,7 @@ public struct BridgeConfiguration: Sendable {
     public var intentRecoveryInterval: Duration = .seconds(10)
 
     /// Logical capture has no trigger stamping `updatedAt` on NocoDB edits.
-    public var nocodbEditTime: RecordSynchronizer.NocoDBEditTime { capture == .logical ? .latestKnown : .updatedAtColumn }
+    public var nocodbEditTime: NocoDBEditTime { capture == .logical ? .latestKnown : .updatedAtColumn }
 
     public var mongoAppName: String { Self.mongoAppName(instanceID: instanceID) }
 

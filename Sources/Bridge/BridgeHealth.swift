@@ -46,9 +46,9 @@ public struct BridgeHealth: Sendable, Codable {
         var postgresUp = false
         var slot: Slot?
         if let c = try? PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-status"),
-           let rows = try? c.query("SELECT schema_name || '.' || table_name, count(*) FROM nocobridge.changelog GROUP BY 1") {
+           let counts = try? SyncedTablesStore.backlog(on: c) {
             postgresUp = true
-            for r in rows.rows { if let k = r[0], let n = r[1].flatMap({ Int($0) }) { backlog[k] = n } }
+            backlog = counts
             if configuration.capture == .logical, let retained = try? LogicalSlot.retained(on: c) {
                 slot = Slot(retainedWalBytes: retained.bytes, walStatus: retained.status)
             }

@@ -26,16 +26,12 @@ public struct BridgeService: Service {
     /// every table present with the common fields and attached.
     public func preflight() throws {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-preflight")
-        let installed = try connection.query("SELECT to_regclass('nocobridge.changelog') IS NOT NULL")
-        guard installed.rows.first?.first == "t" else {
+        guard try SyncedTablesStore.isInstalled(on: connection) else {
             throw ConfigurationError(setting: "PG_URL", message: "the nocobridge schema is not installed in this database; run `nocobridge install`")
         }
         for mapping in configuration.tables {
             _ = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
-            let attached = try connection.query(
-                "SELECT capture FROM nocobridge.synced_tables WHERE schema_name = $1 AND table_name = $2",
-                [mapping.schema, mapping.table])
-            guard let capture = attached.rows.first?.first.flatMap({ $0 }) else {
+            guard let capture = try SyncedTablesStore.capture(schema: mapping.schema, table: mapping.table, on: connection) else {
                 throw ConfigurationError(setting: "SYNC_TABLES", message: "table \(mapping.qualifiedName) is not installed for capture; run `nocobridge install`")
             }
             guard capture == configuration.capture.rawValue else {
@@ -56,8 +52,7 @@ public struct BridgeService: Service {
     /// record: if NocoDB connects under another name, its duplicate row, paste and CSV import
     /// of copied keys fail with a unique-key error. Said at start, where an operator looks.
     private func warnIfNocoDBSessionsUnseen(on connection: PostgresConnection) throws {
-        guard let sessions = try connection.query("SELECT value FROM nocobridge.meta WHERE key = 'nocodb_sessions'").rows.first?[0],
-              !sessions.isEmpty else { return }
+        guard let sessions = try MetaStore.value(MetaStore.nocodbSessions, on: connection), !sessions.isEmpty else { return }
         let seen = try connection.query("""
             SELECT count(*) FROM pg_stat_activity a, unnest(string_to_array($1, ',')) AS e(x)
             WHERE a.datname = current_database()

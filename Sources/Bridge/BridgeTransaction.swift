@@ -1,10 +1,19 @@
 import Postgres
 
+/// The session setting the capture triggers read (`install.sql`): a transaction that sets it
+/// to `bridge` is the bridge's own, which the triggers neither stamp nor record.
+public enum BridgeOrigin {
+    public static let setting = "nocobridge.origin"
+    public static let value = "bridge"
+    /// `BEGIN` and the mark in one round trip.
+    public static let begin = "BEGIN; SET LOCAL \(setting) = '\(value)'"
+}
+
 extension PostgresConnection {
     /// A transaction whose writes the capture triggers neither stamp nor record (echo
     /// suppression), begun and marked in one round trip; rolled back if `body` throws.
     func bridgeTransaction<T>(_ body: () throws -> T) throws -> T {
-        try execute(script: "BEGIN; SET LOCAL nocobridge.origin = 'bridge'")
+        try execute(script: BridgeOrigin.begin)
         do {
             let value = try body()
             try query("COMMIT")

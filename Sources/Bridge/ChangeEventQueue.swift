@@ -8,8 +8,8 @@ import SyncCore
 /// natural batching under load. Bounded, so a slow destination cannot grow memory.
 public final class ChangeEventQueue: Sendable {
     public enum Item: Sendable {
-        /// An event and the resume token just after it.
-        case event(EventBox, token: [UInt8]?)
+        /// An event, with the resume token just after it.
+        case change(MongoChange)
         /// The stream is idle at this position (post-batch resume token).
         case idle(token: [UInt8])
         case failed(MongoError)
@@ -67,9 +67,4 @@ public final class ChangeEventQueue: Sendable {
             return out
         }
     }
-}
-
-/// A change event document, `Sendable` because `Document` is a value type.
-public struct EventBox: Sendable {
-    public let document: Document
 }

@@ -54,23 +54,7 @@ public struct ChangelogReader: Sendable {
             try connection.query(cached: "DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])", [idList])
             return
         }
-        try connection.query("""
-            WITH rejected AS (
-                SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS d(id, key, field, error, op)
-            ), dead AS (
-                INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
-                SELECT 'to-mongo', $7, d.key, d.field, d.error, d.op, nocobridge.payload(c.row_data)
-                FROM rejected d JOIN nocobridge.changelog c ON c.id = d.id
-            )
-            DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])
-            """, [
-                idList,
-                PostgresConnection.arrayLiteral(rejections.map { String($0.changeID) }),
-                PostgresConnection.arrayLiteral(rejections.map(\.key)),
-                PostgresConnection.arrayLiteral(rejections.map(\.field)),
-                PostgresConnection.arrayLiteral(rejections.map(\.reason)),
-                PostgresConnection.arrayLiteral(rejections.map(\.operation.rawValue)),
-                shape.mapping.qualifiedName,
-            ])
+        try DeadLetterStore.recordAcknowledging(changelog: ids, rejections: rejections, source: shape.mapping.qualifiedName,
+                                                on: connection)
     }
 }

@@ -16,17 +16,7 @@ public struct DeadLetters: Sendable {
         self.logger = logger
     }
 
-    public struct Entry: Sendable, Codable {
-        public let id: Int64
-        public let direction: String
-        public let source: String
-        public let key: String?
-        public let field: String?
-        public let error: String
-        public let createdAt: String
-        public let retries: Int
-        public let payload: String?
-    }
+    public typealias Entry = DeadLetterStore.Entry
 
     public struct NotFound: Error, CustomStringConvertible {
         public let id: Int64
@@ -34,72 +24,61 @@ public struct DeadLetters: Sendable {
     }
 
     public func list(limit: Int = 100) throws -> [Entry] {
-        let c = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
-        return try c.query("""
-            SELECT id, direction, source_name, key, field, error, created_at::text, retries, NULL
-            FROM nocobridge.dead_letters ORDER BY id LIMIT $1
-            """, [String(limit)]).rows.map(Self.entry)
+        try DeadLetterStore.list(limit: limit, on: connect())
     }
 
     public func show(_ id: Int64) throws -> Entry {
-        let c = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
-        guard let row = try c.query("""
-            SELECT id, direction, source_name, key, field, error, created_at::text, retries, payload::text
-            FROM nocobridge.dead_letters WHERE id = $1
-            """, [String(id)]).rows.first else { throw NotFound(id: id) }
-        return Self.entry(row)
+        guard let entry = try DeadLetterStore.entries(id, on: connect()).first else { throw NotFound(id: id) }
+        return entry
     }
 
     public func drop(_ id: Int64) throws {
-        let c = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
-        guard try c.query("DELETE FROM nocobridge.dead_letters WHERE id = $1", [String(id)]).affected == 1 else { throw NotFound(id: id) }
+        guard try DeadLetterStore.delete(id, on: connect()) else { throw NotFound(id: id) }
     }
 
-    /// Retries one entry (or all when `id` is nil); returns (resolved, still failing).
+    /// Retries one entry (or all when `id` is nil); returns (resolved, still failing). Each
+    /// is decided as its kind says (`DeadLetterKind.retryMode`).
     public func retry(_ id: Int64?) throws -> (resolved: Int, failing: Int) {
-        let c = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
+        let connection = try connect()
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
                                         appName: configuration.mongoAppName)
         let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
-        let rows = try c.query(id == nil
-            ? "SELECT id, direction, source_name, key FROM nocobridge.dead_letters ORDER BY id"
-            : "SELECT id, direction, source_name, key FROM nocobridge.dead_letters WHERE id = $1",
-            id.map { [String($0)] } ?? []).rows
-        if let id, rows.isEmpty { throw NotFound(id: id) }
+        let entries = try DeadLetterStore.entries(id, on: connection)
+        if let id, entries.isEmpty { throw NotFound(id: id) }
         var synchronizers: [String: RecordSynchronizer] = [:]
         for mapping in configuration.tables {
-            let shape = try TableCatalog.shape(of: mapping, on: c, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
+            let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds,
+                                               fieldNames: configuration.fieldNames)
             let sync = RecordSynchronizer(shape: shape, policy: configuration.policy, journal: journal,
                                           nocodbEditTime: configuration.nocodbEditTime)
             synchronizers[mapping.qualifiedName] = sync
+            // Dead letters recorded before sources were named by table.
             synchronizers[configuration.mongoDatabase + "." + mapping.collection] = sync
         }
         var resolved = 0, failing = 0
-        for row in rows {
-            guard let entryID = row[0], let source = row[2], let sync = synchronizers[source], let key = row[3], !key.isEmpty else {
+        for entry in entries {
+            guard let sync = synchronizers[entry.source], let key = entry.key, !key.isEmpty, key != "-" else {
                 failing += 1
-                logger.warning("dead letter cannot be retried (no key, or its table is not synced)", metadata: ["dlq.id": "\(row[0] ?? "-")"])
+                logger.warning("dead letter cannot be retried (no key, or its table is not synced)", metadata: ["dlq.id": "\(entry.id)"])
                 continue
             }
-            let changed: Side = row[1] == "to-nocodb" ? .mongo : .nocodb
-            let rejections = try c.bridgeTransaction {
-                let outcome = try sync.synchronize(changed: changed, hints: [.init(key: key, changedAt: wallClockMilliseconds())],
-                                                   connection: c, mongo: mongo)
+            let kind = DeadLetterKind(rawValue: entry.direction) ?? .toMongo
+            let failed = try connection.bridgeTransaction {
+                let outcome = try sync.synchronize(mode: kind.retryMode, hints: [.init(key: key, changedAt: wallClockMilliseconds())],
+                                                   connection: connection, mongo: mongo)
                 if let again = outcome.rejections.first {
-                    try c.query("UPDATE nocobridge.dead_letters SET retries = retries + 1, last_retry_at = now(), error = $2, field = $3 WHERE id = $1",
-                                [entryID, again.reason, again.field])
-                } else {
-                    try c.query("DELETE FROM nocobridge.dead_letters WHERE id = $1", [entryID])
+                    try DeadLetterStore.retriedAndFailed(entry.id, again: again, on: connection)
+                    return true
                 }
-                return outcome.rejections
+                _ = try DeadLetterStore.delete(entry.id, on: connection)
+                return false
             }
-            if rejections.isEmpty { resolved += 1 } else { failing += 1 }
+            if failed { failing += 1 } else { resolved += 1 }
         }
         return (resolved, failing)
     }
 
-    static func entry(_ row: [String?]) -> Entry {
-        Entry(id: Int64(row[0] ?? "0") ?? 0, direction: row[1] ?? "", source: row[2] ?? "", key: row[3], field: row[4],
-              error: row[5] ?? "", createdAt: row[6] ?? "", retries: Int(row[7] ?? "0") ?? 0, payload: row[8])
+    private func connect() throws -> PostgresConnection {
+        try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
     }
 }

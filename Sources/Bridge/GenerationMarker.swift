@@ -20,7 +20,7 @@ public struct GenerationMarker: Sendable {
     public init() {}
 
     public func read(connection: PostgresConnection, mongo: MongoClientPool) throws -> (nocodb: Int64?, mongo: Int64?) {
-        let n = try connection.query("SELECT value FROM nocobridge.meta WHERE key = 'generation'").rows.first?[0].flatMap { Int64($0) }
+        let n = try MetaStore.value(MetaStore.generation, on: connection).flatMap { Int64($0) }
         let docs = try mongo.withClient { (c: MongoClient) throws(MongoError) in
             try c.find(["_id": .string("generation")], collection: Self.collection)
         }
@@ -47,10 +47,7 @@ public struct GenerationMarker: Sendable {
     /// Sets both sides to `generation + 1`, PostgreSQL first.
     public func advance(from generation: Int64, connection: PostgresConnection, mongo: MongoClientPool) throws {
         let next = generation + 1
-        try connection.query("""
-            INSERT INTO nocobridge.meta (key, value) VALUES ('generation', $1)
-            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
-            """, [String(next)])
+        try MetaStore.set(MetaStore.generation, to: String(next), on: connection)
         try mongo.withClient { (c: MongoClient) throws(MongoError) in
             try c.updateOne(filter: ["_id": .string("generation")], update: ["$set": .document(["value": .int64(next)])],
                             upsert: true, collection: Self.collection)

@@ -95,17 +95,14 @@ public struct Installer: Sendable {
     /// Stores how inserts of a used `externalId` are treated, where the key trigger reads it
     /// (`nocobridge.rekeys_used_key`); an empty value clears a setting.
     private func recordKeySettings(on connection: PostgresConnection) throws {
-        let settings: [(String, String?)] = [("nocodb_sessions", configuration.nocodbSessions),
-                                             ("duplicate_keys", configuration.duplicateKeys?.rawValue)]
+        let settings: [(String, String?)] = [(MetaStore.nocodbSessions, configuration.nocodbSessions),
+                                             (MetaStore.duplicateKeys, configuration.duplicateKeys?.rawValue)]
         for (key, value) in settings {
             guard let value else { continue }
             if value.isEmpty {
-                try connection.query("DELETE FROM nocobridge.meta WHERE key = $1", [key])
+                try MetaStore.remove(key, on: connection)
             } else {
-                try connection.query("""
-                    INSERT INTO nocobridge.meta (key, value) VALUES ($1, $2)
-                    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
-                    """, [key, value])
+                try MetaStore.set(key, to: value, on: connection)
             }
         }
     }

@@ -41,29 +41,17 @@ struct IntentRecovery {
     /// Returns how many records were settled.
     @discardableResult
     func run(synchronizers: [RecordSynchronizer], connection: PostgresConnection) throws -> Int {
-        // An owner whose lock can be taken is dead; the lock is given back at once (CASE
-        // fixes the order: unlock only what was locked).
-        let dead = try connection.query(cached: """
-            SELECT owner FROM (SELECT DISTINCT owner, \(WriteJournal.ownerLockKey("owner")) AS k FROM nocobridge.write_intents) o
-            WHERE CASE WHEN pg_try_advisory_lock(k) THEN pg_advisory_unlock(k) ELSE false END
-            """, []).rows.compactMap { $0[0] }
+        let dead = try IntentStore.deadOwners(on: connection)
         guard !dead.isEmpty else { return 0 }
         for instance in Set(dead.map(WriteJournal.instance(ofOwner:))) where instance != instanceID {
             waitForOperations(ofInstance: String(instance))
         }
-        let deadList = PostgresConnection.arrayLiteral(dead)
-        var keysByCollection: [String: [String]] = [:]
-        for row in try connection.query("""
-            SELECT DISTINCT collection, external_id FROM nocobridge.write_intents WHERE owner = ANY($1::text[])
-            """, [deadList]).rows {
-            if let collection = row[0], let key = row[1] { keysByCollection[collection, default: []].append(key) }
-        }
         var settled = 0
-        for (collection, keys) in keysByCollection {
+        for (collection, keys) in try IntentStore.keys(ofOwners: dead, on: connection) {
             guard let sync = synchronizers.first(where: { $0.collection == collection }) else { continue }
             for start in stride(from: 0, to: keys.count, by: max(batchSize, 1)) {
                 let chunk = Array(keys[start..<min(start + batchSize, keys.count)])
-                settled += try settle(chunk, sync: sync, deadOwners: deadList, connection: connection)
+                settled += try settle(chunk, sync: sync, deadOwners: dead, connection: connection)
             }
         }
         if settled > 0 {
@@ -74,15 +62,10 @@ struct IntentRecovery {
         return settled
     }
 
-    private func settle(_ keys: [String], sync: RecordSynchronizer, deadOwners: String, connection: PostgresConnection) throws -> Int {
-        let keyList = PostgresConnection.arrayLiteral(keys)
+    private func settle(_ keys: [String], sync: RecordSynchronizer, deadOwners: [String], connection: PostgresConnection) throws -> Int {
         let touched: [String] = try connection.bridgeTransaction {
-            try sync.store.lock(keys, on: connection)
-            let intents = try SyncStateStore.states(connection.query("""
-                SELECT DISTINCT ON (external_id) external_id, fields::text, at_ms, deleted FROM nocobridge.write_intents
-                WHERE collection = $1 AND external_id = ANY($2::text[]) AND owner = ANY($3::text[])
-                ORDER BY external_id, id DESC
-                """, [sync.collection, keyList, deadOwners]))
+            try sync.agreedStore.lock(keys, on: connection)
+            let intents = try IntentStore.latest(collection: sync.collection, keys: keys, owners: deadOwners, on: connection)
             guard !intents.isEmpty else { return [] }
             let documents = try mongo.withClient { (c: MongoClient) throws(MongoError) in
                 try c.find([RowMapper.keyField: .document(["$in": .array(intents.keys.map(Value.string))])], collection: sync.collection)
@@ -95,11 +78,8 @@ struct IntentRecovery {
             let now = wallClockMilliseconds()
             let landed = intents.filter { key, intent in (current[key] ?? .absent(at: nil)).sameContent(as: intent) }
                 .map { key, intent in (key: key, state: intent.dated(deletedAt: now)) }
-            try sync.store.saveAgreed(landed, on: connection)
-            try connection.query("""
-                DELETE FROM nocobridge.write_intents
-                WHERE collection = $1 AND external_id = ANY($2::text[]) AND owner = ANY($3::text[])
-                """, [sync.collection, keyList, deadOwners])
+            try sync.agreedStore.save(landed, on: connection)
+            try IntentStore.delete(collection: sync.collection, keys: keys, owners: deadOwners, on: connection)
             return Array(intents.keys)
         }
         guard !touched.isEmpty else { return 0 }
@@ -107,7 +87,7 @@ struct IntentRecovery {
         try connection.bridgeTransaction {
             let outcome = try sync.synchronize(mode: .reconcile(restored: nil), hints: touched.map { .init(key: $0, changedAt: now) },
                                                connection: connection, mongo: mongo)
-            try DeadLetterLog.record(direction: "recovery", source: sync.writer.shape.mapping.qualifiedName, outcome.rejections, on: connection)
+            try DeadLetterStore.record(.recovery, source: sync.writer.shape.mapping.qualifiedName, outcome.rejections, on: connection)
         }
         return touched.count
     }

@@ -91,7 +91,7 @@ public final class LogicalCapturePipeline: Sendable {
                 }
             }
             if decoder.pendingCount > 0 && (bytes == nil || decoder.pendingCount >= configuration.batchSize) {
-                confirmed = max(confirmed, try flush(&decoder, synchronizers: synchronizers, connection: connection, slot: slot))
+                confirmed = max(confirmed, try flush(&decoder, synchronizers: synchronizers, connection: connection))
                 replyRequested = true
                 askServer = true
             }
@@ -169,10 +169,10 @@ public final class LogicalCapturePipeline: Sendable {
         }
     }
 
-    /// Applies the committed transactions collected so far, records the position, and
-    /// returns the end of the last one: the position that may now be confirmed.
+    /// Applies the committed transactions collected so far and returns the end of the last
+    /// one: the position that may now be confirmed (the slot keeps it; nothing else does).
     private func flush(_ decoder: inout LogicalChangeCollector, synchronizers: [String: RecordSynchronizer],
-                       connection: PostgresConnection, slot: String) throws -> PgOutput.LSN {
+                       connection: PostgresConnection) throws -> PgOutput.LSN {
         let (byTable, end) = decoder.take()
         try waitUntilVisible(byTable.values.reduce(into: Set<UInt32>()) { $0.formUnion($1.transactionIDs) }, on: connection)
         for (table, batch) in byTable {
@@ -183,13 +183,9 @@ public final class LogicalCapturePipeline: Sendable {
             for start in stride(from: 0, to: changes.count, by: configuration.batchSize) {
                 let chunk = Array(changes[start..<min(start + configuration.batchSize, changes.count)])
                 try applier.apply(chunk, oldestChangedAtMs: batch.oldest, synchronizer: synchronizer, connection: connection) { _, rejections in
-                    try DeadLetterLog.record(direction: "to-mongo", source: table,
-                                             rejections.map { ($0.key ?? "-", $0.field, $0.reason, nil) }, on: connection)
+                    try DeadLetterStore.record(.toMongo, source: table, rejections, on: connection)
                 }
             }
-        }
-        try connection.bridgeTransaction {
-            try PositionStore.save(slot, position: withUnsafeBytes(of: end.bigEndian) { Array($0) }, on: connection)
         }
         return end
     }

@@ -40,8 +40,8 @@ struct NocoDBChangeApplier {
             var found = rejections
             let outcome = try connection.bridgeTransaction {
                 let hints = keys.map { RecordSynchronizer.Hint(key: $0, changedAt: groups.latestChange($0)) }
-                let outcome = try synchronizer.synchronize(changed: .nocodb, hints: hints, connection: connection, mongo: mongo)
-                for r in outcome.rejections { found += groups.reject(r.key, field: r.field, reason: r.reason) }
+                let outcome = try synchronizer.synchronize(mode: .change(.nocodb), hints: hints, connection: connection, mongo: mongo)
+                for r in outcome.rejections { found += groups.reject(r.key ?? "", field: r.field, reason: r.reason) }
                 try acknowledge(ids, found)
                 return outcome
             }
@@ -60,18 +60,14 @@ struct NocoDBChangeApplier {
             outcome = RecordSynchronizer.Outcome()
             var done: [Rejection] = []
             if !rejections.isEmpty {
-                try connection.bridgeTransaction { try acknowledge(rejections.map(\.changeID), rejections) }
+                try connection.bridgeTransaction { try acknowledge(rejections.compactMap(\.changeID), rejections) }
                 done = rejections
             }
             for key in groups.keys {
                 let ids = (groups.changesByKey[key] ?? []).map(\.id)
                 var found: [Rejection] = []
                 do {
-                    let one = try apply([key], acknowledging: ids, rejections: &found)
-                    outcome.mongoWrites += one.mongoWrites
-                    outcome.nocodbWrites += one.nocodbWrites
-                    outcome.conflicts += one.conflicts
-                    outcome.conflictsByRule.merge(one.conflictsByRule, uniquingKeysWith: +)
+                    outcome += try apply([key], acknowledging: ids, rejections: &found)
                 } catch let error as PostgresError where error.isDataError {
                     found = groups.reject(key, field: nil, reason: "PostgreSQL refused the record: \(error)")
                     try connection.bridgeTransaction { try acknowledge(ids, found) }

@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Synchronization
+import SyncCore
 
 /// Counters a pipeline updates and the status endpoint reads; shared across threads.
 ///
@@ -31,7 +32,7 @@ public final class PipelineStatistics: Sendable {
         var changes: Int
         var writes: Int
         var rejected: Int
-        var conflictsByRule: [String: Int] = [:]
+        var conflictsByRule: [Resolution.DecidingRule: Int] = [:]
         var lagMilliseconds: Int64?
         var applyNanoseconds: Int64?
     }
@@ -77,8 +78,8 @@ public final class PipelineStatistics: Sendable {
         Counter(label: MetricName.applied, dimensions: dims, factory: metrics).increment(by: batch.changes)
         Counter(label: MetricName.writes, dimensions: dims, factory: metrics).increment(by: batch.writes)
         Counter(label: MetricName.deadLetters, dimensions: dims, factory: metrics).increment(by: batch.rejected)
-        for (rule, n) in batch.conflictsByRule.sorted(by: { $0.key < $1.key }) {
-            Counter(label: MetricName.conflicts, dimensions: dims + [("rule", rule)], factory: metrics).increment(by: n)
+        for (rule, n) in batch.conflictsByRule.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            Counter(label: MetricName.conflicts, dimensions: dims + [("rule", rule.rawValue)], factory: metrics).increment(by: n)
         }
         Recorder(label: MetricName.batchSize, dimensions: [("direction", direction)], factory: metrics)
             .record(batch.changes)

@@ -3,89 +3,89 @@ import Mongo
 import Postgres
 import SyncCore
 
-/// The step both directions share, inside one PostgreSQL transaction: lock the records,
-/// read the agreed state and both sides' current state, let the conflict policy decide, write
-/// whichever sides differ from the decision, and record the new agreed state, conflicts and
-/// `_id` ⇄ key pairs. Comparing states (not replaying changes) is what makes the bridge's own
-/// writes invisible when they come back: they equal the agreed state.
+/// Carries out `SyncPlanner`'s decisions for a batch of records of one table, inside the
+/// caller's transaction: lock the records, read the agreed state and both sides, plan, write
+/// MongoDB, write NocoDB, record the new agreed state, conflicts and `_id` ⇄ key pairs.
+///
+/// No NocoDB row is locked while MongoDB is asked anything: NocoDB's own edits never wait on
+/// MongoDB, not even on a frozen server. Writes on both sides are conditional on what the
+/// decision read instead (a row's version, a document's values), and a record either side
+/// changed meanwhile is read and decided again (up to `rounds` times; after that the change
+/// that moved it brings it back).
 public struct RecordSynchronizer: Sendable {
     public let writer: TableWriter
-    public let store: SyncStateStore
-    public let policy: ConflictPolicy
+    public let planner: SyncPlanner
+    let agreedStore: AgreedStateStore
+    let keyMap: KeyMapStore
+    let conflictLog: ConflictLog
 
     /// Insert records the bridge never agreed on without reading MongoDB first; the unique
-    /// index refusing a duplicate sends just those keys down the full path. Only safe when the
-    /// collection has the bridge's unique index on `externalId`.
+    /// index refusing a duplicate sends just those keys round again with a read. Only safe
+    /// when the collection has the bridge's unique index on `externalId`.
     public let optimisticInserts: Bool
 
     /// Where MongoDB writes are announced before they are made (nil: not announced, for
     /// callers that hold no lasting state, such as tests of the decision alone).
     public let journal: WriteJournal?
 
-    /// Where the time of a NocoDB edit comes from, for `last_write_wins` and tombstones.
-    public enum NocoDBEditTime: Sendable {
-        /// The capture trigger stamps `updatedAt` on every edit made outside the bridge.
-        case updatedAtColumn
-        /// Nothing stamps `updatedAt` (logical capture): the latest of `updatedAt`, NocoDB's
-        /// own `updated_at`, and the commit time of the change being applied.
-        case latestKnown
-    }
-
-    public let nocodbEditTime: NocoDBEditTime
+    /// How many times a record that keeps changing while it is decided is read again.
+    static let rounds = 3
 
     public init(shape: TableShape, policy: ConflictPolicy, optimisticInserts: Bool = false, journal: WriteJournal? = nil,
                 nocodbEditTime: NocoDBEditTime = .updatedAtColumn) {
         writer = TableWriter(shape: shape)
-        store = SyncStateStore(collection: shape.mapping.collection)
-        self.policy = policy
+        planner = SyncPlanner(codec: writer.codec, policy: policy, editTime: nocodbEditTime)
+        agreedStore = AgreedStateStore(collection: shape.mapping.collection)
+        keyMap = KeyMapStore(collection: shape.mapping.collection)
+        conflictLog = ConflictLog(collection: shape.mapping.collection)
         self.optimisticInserts = optimisticInserts
         self.journal = journal
-        self.nocodbEditTime = nocodbEditTime
     }
 
-    public var collection: String { store.collection }
+    public var collection: String { agreedStore.collection }
 
     /// What is known about a key from the change that named it.
     public struct Hint: Sendable {
         public var key: String
         /// When the change happened, for a side that no longer has the record.
         public var changedAt: Int64
-        /// The document as the change stream delivered it, when MongoDB cannot be searched by
-        /// key (a document that has no `externalId` yet).
-        public var documentWithoutKey: Document?
+        /// The document as the change event carried it: when it already equals the agreed
+        /// state the event is the bridge's own write coming back, and nothing is read.
+        public var eventDocument: Document?
 
-        public init(key: String, changedAt: Int64, documentWithoutKey: Document? = nil) {
+        public init(key: String, changedAt: Int64, eventDocument: Document? = nil) {
             self.key = key
             self.changedAt = changedAt
-            self.documentWithoutKey = documentWithoutKey
+            self.eventDocument = eventDocument
         }
-    }
-
-    /// How each record is decided.
-    public enum Mode: Sendable, Equatable {
-        /// The conflict policy, for a change on this side (streaming).
-        case change(Side)
-        /// The conflict policy, taking as changed whichever side differs from the agreed state
-        /// (resync, where either or both sides may have moved). A side `restored` from a
-        /// backup did not change: where only it differs from the agreed state, what it lacks
-        /// or holds differently is restore loss, and the other side wins.
-        case reconcile(restored: Side?)
-        /// Make the other side equal to this one, whatever changed (resync with a direction).
-        case mirror(from: Side)
     }
 
     public struct Outcome: Sendable {
         public var nocodbWrites = 0
         public var mongoWrites = 0
         public var conflicts = 0
-        /// Conflicts counted by the rule that decided them (policy name or `tombstone`).
-        public var conflictsByRule: [String: Int] = [:]
+        /// Conflicts counted by the rule that decided them.
+        public var conflictsByRule: [Resolution.DecidingRule: Int] = [:]
         /// Events recognised as the bridge's own writes coming back.
         public var echoes = 0
-        public var rejections: [(key: String, field: String?, reason: String, payload: String?)] = []
-        /// Where the batch's time went (ms): locks and PostgreSQL reads, MongoDB reads, the
-        /// write intents, MongoDB writes, PostgreSQL writes and state.
+        /// Records that kept changing while decided; their next change brings them back.
+        public var undecided = 0
+        public var rejections: [Rejection] = []
+        /// Where the batch's time went (ms).
         public var timings = StageTimings()
+
+        public init() {}
+
+        public static func += (a: inout Outcome, b: Outcome) {
+            a.nocodbWrites += b.nocodbWrites
+            a.mongoWrites += b.mongoWrites
+            a.conflicts += b.conflicts
+            a.conflictsByRule.merge(b.conflictsByRule, uniquingKeysWith: +)
+            a.echoes += b.echoes
+            a.undecided += b.undecided
+            a.rejections += b.rejections
+            a.timings += b.timings
+        }
     }
 
     public struct StageTimings: Sendable {
@@ -100,29 +100,46 @@ public struct RecordSynchronizer: Sendable {
             func ms(_ v: Double) -> String { String(format: "%.2f", v) }
             return "pg_read=\(ms(postgresRead)) mongo_read=\(ms(mongoRead)) journal=\(ms(journal)) mongo_write=\(ms(mongoWrite)) pg_write=\(ms(postgresWrite))"
         }
+
+        public var milliseconds: [String: Double] {
+            ["postgres_read": postgresRead, "mongo_read": mongoRead, "journal": journal, "mongo_write": mongoWrite, "postgres_write": postgresWrite]
+        }
     }
 
     /// Runs inside the caller's transaction, which must have marked itself as the bridge
     /// (`PostgresConnection.bridgeTransaction`).
-    public func synchronize(changed: Side, hints: [Hint], extraMongoWrites: [BulkWrite] = [],
+    /// - Parameters:
+    ///   - writeBacks: MongoDB writes made first, e.g. keys derived for documents inserted
+    ///     without one, so that the decision then reads them by key.
+    ///   - contiguous: the hints are every key in a sorted key range (a resync batch), so
+    ///     MongoDB is read with one range query (`$in` over many keys is far slower on some servers).
+    public func synchronize(mode: SyncMode, hints: [Hint], writeBacks: [BulkWrite] = [], contiguous: Bool = false,
                             connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
-        try synchronize(mode: .change(changed), hints: hints, extraMongoWrites: extraMongoWrites, connection: connection, mongo: mongo)
-    }
-
-    /// - Parameter contiguous: the hints are every key in a sorted key range (a resync batch),
-    ///   so MongoDB is read with one range query (`$in` over many keys is far slower on some servers).
-    public func synchronize(mode: Mode, hints: [Hint], extraMongoWrites: [BulkWrite] = [], contiguous: Bool = false,
-                            connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
-        try synchronize(mode: mode, hints: hints, extraMongoWrites: extraMongoWrites, contiguous: contiguous,
-                        optimistic: optimisticInserts, connection: connection, mongo: mongo)
-    }
-
-    private func synchronize(mode: Mode, hints: [Hint], extraMongoWrites: [BulkWrite], contiguous: Bool, optimistic: Bool,
-                             connection: PostgresConnection, mongo: MongoClientPool) throws -> Outcome {
-        let changed: Side? = if case .change(let side) = mode { side } else { nil }
         var outcome = Outcome()
-        let keys = hints.map(\.key)
-        guard !keys.isEmpty else { return outcome }
+        guard !hints.isEmpty || !writeBacks.isEmpty else { return outcome }
+        if !writeBacks.isEmpty {
+            _ = try mongo.withClient { (client: MongoClient) throws(MongoError) in try client.bulkWrite(writeBacks, collection: collection) }
+        }
+        var pending = hints
+        var optimistic = optimisticInserts && mode == .change(.nocodb)
+        var round = 0
+        while !pending.isEmpty {
+            round += 1
+            guard round <= Self.rounds else {
+                outcome.undecided += pending.count
+                break
+            }
+            let again = try decide(pending, mode: mode, contiguous: contiguous && round == 1, optimistic: optimistic,
+                                   into: &outcome, connection: connection, mongo: mongo)
+            pending = pending.filter { again.contains($0.key) }.map { var h = $0; h.eventDocument = nil; return h }
+            optimistic = false
+        }
+        return outcome
+    }
+
+    /// One round: returns the keys to decide again.
+    private func decide(_ hints: [Hint], mode: SyncMode, contiguous: Bool, optimistic: Bool, into outcome: inout Outcome,
+                        connection: PostgresConnection, mongo: MongoClientPool) throws -> Set<String> {
         var clock = ContinuousClock.now
         func lap() -> Double {
             let now = ContinuousClock.now
@@ -130,211 +147,119 @@ public struct RecordSynchronizer: Sendable {
             let d = now - clock
             return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
         }
-        try store.lock(keys, on: connection)
-        let agreed = try store.agreedStates(keys, on: connection)
+        try agreedStore.lock(hints.map(\.key), on: connection)
+        let agreed = try agreedStore.states(hints.map(\.key), on: connection)
+        // The bridge's own MongoDB writes come back as events equal to the agreed state:
+        // nothing to read or decide for them.
+        var live: [Hint] = []
+        for hint in hints {
+            if let document = hint.eventDocument, let known = agreed[hint.key],
+               let state = try? writer.codec.state(document: document, fallbackAt: 0), state.sameContent(as: known) {
+                outcome.echoes += 1
+            } else {
+                live.append(hint)
+            }
+        }
+        guard !live.isEmpty else { return [] }
+        let keys = live.map(\.key)
+        let changed = mode.changedSide
         let rows = try writer.rows(for: keys, on: connection)
         let deleteTimes = changed == .nocodb ? [:] : try writer.pendingDeleteTimes(for: keys.filter { rows[$0] == nil }, on: connection)
-        outcome.timings.postgresRead = lap()
-        var documents: [String: Document] = [:]
+        outcome.timings.postgresRead += lap()
+
+        let unread: Set<String> = optimistic ? Set(keys.filter { agreed[$0] == nil }) : []
+        let documents = try read(keys.filter { !unread.contains($0) }, contiguous: contiguous, mongo: mongo)
+        outcome.timings.mongoRead += lap()
+
+        let snapshots = live.map { hint in
+            RecordSnapshot(key: hint.key, agreed: agreed[hint.key], row: rows[hint.key], document: documents[hint.key],
+                           documentUnread: unread.contains(hint.key), changedAt: hint.changedAt, deletedAt: deleteTimes[hint.key])
+        }
+        let plan = planner.plan(snapshots, mode: mode, now: wallClockMilliseconds(), newDocumentID: { .objectId(.generate()) })
+        _ = lap()
+        let batch = try journal.flatMap { journal in
+            plan.mongoWrites.isEmpty ? nil : try journal.record(plan.mongoWrites.map { ($0.key, $0.state) }, collection: collection)
+        }
+        outcome.timings.journal += lap()
+        let report = try write(plan.mongoWrites, mongo: mongo)
+        var (settled, again) = plan.settled(by: report)
+        outcome.timings.mongoWrite += lap()
+        let unapplied = try writer.apply(settled.nocodbWrites, source: .mongo, on: connection)
+        settled = settled.settled(nocodbUnapplied: unapplied)
+        again += unapplied
+        try agreedStore.save(settled.agreed, settling: batch, on: connection)
+        try conflictLog.record(settled.conflicts, on: connection)
+        try keyMap.save(settled.documentIDs, on: connection)
+        outcome.timings.postgresWrite += lap()
+
+        outcome.mongoWrites += plan.mongoWrites.indices.filter {
+            report.errors[$0] == nil && !report.movedOn.contains(plan.mongoWrites[$0].key)
+        }.count
+        outcome.nocodbWrites += settled.nocodbWrites.count
+        outcome.conflicts += settled.conflicts.count
+        for conflict in settled.conflicts { outcome.conflictsByRule[conflict.resolution.rule, default: 0] += 1 }
+        outcome.rejections += settled.rejections
+        return Set(again)
+    }
+
+    /// Documents by key, read from the primary whatever the URL's read preference says:
+    /// decisions must see the latest write.
+    private func read(_ keys: [String], contiguous: Bool, mongo: MongoClientPool) throws -> [String: Document] {
+        guard !keys.isEmpty else { return [:] }
         let filter: Document
-        if contiguous, keys.count > 1, let low = keys.min(by: Resync.utf8Less), let high = keys.max(by: Resync.utf8Less) {
+        if contiguous, keys.count > 1, let low = keys.min(by: KeyOrder.utf8Less), let high = keys.max(by: KeyOrder.utf8Less) {
             filter = [RowMapper.keyField: .document(["$gte": .string(low), "$lte": .string(high)])]
         } else {
             filter = [RowMapper.keyField: .document(["$in": .array(keys.map(Value.string))])]
         }
-        // NocoDB-side changes to records never agreed on are new records: MongoDB is not read.
-        let unread: Set<String> = optimistic && mode == .change(.nocodb) ? Set(keys.filter { agreed[$0] == nil }) : []
-        let wanted = Set(keys).subtracting(unread)
-        let found = wanted.isEmpty ? [] : try mongo.withClient { (client: MongoClient) throws(MongoError) in
-            try client.find(filter, collection: collection)
-        }.filter { if case .string(let k)? = $0[RowMapper.keyField] { wanted.contains(k) } else { false } }
-        for doc in found { if case .string(let k)? = doc[RowMapper.keyField] { documents[k] = doc } }
-        var seenIDs: [(id: Value, key: String)] = []
-        var retry: [Hint] = []
-        outcome.timings.mongoRead = lap()
+        let wanted = Set(keys)
+        var out: [String: Document] = [:]
+        for document in try mongo.withClient({ (client: MongoClient) throws(MongoError) in try client.find(filter, collection: collection) }) {
+            if case .string(let key)? = document[RowMapper.keyField], wanted.contains(key) { out[key] = document }
+        }
+        return out
+    }
 
-        var mongoWrites = extraMongoWrites
-        var mongoWriteKeys: [String?] = Array(repeating: nil, count: extraMongoWrites.count)
-        var intents: [(key: String, state: RecordState)] = []
-        var nocodbUpserts: [(key: String, fields: [String: String?], at: Int64)] = []
-        var nocodbDeletes: [(key: String, at: Int64)] = []
-        var newAgreed: [String: RecordState] = [:]
-        var conflicts: [(key: String, nocodb: RecordState, mongo: RecordState, conflict: Resolution.Conflict)] = []
-        let now = wallClockMilliseconds()
+    /// Makes the planned MongoDB writes and finds out which conditional ones met a document
+    /// that had changed since it was read: when fewer matched than were sent, the documents
+    /// are read again, and those not holding the planned state were moved on by someone else.
+    private func write(_ writes: [SyncPlan.MongoWrite], mongo: MongoClientPool) throws -> SyncPlan.MongoReport {
+        guard !writes.isEmpty else { return .init() }
+        let result = try mongo.withClient { (client: MongoClient) throws(MongoError) in
+            try client.bulkWrite(writes.map(Self.bulkWrite), collection: collection)
+        }
+        var report = SyncPlan.MongoReport()
+        for error in result.writeErrors { report.errors[error.index] = (error.code, error.message) }
+        var updates = 0, deletes = 0
+        var conditional: [(id: Value, write: SyncPlan.MongoWrite)] = []
+        for (index, write) in writes.enumerated() where report.errors[index] == nil {
+            switch write.action {
+            case .insert: continue
+            case .update(let id, _, _): updates += 1; conditional.append((id, write))
+            case .delete(let id, _): deletes += 1; conditional.append((id, write))
+            }
+        }
+        guard result.matched < updates || result.deleted < deletes else { return report }
+        let current = try mongo.withClient { (client: MongoClient) throws(MongoError) in
+            try client.find(["_id": .document(["$in": .array(conditional.map(\.id))])], collection: collection)
+        }
+        var byID: [Value: Document] = [:]
+        for document in current { if let id = document["_id"] { byID[id] = document } }
+        for (id, write) in conditional {
+            let state = byID[id].flatMap { try? writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
+            if !state.sameContent(as: write.state) { report.movedOn.insert(write.key) }
+        }
+        return report
+    }
 
-        for hint in hints {
-            let key = hint.key
-            let doc = documents[key] ?? hint.documentWithoutKey
-            if let id = doc?["_id"] { seenIDs.append((id, key)) }
-            let row = rows[key]
-            var nocodb: RecordState, mongoState: RecordState
-            do {
-                nocodb = try writer.state(of: row, fallbackAt: changed == .mongo ? deleteTimes[key] ?? 0 : hint.changedAt)
-                if nocodbEditTime == .latestKnown {
-                    nocodb = nocodb.notBefore(max(row?.editedAt ?? 0, changed == .nocodb ? hint.changedAt : 0))
-                }
-            } catch {
-                outcome.rejections.append((key, error.field, "NocoDB row: \(error.reason)", nil))
-                continue
-            }
-            do {
-                if let doc {
-                    mongoState = try writer.codec.state(document: doc, fallbackAt: changed == .nocodb ? now : hint.changedAt)
-                } else {
-                    mongoState = .absent(at: changed == .nocodb ? nil : hint.changedAt)
-                }
-            } catch {
-                outcome.rejections.append((key, error.field, "MongoDB document: \(error.reason)", doc.map { JSON.serialize(.document($0)) }))
-                continue
-            }
-            let resolution: Resolution
-            switch mode {
-            case .change(let side):
-                resolution = ConflictResolver.resolve(changed: side, nocodb: nocodb, mongo: mongoState, agreed: agreed[key], policy: policy)
-            case .reconcile(let restored):
-                let base = agreed[key] ?? .absent(at: nil)
-                let restoredState = restored == .nocodb ? nocodb : mongoState
-                let otherState = restored == .nocodb ? mongoState : nocodb
-                if let restored, agreed[key] != nil, !restoredState.sameContent(as: base), otherState.sameContent(as: base) {
-                    var r = Resolution(agreed: otherState)
-                    if restored == .nocodb { r.writeNocoDB = otherState } else { r.writeMongo = otherState }
-                    resolution = r
-                } else {
-                    let side: Side = nocodb.sameContent(as: base) ? .mongo : .nocodb
-                    resolution = ConflictResolver.resolve(changed: side, nocodb: nocodb, mongo: mongoState, agreed: agreed[key], policy: policy)
-                }
-            case .mirror(let source):
-                let truth = source == .nocodb ? nocodb : mongoState
-                let other = source == .nocodb ? mongoState : nocodb
-                var r = Resolution()
-                if !other.sameContent(as: truth) {
-                    if source == .nocodb { r.writeMongo = truth } else { r.writeNocoDB = truth }
-                }
-                r.agreed = truth
-                resolution = r
-            }
-            if let write = resolution.writeMongo {
-                switch write {
-                case .present(let fields, let at):
-                    do {
-                        let set = try writer.codec.mongoFields(key: key, fields: fields, at: at, source: .nocodb, version: row?.version)
-                        // A record MongoDB does not have is inserted (about twice as fast as an
-                        // upsert); an existing one gets `$set`, so fields only MongoDB has survive.
-                        if doc == nil {
-                            var inserted = Document([("_id", .objectId(.generate()))])
-                            inserted.fields += set.fields
-                            mongoWrites.append(.insertOne(inserted))
-                        } else if let existing = doc, let id = existing["_id"] {
-                            // Only what differs, by `_id`: smaller writes, smaller change events.
-                            let changedFields = set.fields.filter { existing[$0.key] != $0.value }
-                            mongoWrites.append(.updateOne(filter: ["_id": id], update: ["$set": .document(Document(changedFields))], upsert: false))
-                        } else {
-                            mongoWrites.append(.updateOne(filter: [RowMapper.keyField: .string(key)], update: ["$set": .document(set)], upsert: true))
-                        }
-                    } catch {
-                        outcome.rejections.append((key, error.field, error.reason, nil))
-                        continue
-                    }
-                case .absent:
-                    mongoWrites.append(.deleteOne(filter: [RowMapper.keyField: .string(key)]))
-                }
-                mongoWriteKeys.append(key)
-                intents.append((key, write))
-            }
-            if let write = resolution.writeNocoDB {
-                switch write {
-                case .present(let fields, let at): nocodbUpserts.append((key, fields, at))
-                case .absent(let at): nocodbDeletes.append((key, at ?? now))
-                }
-            }
-            if let state = resolution.agreed { newAgreed[key] = state.dated(deletedAt: now) }
-            if let conflict = resolution.conflict { conflicts.append((key, nocodb, mongoState, conflict)) }
+    static func bulkWrite(_ write: SyncPlan.MongoWrite) -> BulkWrite {
+        switch write.action {
+        case .insert(let document):
+            return .insertOne(document)
+        case .update(let id, let set, let expected):
+            return .updateOne(filter: Document([("_id", id)] + expected.fields), update: ["$set": .document(set)], upsert: false)
+        case .delete(let id, let expected):
+            return .deleteOne(filter: Document([("_id", id)] + expected.fields))
         }
-
-        _ = lap()
-        var batch: WriteJournal.Batch?
-        if let journal, !intents.isEmpty {
-            batch = try journal.record(intents, collection: collection)
-        }
-        outcome.timings.journal = lap()
-        if !mongoWrites.isEmpty {
-            var result = try mongo.withClient { (client: MongoClient) throws(MongoError) in
-                try client.bulkWrite(mongoWrites, collection: collection)
-            }
-            let failedIndexes = Set(result.writeErrors.map(\.index))
-            // Keys inserted without a read that MongoDB already has: decide them properly below.
-            let unreadDuplicates = result.writeErrors.filter { error in
-                guard error.code == 11000, let key = mongoWriteKeys[error.index] else { return false }
-                return unread.contains(key)
-            }
-            if !unreadDuplicates.isEmpty {
-                let keysAgain = Set(unreadDuplicates.compactMap { mongoWriteKeys[$0.index] })
-                let indexes = Set(unreadDuplicates.map(\.index))
-                result.writeErrors.removeAll { indexes.contains($0.index) }
-                for key in keysAgain { newAgreed[key] = nil }
-                retry = hints.filter { keysAgain.contains($0.key) }
-            }
-            // An app inserted the same key between our read and our insert: update it instead.
-            let raced = result.writeErrors.filter { error in
-                if error.code == 11000, case .insertOne = mongoWrites[error.index] { return true }
-                return false
-            }
-            if !raced.isEmpty {
-                let retries: [BulkWrite] = raced.map { error in
-                    guard case .insertOne(let doc) = mongoWrites[error.index], case .string(let key)? = doc[RowMapper.keyField] else {
-                        return mongoWrites[error.index]
-                    }
-                    return .updateOne(filter: [RowMapper.keyField: .string(key)], update: ["$set": .document(doc)], upsert: true)
-                }
-                let retried = try mongo.withClient { (client: MongoClient) throws(MongoError) in
-                    try client.bulkWrite(retries, collection: collection)
-                }
-                let racedIndexes = Set(raced.map(\.index))
-                result.writeErrors.removeAll { racedIndexes.contains($0.index) }
-                for e in retried.writeErrors { result.writeErrors.append((raced[e.index].index, e.code, e.message)) }
-            }
-            for (index, write) in mongoWrites.enumerated() where !failedIndexes.contains(index) {
-                if case .insertOne(let doc) = write, let id = doc["_id"], let key = mongoWriteKeys[index] { seenIDs.append((id, key)) }
-            }
-            if !retry.isEmpty {
-                let again = Set(retry.map(\.key))
-                seenIDs.removeAll { again.contains($0.key) }
-                conflicts.removeAll { again.contains($0.key) }
-            }
-            for error in result.writeErrors {
-                guard let key = mongoWriteKeys[error.index] else {
-                    outcome.rejections.append(("-", RowMapper.keyField, "MongoDB refused writing externalId (code \(error.code)): \(error.message)", nil))
-                    continue
-                }
-                outcome.rejections.append((key, nil, "MongoDB refused the write (code \(error.code)): \(error.message)", nil))
-                newAgreed[key] = nil
-                nocodbUpserts.removeAll { $0.key == key }
-                nocodbDeletes.removeAll { $0.key == key }
-            }
-            for upserted in result.upsertedIDs {
-                if let key = mongoWriteKeys[upserted.index] { seenIDs.append((upserted.id, key)) }
-            }
-            outcome.mongoWrites = mongoWrites.count - result.writeErrors.count - retry.count
-        }
-        outcome.timings.mongoWrite = lap()
-        try writer.upsert(nocodbUpserts, source: .mongo, on: connection)
-        try writer.delete(nocodbDeletes, source: .mongo, on: connection)
-        outcome.nocodbWrites = nocodbUpserts.count + nocodbDeletes.count
-        try store.saveAgreed(hints.compactMap { h in newAgreed[h.key].map { (h.key, $0) } }, settling: batch, on: connection)
-        try store.logConflicts(conflicts, on: connection)
-        try store.saveKeys(seenIDs, on: connection)
-        outcome.conflicts = conflicts.count
-        for c in conflicts { outcome.conflictsByRule[c.conflict.rule, default: 0] += 1 }
-        outcome.timings.postgresWrite = lap()
-        if !retry.isEmpty {
-            let second = try synchronize(mode: mode, hints: retry, extraMongoWrites: [], contiguous: false, optimistic: false,
-                                         connection: connection, mongo: mongo)
-            outcome.mongoWrites += second.mongoWrites
-            outcome.nocodbWrites += second.nocodbWrites
-            outcome.conflicts += second.conflicts
-            outcome.conflictsByRule.merge(second.conflictsByRule, uniquingKeysWith: +)
-            outcome.rejections += second.rejections
-        }
-        return outcome
     }
 }

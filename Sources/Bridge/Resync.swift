@@ -59,17 +59,17 @@ public struct ResyncReport: Sendable, Codable {
 
     public func text() -> String {
         var lines = [dryRun ? "resync plan (dry run: nothing changed)" : "resync done (direction \(direction))"]
-        for t in tables {
-            lines.append("\(t.table) ⇄ \(t.collection): only in NocoDB \(t.onlyNocoDB), only in MongoDB \(t.onlyMongo), equal \(t.equal), different \(t.different)"
-                + (t.unmappable > 0 ? ", unmappable \(t.unmappable)" : "")
-                + (t.mongoWithoutKey > 0 ? ", MongoDB documents without externalId \(t.mongoWithoutKey)" : ""))
+        for entry in tables {
+            lines.append("\(entry.table) ⇄ \(entry.collection): only in NocoDB \(entry.onlyNocoDB), only in MongoDB \(entry.onlyMongo), equal \(entry.equal), different \(entry.different)"
+                + (entry.unmappable > 0 ? ", unmappable \(entry.unmappable)" : "")
+                + (entry.mongoWithoutKey > 0 ? ", MongoDB documents without externalId \(entry.mongoWithoutKey)" : ""))
             for category in ["onlyNocoDB", "onlyMongo", "different", "unmappable"] {
-                if let keys = t.samples[category], !keys.isEmpty { lines.append("  \(category): \(keys.joined(separator: ", "))") }
+                if let keys = entry.samples[category], !keys.isEmpty { lines.append("  \(category): \(keys.joined(separator: ", "))") }
             }
-            if !t.duplicateKeysNocoDB.isEmpty { lines.append("  DUPLICATE externalId in NocoDB (skipped): \(t.duplicateKeysNocoDB.joined(separator: ", "))") }
-            if !t.duplicateKeysMongo.isEmpty { lines.append("  DUPLICATE externalId in MongoDB (skipped): \(t.duplicateKeysMongo.joined(separator: ", "))") }
+            if !entry.duplicateKeysNocoDB.isEmpty { lines.append("  DUPLICATE externalId in NocoDB (skipped): \(entry.duplicateKeysNocoDB.joined(separator: ", "))") }
+            if !entry.duplicateKeysMongo.isEmpty { lines.append("  DUPLICATE externalId in MongoDB (skipped): \(entry.duplicateKeysMongo.joined(separator: ", "))") }
             if !dryRun {
-                lines.append("  wrote \(t.nocodbWrites) to NocoDB, \(t.mongoWrites) to MongoDB; \(t.conflicts) conflicts, \(t.rejected) dead letters; \(String(format: "%.1f", t.seconds)) s")
+                lines.append("  wrote \(entry.nocodbWrites) to NocoDB, \(entry.mongoWrites) to MongoDB; \(entry.conflicts) conflicts, \(entry.rejected) dead letters; \(String(format: "%.1f", entry.seconds)) s")
             }
         }
         if streamPositionReset { lines.append("MongoDB change stream position reset to the start of this resync") }
@@ -124,7 +124,7 @@ public struct Resync: Sendable {
             slotRecreated = try LogicalSlot.recreateIfUnusable(on: control, logger: logger)
         }
 
-        let mode: RecordSynchronizer.Mode = switch options.direction {
+        let mode: SyncMode = switch options.direction {
         case .both: .reconcile(restored: options.restored)
         case .toMongo: .mirror(from: .nocodb)
         case .toNocoDB: .mirror(from: .mongo)
@@ -170,20 +170,20 @@ public struct Resync: Sendable {
         }
     }
 
-    private func resyncTable(sync: RecordSynchronizer, mode: RecordSynchronizer.Mode, mongo: MongoClientPool,
+    private func resyncTable(sync: RecordSynchronizer, mode: SyncMode, mongo: MongoClientPool,
                              control: PostgresConnection) throws -> ResyncReport.Table {
         let started = Date()
         let shape = sync.writer.shape
         let mapping = shape.mapping
-        var t = ResyncReport.Table(table: mapping.qualifiedName, collection: mapping.collection)
+        var entry = ResyncReport.Table(table: mapping.qualifiedName, collection: mapping.collection)
         let writer = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync")
         let batchSize = configuration.batchSize
 
         // Documents an app inserted without a key get one first (as streaming would), so
         // they take part in the sorted merge.
         let unkeyedFilter: Document = [RowMapper.keyField: .document(["$not": .document(["$type": .string("string")])])]
-        t.mongoWithoutKey = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.count(unkeyedFilter, collection: mapping.collection) }
-        if !options.dryRun && t.mongoWithoutKey > 0 {
+        entry.mongoWithoutKey = try mongo.withClient { (client: MongoClient) throws(MongoError) in try client.count(unkeyedFilter, collection: mapping.collection) }
+        if !options.dryRun && entry.mongoWithoutKey > 0 {
             let cursor = try MongoCursor(pool: mongo, collection: mapping.collection, filter: unkeyedFilter, options: ["projection": .document(["_id": .int32(1)])])
             var writes: [BulkWrite] = []
             while let doc = try cursor.next() {
@@ -195,7 +195,7 @@ public struct Resync: Sendable {
         }
 
         let pgTotal = Int(try control.query("SELECT count(*) FROM \(PostgresConnection.quoteIdentifier(mapping.schema)).\(PostgresConnection.quoteIdentifier(mapping.table))").rows[0][0] ?? "0") ?? 0
-        let mongoTotal = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.count(collection: mapping.collection) }
+        let mongoTotal = try mongo.withClient { (client: MongoClient) throws(MongoError) in try client.count(collection: mapping.collection) }
         let estimate = max(pgTotal, mongoTotal)
 
         let scan = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync-scan")
@@ -229,92 +229,88 @@ public struct Resync: Sendable {
         var doc = try cursor.next()
         var hints: [RecordSynchronizer.Hint] = []
         var lastReport = Date()
-        func key(_ r: [String?]?) -> String? { r?[0] ?? nil }
-        func docKey(_ d: Document?) -> String? { if case .string(let k)? = d?[RowMapper.keyField] { return k }; return nil }
+        func rowKey(_ row: [String?]?) -> String? { row?[0] ?? nil }
+        func documentKey(_ document: Document?) -> String? {
+            if case .string(let key)? = document?[RowMapper.keyField] { return key }
+            return nil
+        }
         func sample(_ category: String, _ key: String) {
-            if t.samples[category, default: []].count < options.sampleSize { t.samples[category, default: []].append(key) }
+            if entry.samples[category, default: []].count < options.sampleSize { entry.samples[category, default: []].append(key) }
         }
 
         while row != nil || doc != nil {
-            let pk = key(row), mk = docKey(doc)
-            let k: String
-            if let pk, let mk { k = Self.utf8Less(pk, mk) ? pk : mk } else { k = pk ?? mk! }
+            let nextRowKey = rowKey(row), nextDocumentKey = documentKey(doc)
+            let key: String
+            if let nextRowKey, let nextDocumentKey {
+                key = KeyOrder.utf8Less(nextRowKey, nextDocumentKey) ? nextRowKey : nextDocumentKey
+            } else {
+                key = nextRowKey ?? nextDocumentKey!
+            }
             var rowsForKey: [[String?]] = []
             var docsForKey: [Document] = []
-            while let r = row, key(r) == k { rowsForKey.append(r); row = try nextRow() }
-            while let d = doc, docKey(d) == k { docsForKey.append(d); doc = try cursor.next() }
-            if rowsForKey.count > 1 { t.duplicateKeysNocoDB.append(k); continue }
-            if docsForKey.count > 1 { t.duplicateKeysMongo.append(k); continue }
-            let live = rowsForKey.first.map { TableWriter.LiveRow(values: Array($0[2...]), deleted: $0[1] == "t", version: nil) }
+            while let current = row, rowKey(current) == key { rowsForKey.append(current); row = try nextRow() }
+            while let current = doc, documentKey(current) == key { docsForKey.append(current); doc = try cursor.next() }
+            if rowsForKey.count > 1 { entry.duplicateKeysNocoDB.append(key); continue }
+            if docsForKey.count > 1 { entry.duplicateKeysMongo.append(key); continue }
+            let live = rowsForKey.first.map { LiveRow(values: Array($0[2...]), deleted: $0[1] == "t") }
             do {
-                let n = try sync.writer.state(of: live, fallbackAt: 0)
-                let m = try docsForKey.first.map { try sync.writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
-                switch (n.isPresent, m.isPresent) {
-                case (true, false): t.onlyNocoDB += 1; sample("onlyNocoDB", k)
-                case (false, true): t.onlyMongo += 1; sample("onlyMongo", k)
-                case (false, false): t.equal += 1
+                let nocodb = try sync.planner.nocodbState(RecordSnapshot(key: key, row: live, changedAt: 0), changed: nil)
+                let mongoState = try docsForKey.first.map { try sync.writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
+                switch (nocodb.isPresent, mongoState.isPresent) {
+                case (true, false): entry.onlyNocoDB += 1; sample("onlyNocoDB", key)
+                case (false, true): entry.onlyMongo += 1; sample("onlyMongo", key)
+                case (false, false): entry.equal += 1
                 case (true, true):
-                    if n.sameContent(as: m) { t.equal += 1 } else { t.different += 1; sample("different", k) }
+                    if nocodb.sameContent(as: mongoState) { entry.equal += 1 } else { entry.different += 1; sample("different", key) }
                 }
             } catch {
-                t.unmappable += 1
-                sample("unmappable", k)
+                entry.unmappable += 1
+                sample("unmappable", key)
             }
             if !options.dryRun {
-                hints.append(RecordSynchronizer.Hint(key: k, changedAt: wallClockMilliseconds()))
-                if hints.count >= batchSize { try apply(&hints, sync: sync, mode: mode, writer: writer, mongo: mongo, into: &t) }
+                hints.append(RecordSynchronizer.Hint(key: key, changedAt: wallClockMilliseconds()))
+                if hints.count >= batchSize { try apply(&hints, sync: sync, mode: mode, writer: writer, mongo: mongo, into: &entry) }
             }
             if Date().timeIntervalSince(lastReport) >= 1 {
                 lastReport = Date()
-                let done = t.scanned
+                let done = entry.scanned
                 let rate = Double(done) / max(Date().timeIntervalSince(started), 0.001)
                 let eta = rate > 0 ? Double(max(estimate - done, 0)) / rate : 0
                 progress("\(mapping.table): \(done)/\(estimate) keys, \(Int(rate))/s, ETA \(Int(eta)) s")
             }
         }
-        if !options.dryRun { try apply(&hints, sync: sync, mode: mode, writer: writer, mongo: mongo, into: &t) }
+        if !options.dryRun { try apply(&hints, sync: sync, mode: mode, writer: writer, mongo: mongo, into: &entry) }
         try scan.query("COMMIT")
-        t.seconds = Date().timeIntervalSince(started)
+        entry.seconds = Date().timeIntervalSince(started)
         logger.info("resync table done", metadata: [
-            "table": "\(mapping.qualifiedName)", "only_nocodb": "\(t.onlyNocoDB)", "only_mongo": "\(t.onlyMongo)",
-            "equal": "\(t.equal)", "different": "\(t.different)", "seconds": "\(String(format: "%.1f", t.seconds))",
-            "stages_ms": "\(t.stages.mapValues { Int($0) })",
+            "table": "\(mapping.qualifiedName)", "only_nocodb": "\(entry.onlyNocoDB)", "only_mongo": "\(entry.onlyMongo)",
+            "equal": "\(entry.equal)", "different": "\(entry.different)", "seconds": "\(String(format: "%.1f", entry.seconds))",
+            "stages_ms": "\(entry.stages.mapValues { Int($0) })",
         ])
-        return t
+        return entry
     }
 
-    private func apply(_ hints: inout [RecordSynchronizer.Hint], sync: RecordSynchronizer, mode: RecordSynchronizer.Mode,
-                       writer: PostgresConnection, mongo: MongoClientPool, into t: inout ResyncReport.Table) throws {
+    private func apply(_ hints: inout [RecordSynchronizer.Hint], sync: RecordSynchronizer, mode: SyncMode,
+                       writer: PostgresConnection, mongo: MongoClientPool, into entry: inout ResyncReport.Table) throws {
         guard !hints.isEmpty else { return }
         let batch = hints
         hints.removeAll(keepingCapacity: true)
         let outcome = try writer.bridgeTransaction {
             let outcome = try sync.synchronize(mode: mode, hints: batch, contiguous: true, connection: writer, mongo: mongo)
-            try DeadLetterLog.record(direction: "resync", source: sync.writer.shape.mapping.qualifiedName,
-                                     outcome.rejections, on: writer)
+            try DeadLetterStore.record(.resync, source: sync.writer.shape.mapping.qualifiedName, outcome.rejections, on: writer)
             return outcome
         }
-        t.nocodbWrites += outcome.nocodbWrites
-        t.mongoWrites += outcome.mongoWrites
-        t.conflicts += outcome.conflicts
-        t.rejected += outcome.rejections.count
-        t.stages["postgres_read", default: 0] += outcome.timings.postgresRead
-        t.stages["mongo_read", default: 0] += outcome.timings.mongoRead
-        t.stages["journal", default: 0] += outcome.timings.journal
-        t.stages["mongo_write", default: 0] += outcome.timings.mongoWrite
-        t.stages["postgres_write", default: 0] += outcome.timings.postgresWrite
+        entry.nocodbWrites += outcome.nocodbWrites
+        entry.mongoWrites += outcome.mongoWrites
+        entry.conflicts += outcome.conflicts
+        entry.rejected += outcome.rejections.count
+        entry.stages.merge(outcome.timings.milliseconds, uniquingKeysWith: +)
     }
 
     private func flushWriteBacks(_ writes: inout [BulkWrite], mongo: MongoClientPool, collection: String) throws {
         guard !writes.isEmpty else { return }
         let batch = writes
         writes.removeAll(keepingCapacity: true)
-        _ = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.bulkWrite(batch, collection: collection) }
-    }
-
-    /// Byte order of UTF-8, which both PostgreSQL's "C" collation and MongoDB's default
-    /// string comparison use.
-    static func utf8Less(_ a: String, _ b: String) -> Bool {
-        a.utf8.lexicographicallyPrecedes(b.utf8)
+        _ = try mongo.withClient { (client: MongoClient) throws(MongoError) in try client.bulkWrite(batch, collection: collection) }
     }
 }

@@ -26,19 +26,15 @@ public struct StatusReport: Sendable, Codable {
             let qualified = PostgresConnection.quoteIdentifier(mapping.schema) + "." + PostgresConnection.quoteIdentifier(mapping.table)
             let live = shape.hasSoftDelete ? " WHERE NOT coalesce(\"__nc_deleted\", false)" : ""
             let rows = try connection.query("SELECT count(*) FROM \(qualified)\(live)")
-            let state = try connection.query("""
-                SELECT (SELECT count(*) FROM nocobridge.changelog WHERE schema_name = $1 AND table_name = $2),
-                       (SELECT count(*) FROM nocobridge.dead_letters WHERE source_name = $3 OR source_name = $4),
-                       (SELECT count(*) FROM nocobridge.capture_errors WHERE schema_name = $1 AND table_name = $2)
-                """, [mapping.schema, mapping.table, mapping.qualifiedName, configuration.mongoDatabase + "." + mapping.collection])
+            let state = try SyncedTablesStore.counts(mapping, legacySource: configuration.mongoDatabase + "." + mapping.collection,
+                                                     on: connection)
             let docs = try pool.withClient { (client: MongoClient) throws(MongoError) in
                 try client.count(collection: mapping.collection)
             }
             tables.append(TableStatus(
                 table: mapping.qualifiedName, collection: mapping.collection,
                 nocodbRows: Int(rows.rows[0][0] ?? "0") ?? 0, mongoDocuments: docs,
-                backlog: Int(state.rows[0][0] ?? "0") ?? 0, deadLetters: Int(state.rows[0][1] ?? "0") ?? 0,
-                captureErrors: Int(state.rows[0][2] ?? "0") ?? 0))
+                backlog: state.backlog, deadLetters: state.deadLetters, captureErrors: state.captureErrors))
         }
         return StatusReport(tables: tables)
     }

@@ -6,35 +6,35 @@ import SyncCore
 /// update, `id` never touched, deletes as NocoDB's soft delete when the table has one. All
 /// statements are set-based (one per batch) and run as the bridge, so the triggers neither
 /// stamp nor capture them.
+///
+/// Rows are read without a lock, with their version (`xmin`); every write applies only to a
+/// row still at the version read (or, for an insert, where there was and is no row), and
+/// reports which keys it applied to. A NocoDB edit racing the bridge therefore never waits on
+/// MongoDB and is never overwritten: its record is decided again.
 public struct TableWriter: Sendable {
     public let shape: TableShape
     public let codec: RecordCodec
-    private let qualified: String
     private let selectSQL: String
     private let upsertSQL: String
     private let deleteSQL: String
-
-    public struct LiveRow: Sendable {
-        public let values: [String?]
-        public let deleted: Bool
-        public let version: Int64?
-        /// NocoDB's own `updated_at` (ms), which NocoDB sets on every edit through its API.
-        public var editedAt: Int64? = nil
-    }
 
     public init(shape: TableShape) {
         self.shape = shape
         codec = RecordCodec(mapper: shape.mapper)
         let q = PostgresConnection.quoteIdentifier
-        qualified = q(shape.mapping.schema) + "." + q(shape.mapping.table)
+        let qualified = q(shape.mapping.schema) + "." + q(shape.mapping.table)
         let names = Set(shape.allColumns.map(\.name))
         let has = { (n: String) in names.contains(n) }
         let mapperCols = shape.mapper.columns.map { q($0.name) }.joined(separator: ", ")
         let deletedExpr = has("__nc_deleted") ? "coalesce(\"__nc_deleted\", false)" : "false"
         let editedExpr = has("updated_at") ? "\"updated_at\"::text" : "NULL::text"
-        selectSQL = "SELECT \"externalId\", \(deletedExpr), \(editedExpr), \(mapperCols) FROM \(qualified) WHERE \"externalId\" = ANY($1::text[]) FOR UPDATE"
+        selectSQL = """
+            SELECT "externalId", \(deletedExpr), \(editedExpr), xmin::text, \(mapperCols)
+            FROM \(qualified) WHERE "externalId" = ANY($1::text[])
+            """
 
-        // Upsert: key, content columns, updatedAt, source; version counts writes.
+        // Upsert: key, content columns, updatedAt, source; version counts writes; the row
+        // version read (NULL: no row) as the last input column.
         let content = codec.contentColumns
         let updatedAtType = shape.column(named: "updatedAt")?.postgresType ?? "timestamp"
         var insertCols = ["\"externalId\""] + content.map { q($0.name) } + ["\"updatedAt\"", "\"source\"", "\"version\""]
@@ -50,17 +50,22 @@ public struct TableWriter: Sendable {
         }
         if has("updated_at") { updates.append("\"updated_at\" = now() AT TIME ZONE 'UTC'") }
         if has("__nc_deleted") { updates.append("\"__nc_deleted\" = false") }
-        let params = (1...(content.count + 3)).map { "$\($0)::text[]" }.joined(separator: ", ")
-        let input = "unnest(\(params)) WITH ORDINALITY AS u(k, \((aliases + ["at", "src"]).joined(separator: ", ")), ord)"
+        let params = (1...(content.count + 4)).map { "$\($0)::text[]" }.joined(separator: ", ")
+        let input = "SELECT * FROM unnest(\(params)) WITH ORDINALITY AS u(k, \((aliases + ["at", "src", "rv"]).joined(separator: ", ")), ord)"
         if shape.hasUniqueKey {
+            // A conflict with a row that is not the version read (or with a row that was not
+            // there when read) updates nothing and returns nothing.
             upsertSQL = """
+                WITH u AS (\(input))
                 INSERT INTO \(qualified) AS t (\(insertCols.joined(separator: ", ")))
-                SELECT \(selectExprs.joined(separator: ", "))
-                FROM \(input)
+                SELECT \(selectExprs.joined(separator: ", ")) FROM u
                 ON CONFLICT ("externalId") DO UPDATE SET \(updates.joined(separator: ", "))
+                WHERE t.xmin::text = (SELECT u.rv FROM u WHERE u.k = EXCLUDED."externalId")
+                RETURNING t."externalId"
                 """
         } else {
-            // No unique index to conflict on: update the rows that have the key, insert the rest.
+            // No unique index to conflict on: update the rows still at the version read,
+            // insert the keys that had no row and still have none.
             let named = selectExprs.enumerated().map { "\($0.element) AS v\($0.offset)" }
             let keepOnUpdate: Set<String> = ["\"externalId\"", "\"created_at\"", "\"nc_order\"", "\"version\""]
             var sets: [String] = []
@@ -70,27 +75,36 @@ public struct TableWriter: Sendable {
             if has("__nc_deleted") { sets.append("\"__nc_deleted\" = false") }
             let values = insertCols.indices.map { "n.v\($0)" }.joined(separator: ", ")
             upsertSQL = """
-                WITH n AS (SELECT \(named.joined(separator: ", ")), u.k AS key FROM \(input)),
+                WITH u AS (\(input)),
+                     n AS (SELECT \(named.joined(separator: ", ")), u.k AS key, u.rv FROM u),
                      upd AS (UPDATE \(qualified) AS t SET \(sets.joined(separator: ", ")) FROM n
-                             WHERE t."externalId" = n.key RETURNING t."externalId")
-                INSERT INTO \(qualified) AS t (\(insertCols.joined(separator: ", ")))
-                SELECT \(values) FROM n WHERE n.key NOT IN (SELECT "externalId" FROM upd)
+                             WHERE t."externalId" = n.key AND t.xmin::text = n.rv RETURNING t."externalId"),
+                     ins AS (INSERT INTO \(qualified) AS t (\(insertCols.joined(separator: ", ")))
+                             SELECT \(values) FROM n
+                             WHERE n.rv IS NULL AND NOT EXISTS (SELECT 1 FROM \(qualified) x WHERE x."externalId" = n.key)
+                             RETURNING t."externalId")
+                SELECT "externalId" FROM upd UNION ALL SELECT "externalId" FROM ins
                 """
         }
         if has("__nc_deleted") {
             let stamp = has("updated_at") ? ", \"updated_at\" = now() AT TIME ZONE 'UTC'" : ""
             deleteSQL = """
                 UPDATE \(qualified) AS t SET "__nc_deleted" = true, "updatedAt" = u.at::\(updatedAtType), "source" = u.src\(stamp)
-                FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, at, src)
-                WHERE t."externalId" = u.k AND NOT coalesce(t."__nc_deleted", false)
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(k, at, src, rv)
+                WHERE t."externalId" = u.k AND t.xmin::text = u.rv
+                RETURNING t."externalId"
                 """
         } else {
-            deleteSQL = "DELETE FROM \(qualified) WHERE \"externalId\" = ANY($1::text[]) AND $2::text[] IS NOT NULL AND $3::text[] IS NOT NULL"
+            deleteSQL = """
+                DELETE FROM \(qualified) AS t USING unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(k, at, src, rv)
+                WHERE t."externalId" = u.k AND t.xmin::text = u.rv
+                RETURNING t."externalId"
+                """
         }
     }
 
-    /// Live rows by key, locked until the transaction ends so a concurrent NocoDB edit waits
-    /// and is then captured on top of what the bridge wrote (never silently overwritten).
+    /// Live rows by key, with the version each was read at. No lock: a NocoDB edit may
+    /// change a row afterwards, and the conditional writes notice.
     public func rows(for keys: [String], on connection: PostgresConnection) throws(PostgresError) -> [String: LiveRow] {
         guard !keys.isEmpty else { return [:] }
         let result = try connection.query(cached: selectSQL, [PostgresConnection.arrayLiteral(keys)])
@@ -98,10 +112,11 @@ public struct TableWriter: Sendable {
         var out: [String: LiveRow] = [:]
         for row in result.rows {
             guard let key = row[0] else { continue }
-            let values = Array(row[3...])
+            let values = Array(row[4...])
             out[key] = LiveRow(values: values, deleted: row[1] == "t",
                                version: versionIndex.flatMap { values[$0] }.flatMap { Int64($0) },
-                               editedAt: row[2].flatMap { try? Timestamps.parseMilliseconds($0) })
+                               editedAt: row[2].flatMap { try? Timestamps.parseMilliseconds($0) },
+                               rowVersion: row[3])
         }
         return out
     }
@@ -110,45 +125,48 @@ public struct TableWriter: Sendable {
     /// a conflict decided from the MongoDB side needs the delete's time.
     public func pendingDeleteTimes(for keys: [String], on connection: PostgresConnection) throws(PostgresError) -> [String: Int64] {
         guard !keys.isEmpty else { return [:] }
-        let rows = try connection.query("""
-            SELECT key, (extract(epoch from max(changed_at)) * 1000)::bigint FROM nocobridge.changelog
+        let rows = try connection.query(cached: """
+            SELECT key, (extract(epoch from max(changed_at)) * 1000)::bigint AS at FROM nocobridge.changelog
             WHERE schema_name = $1 AND table_name = $2 AND op = 'D' AND key = ANY($3::text[])
             GROUP BY key
             """, [shape.mapping.schema, shape.mapping.table, PostgresConnection.arrayLiteral(keys)])
         var out: [String: Int64] = [:]
-        for row in rows.rows { if let k = row[0], let t = row[1].flatMap({ Int64($0) }) { out[k] = t } }
+        for row in rows.named { if let k = row["key"], let t = row["at"].flatMap({ Int64($0) }) { out[k] = t } }
         return out
     }
 
-    /// The record state of a live row (absent when missing or in NocoDB's trash).
-    public func state(of row: LiveRow?, fallbackAt: Int64) throws(MappingError) -> RecordState {
-        guard let row else { return .absent(at: fallbackAt == 0 ? nil : fallbackAt) }
-        if row.deleted {
-            let at = shape.mapper.columns.firstIndex { $0.name == "updatedAt" }.flatMap { row.values[$0] }
-                .flatMap { RecordCodec.milliseconds(fromPostgres: $0) }
-            return .absent(at: at ?? fallbackAt)
+    /// Makes the planned NocoDB writes; returns the keys whose row was no longer the version
+    /// read (or appeared where there was none), which were left alone.
+    public func apply(_ writes: [SyncPlan.NocoDBWrite], source: Side, on connection: PostgresConnection) throws(PostgresError) -> Set<String> {
+        guard !writes.isEmpty else { return [] }
+        var upserts: [(key: String, fields: [String: String?], at: Int64, rowVersion: String?)] = []
+        var deletes: [(key: String, at: Int64, rowVersion: String?)] = []
+        for write in writes {
+            switch write.action {
+            case .upsert(let fields, let at): upserts.append((write.key, fields, at, write.expectedRowVersion))
+            case .delete(let at): deletes.append((write.key, at, write.expectedRowVersion))
+            }
         }
-        return try codec.state(row: row.values, fallbackAt: fallbackAt)
-    }
-
-    public func upsert(_ records: [(key: String, fields: [String: String?], at: Int64)], source: Side,
-                       on connection: PostgresConnection) throws(PostgresError) {
-        guard !records.isEmpty else { return }
-        var params: [String?] = [PostgresConnection.arrayLiteral(records.map(\.key))]
-        for column in codec.contentColumns {
-            params.append(PostgresConnection.arrayLiteral(records.map { $0.fields[column.name] ?? nil }))
+        var applied = Set<String>()
+        if !upserts.isEmpty {
+            var params: [String?] = [PostgresConnection.arrayLiteral(upserts.map(\.key))]
+            for column in codec.contentColumns {
+                params.append(PostgresConnection.arrayLiteral(upserts.map { $0.fields[column.name] ?? nil }))
+            }
+            params.append(PostgresConnection.arrayLiteral(upserts.map { Timestamps.postgresText(milliseconds: $0.at) }))
+            params.append(PostgresConnection.arrayLiteral(upserts.map { _ in source.rawValue }))
+            params.append(PostgresConnection.arrayLiteral(upserts.map(\.rowVersion)))
+            for row in try connection.query(cached: upsertSQL, params).rows { if let key = row[0] { applied.insert(key) } }
         }
-        params.append(PostgresConnection.arrayLiteral(records.map { Timestamps.postgresText(milliseconds: $0.at) }))
-        params.append(PostgresConnection.arrayLiteral(records.map { _ in source.rawValue }))
-        try connection.query(cached: upsertSQL, params)
-    }
-
-    public func delete(_ records: [(key: String, at: Int64)], source: Side, on connection: PostgresConnection) throws(PostgresError) {
-        guard !records.isEmpty else { return }
-        try connection.query(cached: deleteSQL, [
-            PostgresConnection.arrayLiteral(records.map(\.key)),
-            PostgresConnection.arrayLiteral(records.map { Timestamps.postgresText(milliseconds: $0.at) }),
-            PostgresConnection.arrayLiteral(records.map { _ in source.rawValue }),
-        ])
+        if !deletes.isEmpty {
+            let result = try connection.query(cached: deleteSQL, [
+                PostgresConnection.arrayLiteral(deletes.map(\.key)),
+                PostgresConnection.arrayLiteral(deletes.map { Timestamps.postgresText(milliseconds: $0.at) }),
+                PostgresConnection.arrayLiteral(deletes.map { _ in source.rawValue }),
+                PostgresConnection.arrayLiteral(deletes.map(\.rowVersion)),
+            ])
+            for row in result.rows { if let key = row[0] { applied.insert(key) } }
+        }
+        return Set(writes.map(\.key)).subtracting(applied)
     }
 }

@@ -90,24 +90,24 @@ public final class ToNocoDBPipeline: Sendable {
             try recovery.runIfDue(synchronizers: allSynchronizers, connection: connection)
             let items = queue.take(limit: configuration.batchSize, timeoutMilliseconds: configuration.idleSweepMilliseconds, stop: stop)
             guard !items.isEmpty else { continue }
-            var events: [Document] = []
+            var changes: [MongoChange] = []
             var lastToken: [UInt8]?
             for item in items {
                 switch item {
-                case .event(let box, let token):
-                    events.append(box.document)
-                    if let token { lastToken = token }
+                case .change(let change):
+                    changes.append(change)
+                    if let token = change.token { lastToken = token }
                 case .idle(let token):
                     lastToken = token
                 case .failed(let error):
                     if token != nil, ResumeFailure.isHistoryLost(code: error.code) {
                         throw HistoryLost(code: error.code, message: error.message)
                     }
-                    try process(events, token: lastToken, synchronizers: synchronizers, connection: connection)
+                    try process(changes, token: lastToken, synchronizers: synchronizers, connection: connection)
                     throw error
                 }
             }
-            try process(events, token: lastToken, synchronizers: synchronizers, connection: connection)
+            try process(changes, token: lastToken, synchronizers: synchronizers, connection: connection)
         }
     }
 
@@ -122,197 +122,149 @@ public final class ToNocoDBPipeline: Sendable {
         }
     }
 
-    /// One batch: every event's record resolved and written, then the position, in one
-    /// transaction. When PostgreSQL refuses a value the mapper let through, the batch is
-    /// applied again one event at a time so only the bad record goes to dead letters.
-    func process(_ events: [Document], token: [UInt8]?, synchronizers: [String: RecordSynchronizer],
+    /// One batch: each collection's records resolved and written in a transaction of their
+    /// own (so no NocoDB row stays locked while another collection's MongoDB calls run), then
+    /// the position. A crash in between re-delivers events whose records are already decided,
+    /// which then change nothing. When PostgreSQL refuses a value the mapper let through, the
+    /// collection's events are applied again one at a time so only the bad record goes to
+    /// dead letters.
+    func process(_ changes: [MongoChange], token: [UInt8]?, synchronizers: [String: RecordSynchronizer],
                  connection: PostgresConnection) throws {
+        guard !changes.isEmpty || token != nil else { return }
+        let started = wallClockMilliseconds()
+        var byCollection: [String: [MongoChange]] = [:]
+        var order: [String] = []
+        for change in changes where change.isDocumentChange {
+            guard let collection = change.collection, synchronizers[collection] != nil else { continue }
+            if byCollection[collection] == nil { order.append(collection) }
+            byCollection[collection, default: []].append(change)
+        }
+        var totals = RecordSynchronizer.Outcome()
+        for collection in order {
+            guard let sync = synchronizers[collection], let batch = byCollection[collection] else { continue }
+            let collectionStarted = monotonicNanoseconds()
+            let outcome = try applyIsolatingBadRecords(batch, synchronizer: sync, connection: connection)
+            totals += outcome
+            statistics.record(.init(table: sync.writer.shape.mapping.qualifiedName, changes: batch.count,
+                                    writes: outcome.mongoWrites + outcome.nocodbWrites,
+                                    rejected: outcome.rejections.count, conflictsByRule: outcome.conflictsByRule,
+                                    lagMilliseconds: batch.first?.time.map { started - $0 },
+                                    applyNanoseconds: monotonicNanoseconds() - collectionStarted))
+        }
+        if let token { try connection.bridgeTransaction { try PositionStore.save(streamName, position: token, on: connection) } }
+        if !changes.isEmpty {
+            logger.info("batch applied", metadata: [
+                "direction": "to-nocodb", "events": "\(changes.count)", "nocodb_writes": "\(totals.nocodbWrites)",
+                "mongo_writes": "\(totals.mongoWrites)", "conflicts": "\(totals.conflicts)",
+                "dead_letters": "\(totals.rejections.count)", "echoes": "\(totals.echoes)",
+                "lag_ms": "\(changes.first?.time.map { started - $0 } ?? 0)", "stages_ms": "\(totals.timings.summary)",
+            ])
+        }
+    }
+
+    private func applyIsolatingBadRecords(_ changes: [MongoChange], synchronizer: RecordSynchronizer,
+                                          connection: PostgresConnection) throws -> RecordSynchronizer.Outcome {
         do {
-            try processTogether(events, token: token, synchronizers: synchronizers, connection: connection)
+            return try connection.bridgeTransaction { try apply(changes, synchronizer: synchronizer, connection: connection) }
         } catch let error as PostgresError where error.isDataError {
-            guard events.count > 1 else {
-                try deadLetter(events.first, error: error, token: token, synchronizers: synchronizers, connection: connection)
-                return
+            guard changes.count > 1 else {
+                try deadLetter(changes[0], error: error, synchronizer: synchronizer, connection: connection)
+                return RecordSynchronizer.Outcome()
             }
             logger.warning("PostgreSQL refused a value in the batch; applying its events one by one", metadata: [
-                "direction": "to-nocodb", "events": "\(events.count)", "error": "\(error)",
+                "direction": "to-nocodb", "table": "\(synchronizer.writer.shape.mapping.qualifiedName)",
+                "events": "\(changes.count)", "error": "\(error)",
             ])
-            for event in events {
-                try process([event], token: nil, synchronizers: synchronizers, connection: connection)
+            var outcome = RecordSynchronizer.Outcome()
+            for change in changes {
+                outcome += try applyIsolatingBadRecords([change], synchronizer: synchronizer, connection: connection)
             }
-            if let token { try PositionStore.save(streamName, position: token, on: connection) }
+            return outcome
         }
     }
 
     /// Records an event PostgreSQL refused, with its key and the server's reason, and moves on.
-    private func deadLetter(_ event: Document?, error: PostgresError, token: [UInt8]?,
-                            synchronizers: [String: RecordSynchronizer], connection: PostgresConnection) throws {
-        var source = "-", key = "-"
-        if let event, case .document(let ns)? = event["ns"], case .string(let coll)? = ns["coll"] {
-            source = synchronizers[coll]?.writer.shape.mapping.qualifiedName ?? coll
-            key = Self.key(of: event) ?? {
-                if case .document(let dk)? = event["documentKey"], let id = dk["_id"] { return "_id " + JSON.serialize(id) }
-                return "-"
-            }()
-        }
+    private func deadLetter(_ change: MongoChange, error: PostgresError, synchronizer: RecordSynchronizer,
+                            connection: PostgresConnection) throws {
+        let table = synchronizer.writer.shape.mapping.qualifiedName
+        let key = change.key ?? change.documentID.map { "_id " + JSON.serialize($0) } ?? "-"
         let reason = "PostgreSQL refused the record: \(error)"
         logger.error("change sent to dead letters", metadata: [
-            "direction": "to-nocodb", "table": "\(source)", "key": "\(key)", "error": "\(reason)",
+            "direction": "to-nocodb", "table": "\(table)", "key": "\(key)", "error": "\(reason)",
         ])
         try connection.bridgeTransaction {
-            try DeadLetterLog.record(direction: "to-nocodb", source: source, [(key, nil, reason, nil)], on: connection)
-            if let token { try PositionStore.save(streamName, position: token, on: connection) }
+            try DeadLetterStore.record(.toNocoDB, source: table, [Rejection(key: key, field: nil, reason: reason,
+                                                                              payload: change.document.map { JSON.serialize(.document($0)) })],
+                                       on: connection)
         }
     }
 
-    private func processTogether(_ events: [Document], token: [UInt8]?, synchronizers: [String: RecordSynchronizer],
-                                 connection: PostgresConnection) throws {
-        guard !events.isEmpty || token != nil else { return }
-        let started = wallClockMilliseconds()
-        var byCollection: [String: [Document]] = [:]
-        var order: [String] = []
-        for event in events {
-            guard case .document(let ns)? = event["ns"], case .string(let coll)? = ns["coll"] else { continue }
-            if byCollection[coll] == nil { order.append(coll) }
-            byCollection[coll, default: []].append(event)
-        }
-        var totals = RecordSynchronizer.Outcome()
-        try connection.bridgeTransaction {
-            for coll in order {
-                guard let sync = synchronizers[coll], let batch = byCollection[coll] else { continue }
-                let collectionStarted = monotonicNanoseconds()
-                let outcome = try processCollection(batch, synchronizer: sync, connection: connection)
-                totals.mongoWrites += outcome.mongoWrites
-                totals.nocodbWrites += outcome.nocodbWrites
-                totals.conflicts += outcome.conflicts
-                totals.rejections += outcome.rejections
-                statistics.record(.init(table: sync.writer.shape.mapping.qualifiedName, changes: batch.count,
-                                        writes: outcome.mongoWrites + outcome.nocodbWrites,
-                                        rejected: outcome.rejections.count, conflictsByRule: outcome.conflictsByRule,
-                                        lagMilliseconds: Self.eventTime(batch.first!).map { started - $0 },
-                                        applyNanoseconds: monotonicNanoseconds() - collectionStarted))
-            }
-            if let token { try PositionStore.save(streamName, position: token, on: connection) }
-        }
-        if !events.isEmpty {
-            logger.info("batch applied", metadata: [
-                "direction": "to-nocodb", "events": "\(events.count)", "nocodb_writes": "\(totals.nocodbWrites)",
-                "mongo_writes": "\(totals.mongoWrites)", "conflicts": "\(totals.conflicts)",
-                "dead_letters": "\(totals.rejections.count)",
-                "lag_ms": "\(Self.eventTime(events[0]).map { started - $0 } ?? 0)",
-            ])
-        }
-    }
-
-    private func processCollection(_ events: [Document], synchronizer: RecordSynchronizer,
-                                   connection: PostgresConnection) throws -> RecordSynchronizer.Outcome {
-        let collection = synchronizer.collection
-        // Deletes carry only _id: find their keys (pre-image, else the key map).
-        var unknownIDs: [Value] = []
-        for event in events where Self.key(of: event) == nil {
-            if case .document(let dk)? = event["documentKey"], let id = dk["_id"] { unknownIDs.append(id) }
-        }
-        // An update may have changed externalId itself: compare with the key known for its _id.
-        for event in events where Self.isUpdate(event) && Self.key(of: event) != nil {
-            if case .document(let dk)? = event["documentKey"], let id = dk["_id"] { unknownIDs.append(id) }
-        }
-        let mapped = try synchronizer.store.keys(forMongoIDs: unknownIDs, on: connection)
-        var keyChanges: [(key: String, field: String?, reason: String, payload: String?)] = []
+    /// The records one collection's events name, decided inside the caller's transaction.
+    private func apply(_ changes: [MongoChange], synchronizer: RecordSynchronizer,
+                       connection: PostgresConnection) throws -> RecordSynchronizer.Outcome {
+        // Deletes carry only _id: find their keys (pre-image, else the key map). An update may
+        // have changed externalId itself: compare with the key known for its _id.
+        let unknownIDs = changes.compactMap { change in change.key == nil || change.isUpdate ? change.documentID : nil }
+        let mapped = try synchronizer.keyMap.keys(forMongoIDs: unknownIDs, on: connection)
+        var keyChanges: [Rejection] = []
         var hints: [String: RecordSynchronizer.Hint] = [:]
         var order: [String] = []
         var writeBacks: [BulkWrite] = []
-        var latestDocument: [String: Document] = [:]
         // Keys met earlier in this batch: a document inserted and deleted within one batch has
         // no key-map entry yet when its delete is read.
         var batchKeys: [Value: String] = [:]
-        for event in events {
-            let at = Self.eventTime(event) ?? wallClockMilliseconds()
-            var key = Self.key(of: event)
-            var documentWithoutKey: Document?
-            let id: Value? = if case .document(let dk)? = event["documentKey"] { dk["_id"] } else { nil }
+        for change in changes {
+            let at = change.time ?? wallClockMilliseconds()
+            var key = change.key
+            let id = change.documentID
             if key == nil, let id { key = batchKeys[id] ?? mapped[id] }
-            if key == nil, case .document(var full)? = event["fullDocument"], let id {
-                // Inserted without externalId: derive one from _id and write it back once.
+            var eventDocument = change.document
+            if key == nil, change.document != nil, let id {
+                // Inserted without externalId: derive one from _id and write it back first,
+                // so the decision reads the document by key like any other.
                 let derived = RecordCodec.derivedKey(from: id)
                 key = derived
-                full[RowMapper.keyField] = .string(derived)
-                documentWithoutKey = full
+                eventDocument = nil
                 writeBacks.append(.updateOne(filter: ["_id": id, RowMapper.keyField: .document(["$exists": .bool(false)])],
                                              update: ["$set": .document([RowMapper.keyField: .string(derived)])], upsert: false))
             }
             guard let key else {
                 logger.warning("change event for a document the bridge never saw; nothing to apply", metadata: [
-                    "collection": "\(collection)", "operation": "\(event["operationType"].map { JSON.serialize($0) } ?? "-")",
+                    "collection": "\(synchronizer.collection)", "operation": "\(change.operation.rawValue)",
                 ])
                 continue
             }
-            if let id, Self.isUpdate(event), let known = batchKeys[id] ?? mapped[id], known != key {
-                keyChanges.append((known, RowMapper.keyField, """
+            if let id, change.isUpdate, let known = batchKeys[id] ?? mapped[id], known != key {
+                keyChanges.append(Rejection(key: known, field: RowMapper.keyField, reason: """
                     externalId changed from "\(known)" to "\(key)" on an existing document; NocoDB keeps the \
                     record under "\(known)": set it back in MongoDB, or delete the document and insert it anew
-                    """, nil))
+                    """))
                 continue
             }
             if let id { batchKeys[id] = key }
-            if case .document(let full)? = event["fullDocument"] { latestDocument[key] = full } else { latestDocument[key] = nil }
             if var existing = hints[key] {
                 existing.changedAt = max(existing.changedAt, at)
-                if documentWithoutKey != nil { existing.documentWithoutKey = documentWithoutKey }
+                existing.eventDocument = eventDocument
                 hints[key] = existing
             } else {
                 order.append(key)
-                hints[key] = RecordSynchronizer.Hint(key: key, changedAt: at, documentWithoutKey: documentWithoutKey)
+                hints[key] = RecordSynchronizer.Hint(key: key, changedAt: at, eventDocument: eventDocument)
             }
         }
-        // Echoes of the bridge's own writes are the common case: drop events whose document
-        // already equals the agreed state before taking locks or reading MongoDB. (A stale
-        // agreed state only sends an event down the full, locked path.)
-        let candidates = order.filter { hints[$0]?.documentWithoutKey == nil && latestDocument[$0] != nil }
-        let agreed = try synchronizer.store.agreedStates(candidates, on: connection)
-        var echoes = 0
-        for key in candidates {
-            guard let doc = latestDocument[key], let known = agreed[key],
-                  let state = try? synchronizer.writer.codec.state(document: doc, fallbackAt: 0),
-                  state.sameContent(as: known) else { continue }
-            hints[key] = nil
-            echoes += 1
-        }
-        var outcome = try synchronizer.synchronize(changed: .mongo, hints: order.compactMap { hints[$0] },
-                                                   extraMongoWrites: writeBacks, connection: connection, mongo: mongo)
-        outcome.echoes = echoes
+        var outcome = try synchronizer.synchronize(mode: .change(.mongo), hints: order.compactMap { hints[$0] },
+                                                   writeBacks: writeBacks, connection: connection, mongo: mongo)
         outcome.rejections += keyChanges
         if !outcome.rejections.isEmpty {
-            let name = configuration.mongoDatabase + "." + collection
+            let table = synchronizer.writer.shape.mapping.qualifiedName
             for r in outcome.rejections {
                 logger.error("change sent to dead letters", metadata: [
-                    "collection": "\(name)", "table": "\(synchronizer.writer.shape.mapping.qualifiedName)",
-                    "key": "\(r.key)", "field": "\(r.field ?? "-")", "error": "\(r.reason)",
+                    "collection": "\(configuration.mongoDatabase).\(synchronizer.collection)", "table": "\(table)",
+                    "key": "\(r.key ?? "-")", "field": "\(r.field ?? "-")", "error": "\(r.reason)",
                 ])
             }
-            try DeadLetterLog.record(direction: "to-nocodb", source: name, outcome.rejections, on: connection)
+            try DeadLetterStore.record(.toNocoDB, source: table, outcome.rejections, on: connection)
         }
         return outcome
-    }
-
-    static func isUpdate(_ event: Document) -> Bool {
-        event["operationType"] == .string("update") || event["operationType"] == .string("replace")
-    }
-
-    /// `externalId` from the event's document or pre-image.
-    static func key(of event: Document) -> String? {
-        for field in ["fullDocument", "fullDocumentBeforeChange"] {
-            if case .document(let doc)? = event[field], case .string(let key)? = doc[RowMapper.keyField], !key.isEmpty {
-                return key
-            }
-        }
-        return nil
-    }
-
-    /// The event's wall time (MongoDB 6+), else its cluster time's seconds.
-    static func eventTime(_ event: Document) -> Int64? {
-        if case .date(let ms)? = event["wallTime"] { return ms }
-        if case .timestamp(let seconds, _)? = event["clusterTime"] { return Int64(seconds) * 1000 }
-        return nil
     }
 }
 
@@ -331,7 +283,7 @@ final class StreamReader: @unchecked Sendable {
         while !stop.isStopped && !outer.isStopped {
             do {
                 if let event = try stream.next() {
-                    queue.push(.event(EventBox(document: event), token: stream.resumeToken), stop: stop)
+                    queue.push(.change(MongoChange(event: event, token: stream.resumeToken)), stop: stop)
                 } else if let token = stream.resumeToken, token != lastIdleToken {
                     lastIdleToken = token
                     queue.push(.idle(token: token), stop: stop)

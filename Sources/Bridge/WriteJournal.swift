@@ -1,28 +1,30 @@
-import Foundation
 import Postgres
+import Synchronization
 import SyncCore
 
 /// Closes the gap between a MongoDB write and the PostgreSQL commit that records it: a
 /// bridge killed in between leaves MongoDB changed and the agreed state stale, and a record
 /// NocoDB deletes meanwhile would look new on the MongoDB side and come back. Before each
-/// bulk write the states about to be written are committed here, on a connection of their
-/// own; the transaction recording the agreed state deletes them. What a dead writer leaves
-/// is settled by `IntentRecovery` before anything is decided about those records.
+/// bulk write the states about to be written are committed to `nocobridge.write_intents`, on
+/// a connection of their own; the transaction recording the agreed state deletes them. What a
+/// dead writer leaves is settled by `IntentRecovery` before anything is decided about those
+/// records.
 ///
 /// The intents are committed with `synchronous_commit = off`: a bridge crash cannot lose
 /// them (PostgreSQL has them), only a crash of PostgreSQL itself within `wal_writer_delay`,
 /// which also loses the transaction they guard.
-public final class WriteJournal: @unchecked Sendable {
-    // @unchecked: the connection and counter are only touched under `lock`.
+public final class WriteJournal: Sendable {
     private let url: String
-    private let lock = NSLock()
-    private var connection: PostgresConnection?
-    private var nextBatch: Int64 = 1
-    /// This writer's name in `write_intents.owner`: the process instance and a random part,
-    /// so a reconnect (whose old session lock is gone) starts a new owner.
-    private var currentOwner: String
-
     private let instanceID: String
+    private let state: Mutex<State>
+
+    private struct State: ~Copyable {
+        var connection: PostgresConnection?
+        var nextBatch: Int64 = 1
+        /// This writer's name in `write_intents.owner`: the process instance and a random
+        /// part, so a reconnect (whose old session lock is gone) starts a new owner.
+        var owner: String
+    }
 
     /// One bulk write's intents.
     public struct Batch: Sendable, Equatable {
@@ -33,10 +35,10 @@ public final class WriteJournal: @unchecked Sendable {
     public init(url: String, instanceID: String) {
         self.url = url
         self.instanceID = instanceID
-        currentOwner = Self.newOwner(instanceID)
+        state = Mutex(State(owner: Self.newOwner(instanceID)))
     }
 
-    /// A process instance: also the MongoDB `appName` suffix, so a successor can see this
+    /// A process instance: also part of its MongoDB identity, so a successor can see this
     /// process's operations still running in the server after it died.
     public static func newInstanceID() -> String {
         String(UInt64.random(in: 0...UInt64.max), radix: 36)
@@ -51,40 +53,33 @@ public final class WriteJournal: @unchecked Sendable {
         owner.split(separator: "/").first ?? Substring(owner)
     }
 
-    /// The advisory lock key an owner holds while alive, as SQL over the expression `owner`.
-    static func ownerLockKey(_ owner: String) -> String { "hashtextextended('nocobridge.writer:' || \(owner), 0)" }
-
     /// Commits `intents` (key → state about to be written to `collection`) before the write.
     func record(_ intents: [(key: String, state: RecordState)], collection: String) throws -> Batch {
-        try lock.withLock {
+        try state.withLock { state throws -> Batch in
             do {
-                let c = try connectedLocked()
-                let batch = Batch(owner: currentOwner, id: nextBatch)
-                nextBatch += 1
-                try c.query(cached: """
-                    INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
-                    SELECT $1, $2::bigint, $3, k, f::jsonb, a::bigint, d::boolean
-                    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(k, f, a, d)
-                    """, [batch.owner, String(batch.id), collection] + SyncStateStore.columns(intents))
+                let connection = try connected(&state)
+                let batch = Batch(owner: state.owner, id: state.nextBatch)
+                state.nextBatch += 1
+                try IntentStore.record(intents, batch: batch, collection: collection, on: connection)
                 return batch
             } catch {
                 // A new session has no lock on the old owner: its intents become a dead
                 // writer's, settled by recovery, and this writer goes on under a new name.
-                connection = nil
-                currentOwner = Self.newOwner(instanceID)
+                state.connection = nil
+                state.owner = Self.newOwner(instanceID)
                 throw error
             }
         }
     }
 
-    private func connectedLocked() throws -> PostgresConnection {
-        if let connection, connection.isConnected { return connection }
-        connection = nil
-        currentOwner = Self.newOwner(instanceID)
-        let c = try PostgresConnection(url: url, applicationName: "nocobridge-journal")
-        try c.query("SET synchronous_commit = off")
-        try c.query("SELECT pg_advisory_lock(\(Self.ownerLockKey("$1")))", [currentOwner])
-        connection = c
-        return c
+    private func connected(_ state: inout State) throws -> PostgresConnection {
+        if let connection = state.connection, connection.isConnected { return connection }
+        state.connection = nil
+        state.owner = Self.newOwner(instanceID)
+        let connection = try PostgresConnection(url: url, applicationName: "nocobridge-journal")
+        try connection.query("SET synchronous_commit = off")
+        try IntentStore.holdOwner(state.owner, on: connection)
+        state.connection = connection
+        return connection
     }
 }

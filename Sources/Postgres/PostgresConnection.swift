@@ -16,6 +16,24 @@ public struct PostgresRows: Sendable {
         guard let c = columns.firstIndex(of: column) else { return nil }
         return rows[row][c]
     }
+
+    /// One row whose values are found by column name, so a query and its reader agree on
+    /// names rather than on offsets.
+    public struct Row: Sendable {
+        public let values: [String?]
+        let index: [String: Int]
+
+        public subscript(_ column: String) -> String? {
+            guard let i = index[column] else { return nil }
+            return values[i]
+        }
+    }
+
+    /// The rows with their values by column name.
+    public var named: [Row] {
+        let index = Dictionary(columns.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        return rows.map { Row(values: $0, index: index) }
+    }
 }
 
 public struct PostgresNotification: Sendable, Equatable {

@@ -26,35 +26,25 @@ public struct CapturedChange: Sendable, Equatable {
     }
 }
 
-/// A write to a MongoDB collection, keyed by `externalId`.
-public enum MongoWrite: Sendable, Equatable {
-    /// `updateOne({externalId}, {$set}, upsert)`: fields that exist only in MongoDB survive.
-    case upsert(key: String, set: Document)
-    /// `replaceOne({externalId}, doc, upsert)`: the record was deleted and re-created in the
-    /// same batch, so nothing of the old document may linger.
-    case replace(key: String, document: Document)
-    case delete(key: String)
-
-    public var key: String {
-        switch self {
-        case .upsert(let key, _), .replace(let key, _), .delete(let key): key
-        }
-    }
-}
-
-/// A change that cannot cross, with what an operator needs to find it.
+/// Something that cannot cross, with what an operator needs to find it: the key and field,
+/// the reason, and the row or document when the capture source does not keep it.
 public struct Rejection: Sendable, Equatable {
-    public let changeID: Int64
-    public let key: String?
-    public let field: String?
-    public let reason: String
-    public let operation: CapturedChange.Operation
+    /// The captured change it came from (changelog id), when there is one.
+    public var changeID: Int64?
+    public var key: String?
+    public var field: String?
+    public var reason: String
+    public var operation: CapturedChange.Operation?
+    /// The row or document as JSON text, when the dead letter should carry it.
+    public var payload: String?
 
-    public init(changeID: Int64, key: String?, field: String?, reason: String, operation: CapturedChange.Operation) {
+    public init(changeID: Int64? = nil, key: String?, field: String?, reason: String,
+                operation: CapturedChange.Operation? = nil, payload: String? = nil) {
         self.changeID = changeID
         self.key = key
         self.field = field
         self.reason = reason
         self.operation = operation
+        self.payload = payload
     }
 }

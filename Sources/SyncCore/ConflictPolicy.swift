@@ -103,10 +103,29 @@ public struct Resolution: Sendable, Equatable {
     public var conflict: Conflict?
 
     public struct Conflict: Sendable, Equatable {
-        /// `nocodb`, `mongo` or `merged`.
-        public var winner: String
-        /// The rule that decided: the policy name, or `tombstone` for a refused resurrection.
-        public var rule: String
+        public var winner: Winner
+        public var rule: DecidingRule
+    }
+
+    /// Whose version both sides end with.
+    public enum Winner: String, Sendable, Equatable {
+        case nocodb
+        case mongo
+        /// `field_merge` took fields from both.
+        case merged
+
+        init(_ side: Side) { self = side == .nocodb ? .nocodb : .mongo }
+    }
+
+    /// The rule that decided a conflict: the policy's, or `tombstone` for a refused
+    /// resurrection. Its raw value is what the conflict log and metrics show.
+    public enum DecidingRule: String, Sendable, Equatable, CaseIterable {
+        case sourcePriority = "source_priority"
+        case lastWriteWins = "last_write_wins"
+        case fieldMerge = "field_merge"
+        case tombstone
+
+        init(_ rule: ConflictPolicy.Rule) { self = DecidingRule(rawValue: rule.rawValue)! }
     }
 
     public static let nothing = Resolution()
@@ -135,7 +154,7 @@ public enum ConflictResolver {
             if case .absent(let deletedAt?) = base, case .present(_, let at) = mine, at <= deletedAt {
                 var r = Resolution()
                 r.set(changed, .absent(at: deletedAt))
-                r.conflict = .init(winner: changed.other.rawValue, rule: "tombstone")
+                r.conflict = .init(winner: .init(changed.other), rule: .tombstone)
                 return r
             }
             var r = Resolution()
@@ -153,22 +172,22 @@ public enum ConflictResolver {
         let a = (side: changed, at: mine.at ?? 0)
         let b = (side: changed.other, at: theirs.at ?? 0)
         let result: RecordState
-        let winner: String
+        let winner: Resolution.Winner
         switch policy.rule {
         case .sourcePriority:
             let side = policy.bySourcePriority(a, b)
             result = side == changed ? mine : theirs
-            winner = side.rawValue
+            winner = .init(side)
         case .lastWriteWins:
             let side = policy.byLastWrite(a, b)
             result = side == changed ? mine : theirs
-            winner = side.rawValue
+            winner = .init(side)
         case .fieldMerge:
             guard case .present(let mineFields, let mineAt) = mine, case .present(let theirFields, let theirAt) = theirs else {
                 // Update against delete: whole-record rule.
                 let side = policy.bySourcePriority(a, b)
                 result = side == changed ? mine : theirs
-                winner = side.rawValue
+                winner = .init(side)
                 break
             }
             let baseFields = base.fields ?? [:]
@@ -192,13 +211,13 @@ public enum ConflictResolver {
                 merged[key] = .some(value)
             }
             result = .present(fields: merged, at: max(mineAt, theirAt))
-            winner = fromMine && fromTheirs ? "merged" : (fromMine ? changed.rawValue : changed.other.rawValue)
+            winner = fromMine && fromTheirs ? .merged : .init(fromMine ? changed : changed.other)
         }
         var r = Resolution()
         if !nocodb.sameContent(as: result) { r.writeNocoDB = result }
         if !mongo.sameContent(as: result) { r.writeMongo = result }
         r.agreed = result
-        r.conflict = .init(winner: winner, rule: policy.rule.rawValue)
+        r.conflict = .init(winner: winner, rule: .init(policy.rule))
         return r
     }
 }

@@ -138,7 +138,7 @@ struct BridgeRuns {
         let n = settings.resyncRows
         let waiters = "\"\(Self.schema)\".\"waiter_ops\""
         try pg.execute(script: """
-            BEGIN; SET LOCAL nocobridge.origin = 'bridge';
+            \(BridgeOrigin.begin);
             INSERT INTO \(waiters) ("externalId", table_no, action, version) SELECT 'rs-' || lpad(g::text, 7, '0'), g, 'seat', 1 FROM generate_series(1, \(n)) g;
             COMMIT;
             """)

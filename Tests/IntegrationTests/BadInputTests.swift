@@ -44,7 +44,7 @@ import Testing
         let dead = Dictionary(try f.deadLetters().rows.map { ($0[1] ?? "", $0) }, uniquingKeysWith: { a, _ in a })
         for c in Self.corpus {
             let row = dead[c.key]
-            #expect(row?[0] == "\(f.configuration.mongoDatabase).type_zoo", "\(c.key)")
+            #expect(row?[0] == "\(f.schema).type_zoo", "\(c.key)")
             #expect(row?[2] == c.field, "\(c.key)")
             #expect(row?[3]?.contains(c.reason) == true, "\(c.key): \(row?[3] ?? "no dead letter")")
             #expect(try rows(c.key) == 0, "\(c.key) must not reach NocoDB")

@@ -20,7 +20,7 @@ import Testing
         try eventually("bad document dead-lettered") { try f.deadLetters().rows.count == 1 }
         bridge.shutdown()
         let entry = try f.deadLetters().rows[0]
-        #expect(entry[0] == "\(f.mongoDatabase).waiter_ops" && entry[1] == "bad-1" && entry[2] == "table_no")
+        #expect(entry[0] == "\(f.schema).waiter_ops" && entry[1] == "bad-1" && entry[2] == "table_no")
         #expect(entry[3]?.contains("expected an integer, got string") == true, "\(entry[3] ?? "")")
 
         let list = try runCLI(["dlq", "list"], environment: f.environment)

@@ -17,7 +17,7 @@ import Testing
         let journal = WriteJournal(url: f.ownerConfiguration.postgresURL, instanceID: "dead" + randomSuffix(6))
         let sync = RecordSynchronizer(shape: shape, policy: ConflictPolicy(), journal: journal)
         try connection.query("BEGIN")
-        _ = try sync.synchronize(changed: .nocodb, hints: [.init(key: key, changedAt: Int64(Date().timeIntervalSince1970 * 1000))],
+        _ = try sync.synchronize(mode: .change(.nocodb), hints: [.init(key: key, changedAt: Int64(Date().timeIntervalSince1970 * 1000))],
                                  connection: connection, mongo: f.mongo)
         try connection.query("ROLLBACK")
     }

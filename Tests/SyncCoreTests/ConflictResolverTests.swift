@@ -48,14 +48,14 @@ import Testing
                                 }
                                 #expect(n2.sameContent(as: m2), "diverged: \(changed) \(String(describing: agreed)) \(mine) \(theirs) \(policy)")
                                 if let a = r.agreed { #expect(a.sameContent(as: n2)) }
-                                if r.conflict?.rule == "tombstone" {
+                                if r.conflict?.rule == .tombstone {
                                     #expect(!n2.isPresent && r.agreed == nil)
                                 }
                                 // Writes only where content differs.
                                 if let w = r.writeNocoDB { #expect(!w.sameContent(as: nocodb)) }
                                 if let w = r.writeMongo { #expect(!w.sameContent(as: mongo)) }
                                 // No conflict reported unless both changed (or a tombstone refusal).
-                                if theirs.sameContent(as: base), r.conflict?.rule != "tombstone" {
+                                if theirs.sameContent(as: base), r.conflict?.rule != .tombstone {
                                     #expect(r.conflict == nil && m2.sameContent(as: mine))
                                 }
                             }
@@ -128,8 +128,8 @@ import Testing
         let policy = ConflictPolicy(rule: c.rule, nocodbPriority: c.priorities.0, mongoPriority: c.priorities.1)
         let r = ConflictResolver.resolve(changed: c.changed, nocodb: c.nocodb, mongo: c.mongo, agreed: Self.agreed, policy: policy)
         #expect(r.agreed?.sameContent(as: c.expected) == true, "\(String(describing: r.agreed))")
-        #expect(r.conflict?.winner == c.winner)
-        #expect(r.conflict?.rule == c.rule.rawValue)
+        #expect(r.conflict?.winner.rawValue == c.winner)
+        #expect(r.conflict?.rule.rawValue == c.rule.rawValue)
         let (n, m) = Self.apply(r, nocodb: c.nocodb, mongo: c.mongo)
         #expect(n.sameContent(as: c.expected) && m.sameContent(as: c.expected))
     }
@@ -150,7 +150,7 @@ import Testing
         let tomb = RecordState.absent(at: 200)
         let stale = ConflictResolver.resolve(changed: .mongo, nocodb: tomb, mongo: Self.present(["qty": "2"], at: 150),
                                              agreed: tomb, policy: .init())
-        #expect(stale.writeMongo == .absent(at: 200) && stale.writeNocoDB == nil && stale.conflict?.rule == "tombstone")
+        #expect(stale.writeMongo == .absent(at: 200) && stale.writeNocoDB == nil && stale.conflict?.rule == .tombstone)
         let fresh = ConflictResolver.resolve(changed: .nocodb, nocodb: Self.present(["qty": "2"], at: 250), mongo: tomb,
                                              agreed: tomb, policy: .init())
         #expect(fresh.writeMongo?.isPresent == true && fresh.conflict == nil)

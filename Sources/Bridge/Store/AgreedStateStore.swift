@@ -1,0 +1,102 @@
+import Postgres
+import SyncCore
+
+/// `nocobridge.agreed_state`: per record, the last state both sides held, or a tombstone.
+/// Every call runs inside the caller's transaction, so state and data commit together.
+public struct AgreedStateStore: Sendable {
+    public let collection: String
+
+    public init(collection: String) {
+        self.collection = collection
+    }
+
+    /// Serialises decisions per record across both pipelines (and a resync, recovery, a
+    /// dead-letter retry): whoever holds a key's lock sees the other's committed agreed state.
+    /// Keys are locked in hash order so two batches never deadlock.
+    public func lock(_ keys: [String], on connection: PostgresConnection) throws(PostgresError) {
+        guard !keys.isEmpty else { return }
+        try connection.query(cached: """
+            SELECT pg_advisory_xact_lock(h) FROM (
+                SELECT DISTINCT hashtextextended($1 || '/' || k, 0) AS h FROM unnest($2::text[]) k ORDER BY 1
+            ) s
+            """, [collection, PostgresConnection.arrayLiteral(keys)])
+    }
+
+    public func states(_ keys: [String], on connection: PostgresConnection) throws -> [String: RecordState] {
+        guard !keys.isEmpty else { return [:] }
+        return try RecordStateColumns.decode(connection.query(cached: """
+            SELECT external_id, fields::text AS fields, at_ms, deleted FROM nocobridge.agreed_state
+            WHERE collection = $1 AND external_id = ANY($2::text[])
+            """, [collection, PostgresConnection.arrayLiteral(keys)]))
+    }
+
+    /// Records agreed states and drops the write intents they settle: those of `batch`, and
+    /// any other for the same keys (a state agreed since makes an older intent moot).
+    public func save(_ states: [(key: String, state: RecordState)], settling batch: WriteJournal.Batch? = nil,
+                     on connection: PostgresConnection) throws(PostgresError) {
+        guard !states.isEmpty || batch != nil else { return }
+        try connection.query(cached: """
+            WITH settled AS (
+                DELETE FROM nocobridge.write_intents
+                WHERE (collection = $1 AND external_id = ANY($2::text[])) OR (owner = $6 AND batch_id = $7::bigint)
+            )
+            INSERT INTO nocobridge.agreed_state (collection, external_id, fields, at_ms, deleted)
+            SELECT $1, k, f::jsonb, a::bigint, d::boolean FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, f, a, d)
+            ON CONFLICT (collection, external_id) DO UPDATE
+            SET fields = EXCLUDED.fields, at_ms = EXCLUDED.at_ms, deleted = EXCLUDED.deleted
+            """, [collection] + RecordStateColumns.arrays(states) + [batch?.owner, batch.map { String($0.id) }])
+    }
+}
+
+/// How `agreed_state` and `write_intents` keep a record state: `external_id`, `fields`
+/// (canonical text per content field as a JSON object; NULL for a tombstone), `at_ms`,
+/// `deleted`.
+enum RecordStateColumns {
+    static func decode(_ result: PostgresRows) throws -> [String: RecordState] {
+        var out: [String: RecordState] = [:]
+        for row in result.named {
+            guard let key = row["external_id"] else { continue }
+            let at = row["at_ms"].flatMap { Int64($0) }
+            if row["deleted"] == "t" {
+                out[key] = .absent(at: at)
+            } else if let text = row["fields"], case .document(let doc) = try JSON.parse(text) {
+                var fields: [String: String?] = [:]
+                for (name, value) in doc.fields {
+                    if case .string(let s) = value { fields[name] = .some(s) } else { fields[name] = .some(nil) }
+                }
+                out[key] = .present(fields: fields, at: at ?? 0)
+            }
+        }
+        return out
+    }
+
+    /// The array parameters (keys, fields, at_ms, deleted) that `unnest` turns back into rows.
+    static func arrays(_ states: [(key: String, state: RecordState)]) -> [String] {
+        var keys: [String?] = [], fields: [String?] = [], ats: [String?] = [], deleted: [String?] = []
+        for (key, state) in states {
+            keys.append(key)
+            ats.append(state.at.map { String($0) })
+            switch state {
+            case .absent:
+                fields.append(nil)
+                deleted.append("true")
+            case .present(let f, _):
+                fields.append(json(f))
+                deleted.append("false")
+            }
+        }
+        return [keys, fields, ats, deleted].map(PostgresConnection.arrayLiteral)
+    }
+
+    static func json(_ fields: [String: String?]) -> String {
+        JSON.serialize(.document(Document(fields.keys.sorted().map { ($0, fields[$0]!.map(Value.string) ?? .null) })))
+    }
+
+    /// A state as the conflict log shows it.
+    static func describe(_ state: RecordState) -> String {
+        switch state {
+        case .absent(let at): JSON.serialize(.document(["deleted": .bool(true), "at": at.map { .date($0) } ?? .null]))
+        case .present(let f, let at): JSON.serialize(.document(["fields": (try? JSON.parse(json(f))) ?? .null, "at": .date(at)]))
+        }
+    }
+}

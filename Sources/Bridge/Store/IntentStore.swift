@@ -1,0 +1,61 @@
+import Postgres
+import SyncCore
+
+/// `nocobridge.write_intents`: MongoDB writes committed before they are made, so a writer
+/// that dies between its MongoDB write and the PostgreSQL commit recording it leaves a trace
+/// (see `WriteJournal`, `IntentRecovery`). `owner` names the writer, which holds a session
+/// advisory lock on it while alive.
+enum IntentStore {
+    /// The advisory lock key an owner holds while alive, as SQL over the expression `owner`.
+    static func ownerLockKey(_ owner: String) -> String { "hashtextextended('nocobridge.writer:' || \(owner), 0)" }
+
+    static func record(_ intents: [(key: String, state: RecordState)], batch: WriteJournal.Batch, collection: String,
+                       on connection: PostgresConnection) throws(PostgresError) {
+        try connection.query(cached: """
+            INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
+            SELECT $1, $2::bigint, $3, k, f::jsonb, a::bigint, d::boolean
+            FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(k, f, a, d)
+            """, [batch.owner, String(batch.id), collection] + RecordStateColumns.arrays(intents))
+    }
+
+    /// Takes the owner's liveness lock for this session.
+    static func holdOwner(_ owner: String, on connection: PostgresConnection) throws(PostgresError) {
+        try connection.query("SELECT pg_advisory_lock(\(ownerLockKey("$1")))", [owner])
+    }
+
+    /// Owners nobody holds the lock of: dead writers. Each lock is given back at once (CASE
+    /// fixes the order: unlock only what was locked).
+    static func deadOwners(on connection: PostgresConnection) throws(PostgresError) -> [String] {
+        try connection.query(cached: """
+            SELECT owner FROM (SELECT DISTINCT owner, \(ownerLockKey("owner")) AS k FROM nocobridge.write_intents) o
+            WHERE CASE WHEN pg_try_advisory_lock(k) THEN pg_advisory_unlock(k) ELSE false END
+            """, []).named.compactMap { $0["owner"] }
+    }
+
+    /// Keys with intents of `owners`, per collection.
+    static func keys(ofOwners owners: [String], on connection: PostgresConnection) throws(PostgresError) -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for row in try connection.query("""
+            SELECT DISTINCT collection, external_id FROM nocobridge.write_intents WHERE owner = ANY($1::text[])
+            """, [PostgresConnection.arrayLiteral(owners)]).named {
+            if let collection = row["collection"], let key = row["external_id"] { out[collection, default: []].append(key) }
+        }
+        return out
+    }
+
+    /// The latest intent of `owners` per key.
+    static func latest(collection: String, keys: [String], owners: [String], on connection: PostgresConnection) throws -> [String: RecordState] {
+        try RecordStateColumns.decode(connection.query("""
+            SELECT DISTINCT ON (external_id) external_id, fields::text AS fields, at_ms, deleted FROM nocobridge.write_intents
+            WHERE collection = $1 AND external_id = ANY($2::text[]) AND owner = ANY($3::text[])
+            ORDER BY external_id, id DESC
+            """, [collection, PostgresConnection.arrayLiteral(keys), PostgresConnection.arrayLiteral(owners)]))
+    }
+
+    static func delete(collection: String, keys: [String], owners: [String], on connection: PostgresConnection) throws(PostgresError) {
+        try connection.query("""
+            DELETE FROM nocobridge.write_intents
+            WHERE collection = $1 AND external_id = ANY($2::text[]) AND owner = ANY($3::text[])
+            """, [collection, PostgresConnection.arrayLiteral(keys), PostgresConnection.arrayLiteral(owners)])
+    }
+}
