@@ -35,28 +35,33 @@ public struct GenerationMarker: Sendable {
         return (n, m)
     }
 
-    /// Throws `RestoreDetected` when a side is behind; otherwise advances both.
+    /// Throws `RestoreDetected` when a side is behind; otherwise advances the markers.
     public func checkAndAdvance(connection: PostgresConnection, mongo: MongoClientPool) throws {
         let (n, m) = try read(connection: connection, mongo: mongo)
         if case .restored(let side, let nv, let mv) = RestoreDetection.compare(nocodb: n, mongo: m) {
             throw RestoreDetected(side: side, nocodb: nv, mongo: mv)
         }
-        try advance(from: max(n ?? 0, m ?? 0), connection: connection, mongo: mongo)
+        try advance(RestoreDetection.advance(nocodb: n, mongo: m), connection: connection, mongo: mongo)
     }
 
-    /// Sets both sides to `generation + 1`, PostgreSQL first.
-    public func advance(from generation: Int64, connection: PostgresConnection, mongo: MongoClientPool) throws {
-        let next = generation + 1
-        try MetaStore.set(MetaStore.generation, to: String(next), on: connection)
-        try mongo.withClient { (c: MongoClient) throws(MongoError) in
-            try c.updateOne(filter: ["_id": .string("generation")], update: ["$set": .document(["value": .int64(next)])],
-                            upsert: true, collection: Self.collection)
-        }
-    }
-
-    /// Re-aligns both sides after a resync reconciled them.
+    /// Moves the markers on (after a resync, both sides hold the same records again).
     public func realign(connection: PostgresConnection, mongo: MongoClientPool) throws {
         let (n, m) = try read(connection: connection, mongo: mongo)
-        try advance(from: max(n ?? 0, m ?? 0), connection: connection, mongo: mongo)
+        try advance(RestoreDetection.advance(nocodb: n, mongo: m), connection: connection, mongo: mongo)
+    }
+
+    private func advance(_ step: RestoreDetection.Advance, connection: PostgresConnection, mongo: MongoClientPool) throws {
+        let generation: Int64
+        switch step {
+        case .mongoCatchesUp(let g):
+            generation = g
+        case .both(let g):
+            generation = g
+            try MetaStore.set(MetaStore.generation, to: String(g), on: connection)
+        }
+        try mongo.withClient { (c: MongoClient) throws(MongoError) in
+            try c.updateOne(filter: ["_id": .string("generation")], update: ["$set": .document(["value": .int64(generation)])],
+                            upsert: true, collection: Self.collection)
+        }
     }
 }

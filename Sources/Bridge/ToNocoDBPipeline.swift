@@ -62,10 +62,7 @@ public final class ToNocoDBPipeline: Sendable {
         var options = ChangeStreamOptions()
         options.resumeToken = token
         options.fullDocumentBeforeChange = configuration.usePreImages
-        options.pipeline = [["$match": .document([
-            "ns.coll": .document(["$in": .array(configuration.tables.map { .string($0.collection) })]),
-            "operationType": .document(["$in": .array(["insert", "update", "replace", "delete"].map(Value.string))]),
-        ])]]
+        options.pipeline = ChangeStreamPipeline.stages(collections: configuration.tables.map(\.collection))
         let stream = try openStream(options: options, resuming: token != nil)
         let queue = ChangeEventQueue(capacity: max(configuration.batchSize * 4, 1000))
         let readerStop = StopSignal()
@@ -218,7 +215,7 @@ public final class ToNocoDBPipeline: Sendable {
             var key = change.key
             let id = change.documentID
             if key == nil, let id { key = batchKeys[id] ?? mapped[id] }
-            var eventDocument = change.document
+            var eventDocument = change.documentTooLarge ? nil : change.document
             if key == nil, change.document != nil, let id {
                 // Inserted without externalId: derive one from _id and write it back first,
                 // so the decision reads the document by key like any other.

@@ -28,6 +28,9 @@ public struct MongoChange: Sendable, Equatable {
     public var time: Int64?
     /// The resume token just after this event.
     public var token: [UInt8]?
+    /// The document was too large to travel in the event (`ChangeStreamPipeline`): `document`
+    /// holds only its `_id` and key, and the document must be read.
+    public var documentTooLarge = false
 
     public init(operation: Operation, collection: String? = nil, renamedTo: String? = nil, documentID: Value? = nil,
                 document: Document? = nil, keyBefore: String? = nil, time: Int64? = nil, token: [UInt8]? = nil) {
@@ -51,7 +54,13 @@ public struct MongoChange: Sendable, Equatable {
         if case .document(let ns)? = event["ns"], case .string(let coll)? = ns["coll"] { collection = coll }
         if case .document(let to)? = event["to"], case .string(let coll)? = to["coll"] { renamedTo = coll }
         if case .document(let key)? = event["documentKey"] { documentID = key["_id"] }
-        if case .document(let full)? = event["fullDocument"] { document = full }
+        if case .document(let full)? = event["fullDocument"] {
+            document = full
+            if full[ChangeStreamPipeline.largeMarker] == .bool(true) {
+                documentTooLarge = true
+                document?[ChangeStreamPipeline.largeMarker] = nil
+            }
+        }
         if case .document(let before)? = event["fullDocumentBeforeChange"], case .string(let key)? = before[RowMapper.keyField],
            !key.isEmpty {
             keyBefore = key
