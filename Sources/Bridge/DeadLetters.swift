@@ -49,8 +49,7 @@ public struct DeadLetters: Sendable {
         for mapping in configuration.tables {
             let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds,
                                                fieldNames: configuration.fieldNames)
-            let sync = RecordSynchronizer(shape: shape, policy: configuration.policy, journal: journal,
-                                          nocodbEditTime: configuration.nocodbEditTime)
+            let sync = RecordSynchronizer(shape: shape, policy: configuration.policy, capture: configuration.capture, journal: journal)
             synchronizers[mapping.qualifiedName] = sync
             // Dead letters recorded before sources were named by table.
             synchronizers[configuration.mongoDatabase + "." + mapping.collection] = sync

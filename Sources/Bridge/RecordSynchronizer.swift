@@ -31,10 +31,12 @@ public struct RecordSynchronizer: Sendable {
     /// How many times a record that keeps changing while it is decided is read again.
     static let rounds = 3
 
-    public init(shape: TableShape, policy: ConflictPolicy, optimisticInserts: Bool = false, journal: WriteJournal? = nil,
-                nocodbEditTime: NocoDBEditTime = .updatedAtColumn) {
-        writer = TableWriter(shape: shape)
-        planner = SyncPlanner(codec: writer.codec, policy: policy, editTime: nocodbEditTime)
+    /// - Parameter capture: how NocoDB's changes are captured: with logical capture nothing
+    ///   stamps NocoDB edits' times, and the bridge's own NocoDB writes are marked in the WAL.
+    public init(shape: TableShape, policy: ConflictPolicy, capture: BridgeConfiguration.Capture = .triggers,
+                optimisticInserts: Bool = false, journal: WriteJournal? = nil) {
+        writer = TableWriter(shape: shape, marksLogicalDecoding: capture == .logical)
+        planner = SyncPlanner(codec: writer.codec, policy: policy, editTime: capture == .logical ? .latestKnown : .updatedAtColumn)
         agreedStore = AgreedStateStore(collection: shape.mapping.collection)
         keyMap = KeyMapStore(collection: shape.mapping.collection)
         conflictLog = ConflictLog(collection: shape.mapping.collection)

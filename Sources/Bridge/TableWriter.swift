@@ -17,8 +17,11 @@ public struct TableWriter: Sendable {
     private let selectSQL: String
     private let upsertSQL: String
     private let deleteSQL: String
+    /// Logical capture: the writes carry the bridge's mark in the WAL, so the decoder skips them.
+    private let marksLogicalDecoding: Bool
 
-    public init(shape: TableShape) {
+    public init(shape: TableShape, marksLogicalDecoding: Bool = false) {
+        self.marksLogicalDecoding = marksLogicalDecoding
         self.shape = shape
         codec = RecordCodec(mapper: shape.mapper)
         let q = PostgresConnection.quoteIdentifier
@@ -139,6 +142,7 @@ public struct TableWriter: Sendable {
     /// read (or appeared where there was none), which were left alone.
     public func apply(_ writes: [SyncPlan.NocoDBWrite], source: Side, on connection: PostgresConnection) throws(PostgresError) -> Set<String> {
         guard !writes.isEmpty else { return [] }
+        if marksLogicalDecoding { try connection.query(cached: BridgeOrigin.logicalMessage, []) }
         var upserts: [(key: String, fields: [String: String?], at: Int64, rowVersion: String?)] = []
         var deletes: [(key: String, at: Int64, rowVersion: String?)] = []
         for write in writes {

@@ -6,6 +6,8 @@ public struct ChangeStreamOptions: Sendable {
     public var pipeline: [Document] = []
     /// `resumeAfter` token (raw BSON document bytes), from a previous stream.
     public var resumeToken: [UInt8]?
+    /// `startAfter` token: like `resumeAfter`, but also after an `invalidate` event.
+    public var startAfter: [UInt8]?
     public var fullDocumentUpdateLookup = true
     public var fullDocumentBeforeChange = false
     /// How long one `next()` waits on the server for a change.
@@ -39,6 +41,13 @@ public final class ChangeStream {
                 throw MongoError(kind: .invalidDocument, code: 260, message: "stored resume token is not valid BSON")
             }
             bson_append_document(optsBox.pointer, "resumeAfter", -1, tokenBox.pointer)
+        }
+        if let token = options.startAfter {
+            guard let tokenBox = BSONBox(bytes: token) else {
+                mongoc_client_pool_push(pool.pool, client)
+                throw MongoError(kind: .invalidDocument, code: 260, message: "stored resume token is not valid BSON")
+            }
+            bson_append_document(optsBox.pointer, "startAfter", -1, tokenBox.pointer)
         }
         let made: OpaquePointer?
         if let collection {

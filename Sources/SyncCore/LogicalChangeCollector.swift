@@ -34,7 +34,11 @@ public struct LogicalChangeCollector: Sendable {
     private var sequence: Int64 = 0
     public private(set) var pendingCount = 0
 
-    public init(ownOrigins: Set<String>) {
+    /// The prefix of the logical decoding message the bridge emits in each transaction that
+    /// writes NocoDB's tables (`BridgeOrigin.logicalMessage`).
+    public static let ownMessagePrefix = "nocobridge"
+
+    public init(ownOrigins: Set<String> = []) {
         self.ownOrigins = ownOrigins
     }
 
@@ -53,6 +57,10 @@ public struct LogicalChangeCollector: Sendable {
             openXID = xid
         case .origin(let name):
             if ownOrigins.contains(name) { skipping = true }
+        case .message(let transactional, let prefix, _):
+            // The bridge marks its own writes with a transactional message (any number of
+            // sessions can, where a replication origin serves one session at a time).
+            if transactional, prefix == Self.ownMessagePrefix, open != nil { skipping = true }
         case .insert(let relation, let new):
             return record(relation, .insert, key: text(new, relation), oldKey: nil, rowID: rowID(new, relation))
         case .update(let relation, let old, let new):

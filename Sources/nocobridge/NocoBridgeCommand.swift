@@ -97,7 +97,7 @@ struct Run: AsyncParsableCommand {
                     logger.warning("logical replication slot lost; resyncing before streaming again", metadata: ["error": "\(lost)"])
                     let report = try Resync(configuration: config, options: ResyncOptions(), logger: logger, progress: progressPrinter()).run()
                     FileHandle.standardError.write(Data(report.text().utf8))
-                } catch let lost as ToNocoDBPipeline.HistoryLost where onHistoryLost == .resync {
+                } catch let lost as MongoHistoryLost where onHistoryLost == .resync {
                     logger.warning("MongoDB history lost; resyncing before streaming again", metadata: ["error": "\(lost)"])
                     var resync = ResyncOptions()
                     resync.resetStreamPosition = true

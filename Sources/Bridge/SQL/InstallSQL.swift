@@ -127,6 +127,17 @@ CREATE TABLE IF NOT EXISTS nocobridge.write_intents (
 CREATE INDEX IF NOT EXISTS write_intents_key_idx ON nocobridge.write_intents (collection, external_id);
 CREATE INDEX IF NOT EXISTS write_intents_batch_idx ON nocobridge.write_intents (owner, batch_id);
 
+-- Collections held while MongoDB is restored under the running bridge (a synced collection
+-- dropped or renamed, its database dropped: how `mongorestore --drop` begins). Their changes
+-- wait; once the collection has been quiet for a few seconds the table is reconciled as after
+-- a restore of MongoDB (`resync --restored mongo`: NocoDB's newer state wins, deletions stay
+-- deleted) and the hold ends. Kept here so a bridge restarted meanwhile still holds.
+CREATE TABLE IF NOT EXISTS nocobridge.table_holds (
+    collection  text PRIMARY KEY,
+    reason      text NOT NULL,
+    since       timestamptz NOT NULL DEFAULT now()
+);
+
 -- Every resolved conflict: both versions, the winner and the rule that chose it.
 CREATE TABLE IF NOT EXISTS nocobridge.conflicts (
     id          bigserial PRIMARY KEY,
@@ -681,8 +692,7 @@ $fn$;
 
 -- Grants a login role exactly what `nocobridge run`, `resync` and `dlq` need, so the daemon
 -- does not run as a superuser or as the tables' owner: the bridge schema's tables, and
--- SELECT/INSERT/UPDATE/DELETE on the synced tables (plus their sequences; with logical
--- capture, the replication origin function). Installing
+-- SELECT/INSERT/UPDATE/DELETE on the synced tables (plus their sequences). Installing
 -- (triggers, indexes) stays with the owner; the trigger functions run as their definer.
 -- Run again after attaching more tables.
 CREATE OR REPLACE FUNCTION nocobridge.grant_bridge_role(p_role text)
@@ -702,16 +712,9 @@ BEGIN
             EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO %I', s.seq, p_role);
         END LOOP;
     END LOOP;
-    -- Logical capture: the bridge marks its own writes with a replication origin, which
-    -- PostgreSQL reserves to superusers unless granted. Streaming the slot also needs the
-    -- role's REPLICATION attribute, which only a superuser can give (ALTER ROLE … REPLICATION).
-    IF EXISTS (SELECT 1 FROM nocobridge.synced_tables WHERE capture = 'logical') THEN
-        BEGIN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION pg_catalog.pg_replication_origin_session_setup(text) TO %I', p_role);
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING 'nocobridge: only a superuser can grant pg_replication_origin_session_setup(text) to %, which logical capture needs', p_role;
-        END;
-    END IF;
+    -- Logical capture also needs the role's REPLICATION attribute (to stream the slot), which
+    -- only a superuser can give: ALTER ROLE … REPLICATION. The bridge marks its own writes
+    -- with a logical decoding message, which needs no grant.
 END
 $fn$;
 """#

@@ -3,6 +3,7 @@ import Logging
 import Mongo
 import Postgres
 import ServiceLifecycle
+import Synchronization
 import SyncCore
 
 /// The running bridge as one `Service`: each direction's pipeline on its own thread,
@@ -65,71 +66,80 @@ public struct BridgeService: Service {
     }
 
     public func run() async throws {
-        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
         let shutdown = StopSignal()
         try await withGracefulShutdownHandler {
-            // One leadership term per iteration: losing the lock's session (a PostgreSQL
-            // restart, a network cut) stops this term's work at once, so a standby can never
-            // work beside it, and this instance queues for the lock again.
-            while !shutdown.isStopped {
-                let term = shutdown.child()
-                let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger)
-                guard await leader.acquire(stop: term) else {
-                    leader.release()
-                    break
-                }
-                do {
-                    try await runPipelines(mongo: mongo, stop: term)
-                } catch {
-                    term.stop()
-                    leader.release()
-                    throw error
-                }
-                term.stop()
-                leader.release()
-                if leader.wasLost && !shutdown.isStopped {
-                    logger.warning("leader lock lost; waiting to take it again")
-                    continue
-                }
-                break
-            }
+            try await BlockingExecutor.run(name: "nocobridge", stop: shutdown) { try self.run(until: shutdown) }
         } onGracefulShutdown: {
             shutdown.stop()
         }
     }
 
-    private func runPipelines(mongo: MongoClientPool, stop: StopSignal) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            /// Each pipeline on its own thread; one that fails for good stops the others.
-            func start(_ name: String, _ body: @escaping @Sendable () throws -> Void) {
-                group.addTask {
-                    do {
-                        try await DedicatedThread.run(name: name, stop: stop, body)
-                    } catch {
-                        stop.stop()
-                        throw error
-                    }
-                }
+    /// The bridge until `stop`, on the calling thread (every flow on a thread of its own):
+    /// one leadership term per iteration. Losing the lock's session (a PostgreSQL restart, a
+    /// network cut) stops the term's work at once, so a standby can never work beside it, and
+    /// this instance queues for the lock again.
+    public func run(until stop: StopSignal) throws {
+        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
+                                        appName: configuration.mongoAppName)
+        while !stop.isStopped {
+            let term = stop.child()
+            let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger)
+            guard leader.waitForLock(stop: term) else {
+                leader.release()
+                break
             }
+            let lost = Mutex(false)
+            let watching = ThreadGroup(stop: term)
+            watching.start("nocobridge-leader") { lost.withLock { $0 = leader.watchSession(stop: term) } }
+            do {
+                try runFlows(mongo: mongo, stop: term)
+            } catch {
+                term.stop()
+                try? watching.join()
+                leader.release()
+                throw error
+            }
+            term.stop()
+            try? watching.join()
+            leader.release()
+            if lost.withLock({ $0 }) && !stop.isStopped {
+                logger.warning("leader lock lost; waiting to take it again")
+                continue
+            }
+            break
+        }
+    }
+
+    /// One flow per table and direction, each on its own thread (plus, with logical capture,
+    /// the slot's reader); a flow that fails for good stops the others.
+    private func runFlows(mongo: MongoClientPool, stop: StopSignal) throws {
+        let environment = FlowEnvironment(configuration: configuration, mongo: mongo,
+                                          journal: WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID),
+                                          logger: logger, stop: stop, toMongo: toMongoStatistics, toNocoDB: toNocoDBStatistics)
+        let flows = ThreadGroup(stop: stop)
+        let backlog = LogicalBacklog(tables: configuration.tables.map(\.qualifiedName))
+        if configuration.direction.includesToMongo && configuration.capture == .logical {
+            let reader = LogicalSlotReader(environment: environment, backlog: backlog)
+            flows.start("nocobridge-logical") { try reader.run() }
+        }
+        for mapping in configuration.tables {
             if configuration.direction.includesToMongo {
                 switch configuration.capture {
                 case .triggers:
-                    let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop,
-                                                   logger: logger, statistics: toMongoStatistics)
-                    start("nocobridge-to-mongo") { pipeline.run() }
+                    let flow = ChangelogFlow(mapping: mapping, environment: environment)
+                    flows.start("nocobridge-to-mongo-\(mapping.table)") { try flow.run() }
                 case .logical:
-                    let pipeline = LogicalCapturePipeline(configuration: configuration, mongo: mongo, stop: stop,
-                                                          logger: logger, statistics: toMongoStatistics)
-                    start("nocobridge-to-mongo") { try pipeline.run() }
+                    let flow = LogicalTableFlow(mapping: mapping, environment: environment, backlog: backlog)
+                    flows.start("nocobridge-to-mongo-\(mapping.table)") { try flow.run() }
                 }
             }
             if configuration.direction.includesToNocoDB {
-                let pipeline = ToNocoDBPipeline(configuration: configuration, mongo: mongo, stop: stop,
-                                                logger: logger, statistics: toNocoDBStatistics)
-                start("nocobridge-to-nocodb") { try pipeline.run() }
+                let flow = ChangeStreamFlow(mapping: mapping, environment: environment)
+                flows.start("nocobridge-to-nocodb-\(mapping.table)") { try flow.run() }
             }
-            try await group.waitForAll()
         }
+        let housekeeping = Housekeeping(environment: environment)
+        flows.start("nocobridge-housekeeping") { try housekeeping.run() }
+        try flows.join()
     }
 }
