@@ -29,6 +29,8 @@ public struct Discovery: Sendable {
                                        message: "\(byTitle.count) bases are titled \"\(wanted)\"; set NOCODB_BASE to the base id")
         }
         guard let base = byTitle.first else {
+            // A base past the list NocoDB gave (it lists at most DB_QUERY_LIMIT_MAX), by id.
+            if let byID = try? client.base(id: wanted), byID.id == wanted { return byID }
             throw NocoDBError.notFound("base \"\(wanted)\" (NOCODB_BASE: its id from the base's URL, or its title; bases visible to this token: \(bases.map(\.title).joined(separator: ", ")))")
         }
         return base

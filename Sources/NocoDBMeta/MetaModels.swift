@@ -30,6 +30,9 @@ public struct MetaColumn: Decodable, Sendable {
     public let columnName: String?
     public let uidt: String?
     @LenientBool public var system: Bool
+    /// The table's display value ("primary value"): NocoDB keeps it visible in every grid.
+    @LenientBool public var pv: Bool
+    @LenientBool public var pk: Bool
 }
 
 public struct MetaView: Decodable, Sendable {
@@ -61,12 +64,58 @@ public struct MetaFilter: Decodable, Sendable {
     public let comparisonOp: String?
 }
 
+/// A list answer. NocoDB sends `pageInfo` only where its controller passes a count
+/// (controllers/bases.controller.ts:46-49), and never reads `page` for some lists.
 struct Page<Item: Decodable & Sendable>: Decodable, Sendable {
     struct Info: Decodable, Sendable {
         @LenientBool var isLastPage: Bool
+        let page: Double?
+        let totalRows: Double?
     }
     let list: [Item]
     let pageInfo: Info?
+}
+
+/// A base collaborator (`GET /api/v2/meta/bases/{baseId}/users`).
+public struct MetaBaseUser: Decodable, Sendable, Equatable {
+    public let id: String
+    public let email: String
+    /// The base role; NocoDB may send several comma-separated.
+    public let roles: String?
+}
+
+struct BaseUsers: Decodable, Sendable {
+    let users: Page<MetaBaseUser>
+}
+
+/// A view as `GET …/visibility-rules` lists it: which base roles it is hidden from.
+public struct MetaViewVisibility: Decodable, Sendable {
+    public let id: String
+    public let title: String
+    public let fkModelId: String
+    /// Role → hidden.
+    public let disabled: [String: LenientBool]
+}
+
+/// A shared view (`GET /api/v2/meta/tables/{tableId}/share`): its public uuid and password.
+public struct MetaSharedView: Decodable, Sendable {
+    public let id: String
+    public let title: String
+    public let type: Int
+    public let uuid: String?
+    /// NocoDB 0.258.3 keeps and lists the share password as given (models/View.ts:1212-1232).
+    public let password: String?
+
+    enum CodingKeys: String, CodingKey { case id, title, type, uuid, password }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        title = try c.decode(String.self, forKey: .title)
+        if let i = try? c.decode(Int.self, forKey: .type) { type = i } else { type = Int(try c.decode(Double.self, forKey: .type)) }
+        uuid = try c.decodeIfPresent(String.self, forKey: .uuid)
+        password = try c.decodeIfPresent(String.self, forKey: .password)
+    }
 }
 
 /// NocoDB sends booleans as `true`/`false`, `0`/`1` or `null` (its `Bool` schema).

@@ -1,0 +1,491 @@
+"""NocoDB's meta, in memory, with the physical tables in PostgreSQL.
+
+Every rule cites the NocoDB source it models: `file:line` is nocodb/nocodb at 8b78e7b8
+(0.258.3; the salim-b/nocodb snapshot), paths under packages/nocodb/src/ unless they start
+with packages/. Rules marked [2026] follow the current release (nocodb/nocodb develop,
+helpers/tableHelpers.ts repopulateCreateTableSystemColumns and helpers/columnHelpers.ts
+TableSystemColumns, and shared/nocodb/fixture-schema.sql) and apply with --nocodb-version 2026.
+"""
+import random
+import re
+import string
+import subprocess
+import uuid
+
+from validation import is_email
+
+V0258 = "0.258.3"
+V2026 = "2026"
+
+# packages/nocodb-sdk/src/lib/sqlUi/PgUi.ts getDataTypeForUiType (uidt -> PostgreSQL type).
+UIDT_TYPES = {
+    "SingleLineText": "text", "LongText": "text", "Number": "bigint", "Decimal": "decimal",
+    "DateTime": "timestamp", "Date": "date", "Checkbox": "bool", "SingleSelect": "text",
+    "MultiSelect": "text", "JSON": "json", "Email": "text", "URL": "text", "PhoneNumber": "text",
+    "ID": "serial", "CreatedTime": "timestamp", "LastModifiedTime": "timestamp",
+    "CreatedBy": "character varying", "LastModifiedBy": "character varying",
+    "Order": "numeric", "Deleted": "bool",
+}
+
+# services/tables.service.ts:499-575: what 0.258.3 adds to a table created through the API
+# when the request lacks it, appended after the request's columns. No ID column: NocoDB's
+# web UI sends one itself (packages/nocodb-sdk/src/lib/sqlUi/PgUi.ts:107-131
+# getNewTableColumns, used by packages/nc-gui/composables/useTable.ts:36).
+SYSTEM_0258 = [("CreatedTime", "created_at", "CreatedAt"), ("LastModifiedTime", "updated_at", "UpdatedAt"),
+               ("CreatedBy", "created_by", "nc_created_by"), ("LastModifiedBy", "updated_by", "nc_updated_by")]
+
+# [2026] helpers/columnHelpers.ts TableSystemColumns: the roster put *before* the request's
+# columns; ID, Order and Deleted are reserved (allowNonSystem: false) and removed from the
+# request (helpers/tableHelpers.ts repopulateCreateTableSystemColumns).
+SYSTEM_2026 = [("ID", "id", "Id", False), ("CreatedTime", "created_at", "CreatedAt", True),
+               ("LastModifiedTime", "updated_at", "UpdatedAt", True), ("CreatedBy", "created_by", "nc_created_by", True),
+               ("LastModifiedBy", "updated_by", "nc_updated_by", True), ("Order", "nc_order", "nc_order", True),
+               ("Deleted", "__nc_deleted", "__nc_deleted", True)]
+
+VIRTUAL = {"Links", "LinkToAnotherRecord", "Lookup", "Rollup", "Formula", "Button", "QrCode", "Barcode", "Count"}
+PG_TABLE_NAME_MAX = 63    # services/tables.service.ts:640-648
+PG_COLUMN_NAME_MAX = 59   # models/Column.ts:1564-1575 getMaxColumnNameLength('pg')
+
+# services/base-users/base-users.service.ts:68-79: the roles an invite or update may set.
+BASE_ROLES = ["owner", "creator", "editor", "commenter", "viewer", "no-access"]
+# services/model-visibilities.service.ts:84-91: the roles a visibility rule lists.
+VISIBILITY_ROLES = ["owner", "creator", "viewer", "editor", "commenter", "guest"]
+
+GRID, FORM, KANBAN = 3, 1, 4
+
+
+class NcError(Exception):
+    """filters/global-exception/global-exception.filter.ts:172-209: a BadRequest/NotFound
+    answers {msg}; an NcBaseErrorv2 (helpers/catchError.ts:711-723) answers
+    {error, message, details} with the code of its type (catchError.ts:511-667)."""
+
+    def __init__(self, status, msg=None, error=None, message=None, extra=None):
+        super().__init__(msg or message)
+        self.status = status
+        self.body = {"msg": msg} if error is None else {"error": error, "message": message, "details": None}
+        if extra:
+            self.body.update(extra)
+
+
+def bad_request(msg):
+    return NcError(400, msg)
+
+
+def not_found_v2(kind, ident):
+    # helpers/catchError.ts:541-567: BASE_NOT_FOUND, TABLE_NOT_FOUND, VIEW_NOT_FOUND, FIELD_NOT_FOUND, 404.
+    return NcError(404, error=f"{kind.upper()}_NOT_FOUND", message=f"{kind.capitalize()} '{ident}' not found")
+
+
+def new_id(prefix):
+    return prefix + "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(14))
+
+
+def quote(identifier):
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def sanitize_column_name(name):
+    """helpers/columnHelpers.ts:409-424: every non-word character (JS \\W, ASCII) becomes
+    '_'; a name of underscores only becomes 'field'."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return "field" if re.fullmatch(r"_+", name) else name
+
+
+def unique_name(existing, initial):
+    """helpers/getUniqueName.ts:3-16 (and :18-29 for titles): name, name1, name2, ..."""
+    c = 0
+    while f"{initial}{c or ''}" in existing:
+        c += 1
+    return f"{initial}{c or ''}"
+
+
+def map_default_display_value(columns):
+    """helpers/mapDefaultDisplayValue.ts:3-30: without a pv column, the column after the
+    primary key (or before it when it is last; the first without a key) is the display value."""
+    if any(c.get("pv") for c in columns) or not columns:
+        return
+    pk = next((i for i, c in enumerate(columns) if c.get("pk")), -1)
+    if pk == len(columns) - 1:
+        columns[pk - 1 if pk > 0 else 0]["pv"] = True
+    elif pk > -1:
+        columns[pk + 1]["pv"] = True
+    else:
+        columns[0]["pv"] = True
+
+
+def is_system_for_views(column):
+    """packages/nocodb-sdk/src/lib/UITypes.ts isSystemColumn: system columns, and an
+    auto-increment primary key, start hidden in every view (models/View.ts:529)."""
+    return bool(column.get("system")) or (column.get("pk") and column.get("ai")) or column["uidt"] == "ID"
+
+
+class Meta:
+    def __init__(self, pg_url, base_id, base_title, version, extra_bases=0, limit_max=1000, owner_email="admin@example.com"):
+        self.pg_url = pg_url
+        self.version = version
+        self.limit_max = limit_max
+        self.base = self._make_base(base_id, base_title)
+        self.bases = [self.base] + [self._make_base(new_id("p"), f"Other {i}") for i in range(extra_bases)]
+        self.tables = {}        # id -> table (columns inside)
+        self.views = {}         # id -> view
+        self.filters = {}       # view id -> [filter]
+        self.view_columns = {}  # view id -> [view column]
+        # The token belongs to the base's owner (base-users.service.ts:60-66 compares the
+        # invited role's power with the inviter's; the owner may invite every role).
+        self.users = [{"id": new_id("us"), "email": owner_email, "roles": "owner", "main_roles": "org-level-creator"}]
+        self.visibility = {}    # (view id, role) -> disabled
+        self.sql(f"CREATE SCHEMA IF NOT EXISTS {quote(base_id)}")
+
+    def _make_base(self, base_id, title):
+        return {"id": base_id, "title": title, "prefix": "", "is_meta": True, "status": None,
+                "sources": [{"id": "ds_" + base_id[1:], "base_id": base_id, "is_meta": True, "is_local": True,
+                             "type": "pg", "enabled": True, "config": None}]}
+
+    def sql(self, statement):
+        subprocess.run(["psql", self.pg_url, "-q", "-v", "ON_ERROR_STOP=1", "-c", statement],
+                       check=True, capture_output=True)
+
+    # --- tables -------------------------------------------------------------------------
+
+    def table_summary(self, t):
+        return {k: v for k, v in t.items() if k != "columns"}
+
+    def create_table(self, validators, req):
+        # services/tables.service.ts:471-483: a column with only column_name gets it as title;
+        # a table with only table_name gets it as title. Then validatePayload(TableReq) (:485).
+        for c in (req or {}).get("columns") or []:
+            if isinstance(c, dict) and not c.get("title") and c.get("column_name"):
+                c["title"] = c["column_name"]
+        if isinstance(req, dict) and not req.get("title") and req.get("table_name"):
+            req["title"] = req["table_name"]
+        validators.validate_payload("TableReq", req)
+        columns = [dict(c) for c in req["columns"]]
+        if self.version == V0258:
+            for uidt, name, title in SYSTEM_0258:
+                existing = next((c for c in columns if c.get("uidt") == uidt), None)
+                if existing is None or not existing.get("system"):
+                    columns.append({"uidt": uidt, "column_name": unique_name({c.get("column_name") for c in columns}, name),
+                                    "title": unique_name({c.get("title") for c in columns}, title), "system": True})
+            mapped = columns
+        else:
+            roster = [{"uidt": u, "column_name": n, "title": t, "system": s} for u, n, t, s in SYSTEM_2026]
+            roster[0]["pk"] = roster[0]["ai"] = True
+            reserved = {"ID", "Order", "Deleted"}
+            rest = [c for c in columns if c.get("uidt") not in reserved]
+            kept = []
+            for c in rest:
+                same = next((s for s in roster if s["uidt"] == c.get("uidt")
+                             and c.get("title") in (s["title"], None) and c.get("column_name") in (s["column_name"], None)), None)
+                if same is None:
+                    kept.append(c)
+            # [2026] assumption: the display value is chosen among the request's own fields.
+            map_default_display_value(kept)
+            mapped = roster + kept
+        title = req.get("title")
+        if not title:
+            raise bad_request("Missing table `title` property in request body")        # tables.service.ts:577-579
+        table_name = req.get("table_name") or title                                     # :581-583
+        if any(t["title"] == title for t in self.tables.values()):
+            raise bad_request("Duplicate table alias")                                 # :585-593
+        if re.search(r"^\s+|\s+$", table_name):
+            raise bad_request("Leading or trailing whitespace not allowed in table names")  # :612-616
+        if any(t["table_name"] == table_name for t in self.tables.values()):
+            raise bad_request("Duplicate table name")                                  # :618-626
+        if len(table_name) > PG_TABLE_NAME_MAX:
+            raise bad_request(f"Table name exceeds {PG_TABLE_NAME_MAX} characters")    # :650-654
+        if self.version == V0258:
+            map_default_display_value(mapped)                                          # :661
+        used = set()
+        for c in mapped:                                                               # :663-701
+            if c.get("uidt") in VIRTUAL:
+                continue
+            name = c.get("column_name") or c.get("title")
+            name = sanitize_column_name(name[:PG_COLUMN_NAME_MAX - 5])
+            if name in used:
+                suffix = 1
+                while f"{name}_{suffix}" in used:
+                    suffix += 1
+                name = f"{name}_{suffix}"
+            used.add(name)
+            c["column_name"] = name[:PG_COLUMN_NAME_MAX]
+            if c.get("title") and len(c["title"]) > 255:
+                raise bad_request(f"Column title {c['title']} exceeds 255 characters")
+        for c in mapped:
+            uidt = c.get("uidt") or "SingleLineText"
+            if uidt not in UIDT_TYPES:
+                raise bad_request(f"uidt {uidt} is not modelled by this test double")
+        # db/sql-client/lib/pg/PgClient.ts createTable: the columns in order, a primary key
+        # over the pk columns, nothing NOT NULL unless required.
+        ddl = []
+        for c in mapped:
+            uidt = c.get("uidt") or "SingleLineText"
+            if uidt == "ID" or (c.get("pk") and c.get("ai")):
+                ddl.append(f"{quote(c['column_name'])} serial")
+                c["pk"] = c["ai"] = True
+                c["uidt"] = "ID"
+            elif uidt == "Deleted":
+                ddl.append(f"{quote(c['column_name'])} bool NULL DEFAULT false")
+            else:
+                ddl.append(f"{quote(c['column_name'])} {UIDT_TYPES[uidt]} NULL")
+        pks = [quote(c["column_name"]) for c in mapped if c.get("pk")]
+        if pks:
+            ddl.append(f"PRIMARY KEY ({', '.join(pks)})")
+        schema = quote(self.base["id"])
+        self.sql(f"CREATE TABLE {schema}.{quote(table_name)} ({', '.join(ddl)})")
+        if self.version == V2026:
+            # [2026] tables.service.ts: an index on nc_order (fixture-schema.sql).
+            self.sql(f"CREATE INDEX {quote(table_name + '_order_idx')} ON {schema}.{quote(table_name)} (\"nc_order\")")
+        t = {"id": new_id("m"), "base_id": self.base["id"], "source_id": self.base["sources"][0]["id"],
+             "title": title, "table_name": table_name, "type": "table", "enabled": True, "meta": None,
+             "order": len(self.tables) + 1, "columns": []}
+        self.tables[t["id"]] = t
+        for c in mapped:
+            t["columns"].append(self._column(t, c))
+        # services/tables.service.ts -> models/Model.ts insert: the default grid view, titled
+        # like the table (models/Model.ts insert calls View.insert with is_default).
+        default = self.make_view(t, title, GRID)
+        default["is_default"] = True
+        return t
+
+    def _column(self, t, c):
+        uidt = c.get("uidt") or "SingleLineText"
+        col = {"id": new_id("c"), "fk_model_id": t["id"], "base_id": t["base_id"], "source_id": t["source_id"],
+               "title": c.get("title") or c["column_name"], "column_name": c["column_name"], "uidt": uidt,
+               "dt": UIDT_TYPES.get(uidt, "text"), "system": bool(c.get("system")), "pk": bool(c.get("pk")),
+               "ai": bool(c.get("ai")), "pv": bool(c.get("pv")), "rqd": bool(c.get("rqd")),
+               "order": len(t["columns"]) + 1, "meta": None}
+        if c.get("colOptions"):
+            col["colOptions"] = c["colOptions"]
+        return col
+
+    def find_column(self, column_id):
+        for t in self.tables.values():
+            for c in t["columns"]:
+                if c["id"] == column_id:
+                    return t, c
+        raise not_found_v2("field", column_id)
+
+    def add_column(self, validators, t, req):
+        """services/columns.service.ts:1600-1714 columnAdd."""
+        if isinstance(req, dict) and req.get("column_name") and not req.get("title"):
+            req["title"] = req["column_name"]                                           # :1610-1612
+        validators.validate_payload("ColumnReq", req)                                   # :1614
+        uidt = req.get("uidt") or "SingleLineText"
+        if uidt not in UIDT_TYPES or uidt in ("ID", "CreatedTime", "LastModifiedTime", "CreatedBy", "LastModifiedBy", "Order", "Deleted"):
+            raise bad_request(f"uidt {uidt} is not modelled by this test double")
+        title = (req.get("title") or "").strip()                                        # :1656-1659
+        name = sanitize_column_name(req.get("column_name") or req.get("title"))         # :1649-1654
+        base_name = name[:PG_COLUMN_NAME_MAX - 5]                                       # :1666-1680
+        name, suffix = base_name, 1
+        while any(c["column_name"] == name for c in t["columns"]):
+            name = f"{base_name}_{suffix}"
+            suffix += 1
+        if len(name) > PG_COLUMN_NAME_MAX:
+            raise bad_request(f"Column name {name} exceeds {PG_COLUMN_NAME_MAX} characters")
+        if len(title) > 255:
+            raise bad_request(f"Column title {title} exceeds 255 characters")
+        if any(c["title"] == (title or name) for c in t["columns"]):
+            raise bad_request("Duplicate column alias")                                 # :1707-1714
+        self.sql(f"ALTER TABLE {quote(self.base['id'])}.{quote(t['table_name'])} ADD COLUMN {quote(name)} {UIDT_TYPES[uidt]} NULL")
+        col = self._column(t, dict(req, title=title or name, column_name=name, uidt=uidt))
+        t["columns"].append(col)
+        for view in self.views.values():
+            if view["fk_model_id"] == t["id"]:
+                # A new field is shown in grids and hidden in the other kinds (models/View.ts
+                # insertColumnToAllViews: show unless form/kanban/gallery).
+                self.view_columns[view["id"]].append(self._view_column(view, col, show=view["type"] == GRID))
+        return col
+
+    def update_column(self, t, column, req):
+        """services/columns.service.ts:271-420 columnUpdate; no validatePayload there."""
+        req = req or {}
+        if req.get("uidt", column["uidt"]) not in VIRTUAL:
+            if not isinstance(req.get("column_name"), str):
+                # :347-350 sanitizeColumnName(param.column.column_name) on undefined throws a
+                # TypeError, answered 400 {msg} (global-exception.filter.ts:218-222).
+                raise bad_request("Cannot read properties of undefined (reading 'replace')")
+            name = sanitize_column_name(req["column_name"])
+        else:
+            name = column["column_name"]
+        title = (req.get("title") or "").strip() or None                                # :353-356
+        base_name = name[:PG_COLUMN_NAME_MAX - 5]                                       # :358-374
+        name, suffix = base_name, 1
+        while any(c["column_name"] == name and c["id"] != column["id"] for c in t["columns"]):
+            name = f"{base_name}_{suffix}"
+            suffix += 1
+        if title is not None and any(c["title"] == title and c["id"] != column["id"] for c in t["columns"]):
+            raise bad_request(f"Duplicate column alias for table {t['title']} and column is {title}. "
+                              "Please change the name of this column and retry.")        # :404-414
+        if name != column["column_name"]:
+            # The physical rename follows column_name, not the title.
+            self.sql(f"ALTER TABLE {quote(self.base['id'])}.{quote(t['table_name'])} "
+                     f"RENAME COLUMN {quote(column['column_name'])} TO {quote(name)}")
+            column["column_name"] = name
+        if title is not None:
+            column["title"] = title
+        return column
+
+    def delete_column(self, t, column):
+        if column.get("pv"):
+            # services/columns.service.ts columnDelete: the display value cannot be deleted.
+            raise bad_request("Primary value column cannot be deleted")
+        self.sql(f"ALTER TABLE {quote(self.base['id'])}.{quote(t['table_name'])} DROP COLUMN {quote(column['column_name'])}")
+        t["columns"].remove(column)
+        for vcs in self.view_columns.values():
+            vcs[:] = [vc for vc in vcs if vc["fk_column_id"] != column["id"]]
+
+    # --- views --------------------------------------------------------------------------
+
+    def make_view(self, t, title, kind, group_column=None):
+        v = {"id": new_id("vw"), "fk_model_id": t["id"], "base_id": t["base_id"], "source_id": t["source_id"],
+             "title": title, "type": kind, "show": True, "is_default": False,
+             "order": sum(1 for x in self.views.values() if x["fk_model_id"] == t["id"]) + 1,
+             "lock_type": "collaborative", "meta": {}, "uuid": None, "password": None}
+        if group_column:
+            v["view"] = {"fk_view_id": v["id"], "fk_grp_col_id": group_column}
+        self.views[v["id"]] = v
+        self.filters[v["id"]] = []
+        self.view_columns[v["id"]] = self._initial_view_columns(v, t, group_column)
+        return v
+
+    def _initial_view_columns(self, v, t, group_column):
+        """models/View.ts:445-545: which fields a new view shows."""
+        columns = list(t["columns"])
+        if v["type"] == KANBAN:
+            # :459-479 display value first, then SingleLineText, then Number, then order.
+            columns.sort(key=lambda c: (-int(c["pv"]), -int(c["uidt"] == "SingleLineText"),
+                                        -int(c["uidt"] == "Number"), c["order"]))
+        shown_in_kanban = 0
+        result = []
+        for c in columns:
+            show = True
+            if v["type"] == KANBAN:
+                if c["id"] == group_column:
+                    show = True                                              # :498-500
+                elif c["pv"]:
+                    show, shown_in_kanban = True, shown_in_kanban + 1        # :501-504
+                elif shown_in_kanban < 3 and not is_system_for_views(c):
+                    show, shown_in_kanban = True, shown_in_kanban + 1        # :505-508
+                else:
+                    show = False
+            if is_system_for_views(c):
+                show = False                                                 # :529
+            result.append(self._view_column(v, c, show))
+        return result
+
+    @staticmethod
+    def _view_column(view, column, show):
+        return {"id": new_id("nc"), "fk_view_id": view["id"], "fk_column_id": column["id"], "show": show,
+                "order": column["order"]}
+
+    def hide_all(self, v):
+        """models/View.ts:1505-1576 hideAllColumns: in a grid the display-value column stays visible."""
+        keep = set()
+        if v["type"] == GRID:
+            t = self.tables[v["fk_model_id"]]
+            keep = {c["id"] for c in t["columns"] if c["pv"]}
+        for vc in self.view_columns[v["id"]]:
+            if vc["fk_column_id"] not in keep:
+                vc["show"] = False
+
+    def show_all(self, v):
+        t = self.tables[v["fk_model_id"]]
+        system = {c["id"] for c in t["columns"] if is_system_for_views(c)}
+        for vc in self.view_columns[v["id"]]:
+            if vc["fk_column_id"] not in system:
+                vc["show"] = True
+
+    def share(self, v):
+        """models/View.ts:1163-1210 share: a uuid once, and meta.allowCSVDownload = true."""
+        if not v["uuid"]:
+            v["uuid"] = str(uuid.uuid4())
+        if not isinstance(v.get("meta"), dict) or "allowCSVDownload" not in v["meta"]:
+            v["meta"] = dict(v.get("meta") or {}, allowCSVDownload=True)
+        return v
+
+    # --- users --------------------------------------------------------------------------
+
+    def invite(self, validators, req):
+        """services/base-users/base-users.service.ts:47-217 userInvite (controller :63-66)."""
+        if not (req or {}).get("email"):
+            raise bad_request("Email is required")                                   # controller :63-65
+        validators.validate_payload("ProjectUserReq", req)                              # :55-58
+        if req["roles"] not in BASE_ROLES:
+            raise bad_request("Invalid role")                                          # :68-79
+        emails = [e.strip() for e in re.split(r"\s*,\s*", req["email"].lower())]        # :81-84
+        invalid = [e for e in emails if not is_email(e)]
+        if invalid:
+            raise bad_request("Invalid email address : " + ", ".join(invalid))         # :91-93
+        for email in emails:
+            user = next((u for u in self.users if u["email"] == email), None)
+            if user:
+                raise bad_request(f"{email} with role {user['roles']} already exists in this base")  # :119-123
+            self.users.append({"id": new_id("us"), "email": email, "roles": req["roles"], "main_roles": "org-level-viewer",
+                               "invite_token": str(uuid.uuid4())})
+        if len(emails) == 1:
+            # :177-189: no e-mail plugin configured (the default) -> the invite token comes back.
+            return {"invite_token": self.users[-1]["invite_token"], "email": emails[0]}
+        return {"invite_token": self.users[-1]["invite_token"], "emails": emails, "error": []}
+
+    def update_user(self, validators, user_id, req):
+        """services/base-users/base-users.service.ts:219-310 baseUserUpdate."""
+        validators.validate_payload("ProjectUserReq", req)                              # :230-233
+        if req["roles"] not in BASE_ROLES:
+            raise bad_request("Invalid role")                                          # :245-256
+        user = next((u for u in self.users if u["id"] == user_id), None)
+        if user is None:
+            raise bad_request(f"User with id '{user_id}' doesn't exist")               # :258-262
+        if user["roles"] == "owner" and sum(1 for u in self.users if u["roles"] == "owner") == 1:
+            raise bad_request("At least one owner is required")                        # :275-285
+        user["roles"] = req["roles"]
+        return {"msg": "The user has been updated successfully"}                       # controller :95-97
+
+    def users_page(self):
+        """controllers/base-users.controller.ts:30-50: {users: PagedResponse(count)}."""
+        users = [{k: v for k, v in u.items() if k != "invite_token"} for u in self.users]
+        return {"users": paged(users, count=len(users), limit=len(users), limit_max=self.limit_max)}
+
+    # --- visibility ---------------------------------------------------------------------
+
+    def visibility_list(self):
+        """services/model-visibilities.service.ts:72-130: every view of every table, with
+        `disabled` for each role."""
+        result = []
+        for t in self.tables.values():
+            for v in self.views.values():
+                if v["fk_model_id"] != t["id"]:
+                    continue
+                disabled = {r: bool(self.visibility.get((v["id"], r), False)) for r in VISIBILITY_ROLES}
+                result.append(dict(v, ptn=t["table_name"], _ptn=t["title"], ptype=t["type"], tn=v["title"],
+                                   _tn=v["title"], table_meta=t["meta"], disabled=disabled))
+        return result
+
+    def visibility_set(self, validators, rules):
+        """services/model-visibilities.service.ts:14-70 xcVisibilityMetaSetAll."""
+        validators.validate_payload("VisibilityRuleReq", rules)                         # :22-25
+        for d in rules:
+            for role in (d.get("disabled") or {}):
+                v = self.views.get(d.get("id"))
+                if v is None:
+                    # :33 View.get of an unknown id gives undefined; reading base_id throws.
+                    raise bad_request("Cannot read properties of undefined (reading 'base_id')")
+                if v["base_id"] != self.base["id"]:
+                    raise bad_request("View does not belong to the base")               # :35-37
+                if d["disabled"][role]:
+                    self.visibility[(v["id"], role)] = True                             # :43-57
+                else:
+                    self.visibility.pop((v["id"], role), None)                          # :49-51
+        return True
+
+
+def paged(items, count=None, limit=None, limit_max=1000):
+    """helpers/PagedResponse.ts:5-47 with extractLimitAndOffset.ts:12-50: pageInfo only
+    when a count is given; the page size is the limit clamped to [10, limitMax]; `page` of
+    the query is never read."""
+    if count is None:
+        return {"list": items}
+    size = limit if limit and limit > 0 else 25
+    size = max(min(size, limit_max), 10)
+    pages = -(-count // size) or 1
+    return {"list": items, "pageInfo": {"totalRows": count, "page": 1, "pageSize": size,
+                                        "isFirstPage": True, "isLastPage": 1 >= pages}}
