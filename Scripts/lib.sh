@@ -5,6 +5,7 @@ NB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NB_VENV="${NOCOBRIDGE_VENV:-$HOME/.cache/nocobridge/venv}"
 NB_SECANTUS_VERSION="0.7.0b3"
 NB_OPENAPI_VALIDATOR_VERSION="0.9.0"
+NB_PYYAML_VERSION="6.0.2"
 NB_PG_BIN="${NB_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 # libmongoc keeps statistics counters in shared memory; every process killed mid-run (the
@@ -36,6 +37,11 @@ nb_install_deps() {
   if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('openapi-schema-validator') == '$NB_OPENAPI_VALIDATOR_VERSION'" 2>/dev/null; then
     nb_log "installing openapi-schema-validator $NB_OPENAPI_VALIDATOR_VERSION into $NB_VENV"
     "$NB_VENV/bin/pip" install -q "openapi-schema-validator==$NB_OPENAPI_VALIDATOR_VERSION"
+  fi
+  # deploy/check_compose.py (the compose file against the Compose specification) reads YAML.
+  if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('PyYAML') == '$NB_PYYAML_VERSION'" 2>/dev/null; then
+    nb_log "installing PyYAML $NB_PYYAML_VERSION into $NB_VENV"
+    "$NB_VENV/bin/pip" install -q "PyYAML==$NB_PYYAML_VERSION"
   fi
 }
 
