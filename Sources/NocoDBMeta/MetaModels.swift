@@ -93,6 +93,7 @@ public struct MetaViewVisibility: Decodable, Sendable {
     public let id: String
     public let title: String
     public let fkModelId: String
+    public let type: Double
     /// Role → hidden.
     public let disabled: [String: LenientBool]
 }

@@ -1,0 +1,108 @@
+import Foundation
+import NocoDBMeta
+import Testing
+
+/// `nocobridge provision --access FILE` against the NocoDB double: people invited with a
+/// base role, views hidden per role, views shared as links; a second run only reads; a
+/// mistake in the plan is one line and changes nothing.
+@Suite struct NocoDBAccessTests {
+    static let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("deploy/access.example.yaml").path
+    static let password = "waiter-form-s3cret"
+
+    func environment(_ f: BridgeFixture, _ server: NocoDBTestServer) -> [String: String] {
+        var env = server.environment(f.environment)
+        env["PG_URL"] = f.postgresURL
+        env["SYNC_TABLES"] = "waiter_ops,chef_orders,cashier_txns"
+        env["SYNC_PG_SCHEMA"] = nil
+        env["SYNC_COLUMN_TYPES"] = nil
+        env["NOCOBRIDGE_WAITER_FORM_PASSWORD"] = Self.password
+        return env
+    }
+
+    @Test func theExamplePlanIsAppliedOnceAndThenOnlyRead() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let env = environment(f, server)
+
+        let dry = try runCLI(["provision", "--dry-run", "--access", Self.example], environment: env)
+        #expect(dry.status == 0, "\(dry.output)")
+        #expect(dry.output.contains("invite waiter1@restaurant.example as viewer") && dry.output.contains("password from $NOCOBRIDGE_WAITER_FORM_PASSWORD"))
+        #expect(server.calls.allSatisfy { $0.method == "GET" }, "a dry run only reads")
+
+        let first = try runCLI(["provision", "--access", Self.example], environment: env)
+        #expect(first.status == 0, "\(first.output)")
+        #expect(first.output.contains("Invited cashier1@restaurant.example as commenter"))
+        #expect(first.output.contains("Note: Groups chef, waiter share the NocoDB role viewer"))
+
+        let client = server.client()
+        let users = Dictionary(uniqueKeysWithValues: try client.baseUsers(base: base).map { ($0.email, $0.roles ?? "") })
+        #expect(users["manager@restaurant.example"] == "editor" && users["waiter1@restaurant.example"] == "viewer"
+                && users["chef1@restaurant.example"] == "viewer" && users["cashier1@restaurant.example"] == "commenter")
+        let rules = try client.visibilityRules(base: base)
+        let viewerSees = Set(rules.filter { !($0.disabled["viewer"]?.wrappedValue ?? false) }.map(\.title))
+        let commenterSees = Set(rules.filter { !($0.disabled["commenter"]?.wrappedValue ?? false) }.map(\.title))
+        let editorHidden = rules.filter { $0.disabled["editor"]?.wrappedValue ?? false }
+        #expect(viewerSees == ["Waiter Ops", "Chef Orders Board"] && commenterSees == ["Cashier Txns"] && editorHidden.isEmpty)
+        #expect(rules.count == 7)
+
+        let tables = Dictionary(uniqueKeysWithValues: try client.tables(base: base).map { ($0.title, $0.id) })
+        let waiterTable = try #require(tables["waiter_ops"]), chefTable = try #require(tables["chef_orders"])
+        let form = try #require(try client.sharedViews(table: waiterTable).first { $0.title == "Waiter Ops Form" })
+        let board = try #require(try client.sharedViews(table: chefTable).first { $0.title == "Chef Orders Board" })
+        let formUUID = try #require(form.uuid), boardUUID = try #require(board.uuid)
+        #expect(form.password == Self.password && board.password == nil)
+        #expect(first.output.contains("Waiter Ops Form: \(server.url)/dashboard/#/nc/form/\(formUUID) (password from $NOCOBRIDGE_WAITER_FORM_PASSWORD)"))
+        #expect(first.output.contains("Chef Orders Board: \(server.url)/dashboard/#/nc/kanban/\(boardUUID)"))
+
+        let before = server.calls.count
+        let second = try runCLI(["provision", "--access", Self.example], environment: env)
+        #expect(second.status == 0 && second.output.contains("Access: people, roles, view visibility and shares already as planned"), "\(second.output)")
+        #expect(second.output.contains("/dashboard/#/nc/form/\(formUUID)"), "the second run prints the links too")
+        #expect(server.calls.dropFirst(before).allSatisfy { $0.method == "GET" }, "the second run changed something")
+        #expect(server.violations.isEmpty, "\(server.violations)")
+        for output in [dry.output, first.output, second.output] {
+            #expect(!output.contains(Self.password) && !output.contains(NocoDBTestServer.token))
+        }
+    }
+
+    /// A wrong role, an unknown view, an e-mail NocoDB refuses: one line each, exit 2, and
+    /// not one call that changes anything (the tables exist already, so provisioning itself
+    /// has nothing to do either).
+    @Test func mistakesInThePlanChangeNothing() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let env = environment(f, server)
+        let setup = try runCLI(["provision"], environment: env)
+        #expect(setup.status == 0, "\(setup.output)")
+        let example = try String(contentsOfFile: Self.example, encoding: .utf8)
+        let cases: [(String, String)] = [
+            (example.replacingOccurrences(of: "role: commenter", with: "role: cashier"),
+             "group cashier: role \"cashier\" is not a NocoDB base role (owner, creator, editor, commenter, viewer, no-access)"),
+            (example.replacingOccurrences(of: "views: [Chef Orders Board]", with: "views: [Chef Board]"),
+             "view \"Chef Board\" is not in the base"),
+            (example.replacingOccurrences(of: "waiter1@restaurant.example", with: "waiter1@restaurant"),
+             "NocoDB refuses the e-mail \"waiter1@restaurant\""),
+        ]
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("access-\(randomSuffix())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (i, (plan, expected)) in cases.enumerated() {
+            let path = dir.appendingPathComponent("plan\(i).yaml").path
+            try plan.write(toFile: path, atomically: true, encoding: .utf8)
+            let before = server.calls.count
+            let run = try runCLI(["provision", "--access", path], environment: env)
+            let lines = run.output.split(separator: "\n").filter { !$0.isEmpty }
+            #expect(run.status == 2 && run.output.contains(expected), "\(run.output)")
+            #expect(lines.count == 1, "one line: \(run.output)")
+            #expect(server.calls.dropFirst(before).allSatisfy { $0.method == "GET" }, "a refused plan changed something")
+        }
+        #expect(try server.client().baseUsers(base: base).count == 1, "only the token's owner")
+        // NocoDB's own refusal of an address, should one pass the local check, is one line too.
+        #expect(throws: NocoDBError.rejected(operation: "invite a@b.c0m", status: 400, message: "Invalid email address : a@b.c0m")) {
+            try server.client().inviteUser(base: base, email: "a@b.c0m", role: "viewer")
+        }
+    }
+}

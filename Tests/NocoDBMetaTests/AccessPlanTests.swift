@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+@testable import NocoDBMeta
+
+@Suite struct AccessPlanTests {
+    static let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("deploy/access.example.yaml").path
+
+    /// The views the seed provisioning makes, plus each table's default grid.
+    static func seedViews() -> [AccessSnapshot.View] {
+        var views: [AccessSnapshot.View] = []
+        for (i, table) in SeedModel.tables.enumerated() {
+            views.append(.init(title: table.title, id: "vd\(i)", type: MetaView.grid, tableID: "m\(i)"))
+            for (j, view) in table.views.enumerated() {
+                views.append(.init(title: view.title, id: "v\(i)\(j)", type: view.kind, tableID: "m\(i)"))
+            }
+        }
+        return views
+    }
+
+    func error(_ yaml: String) -> String {
+        do { _ = try AccessPlan.parse(yaml: yaml, source: "plan.yaml"); return "" } catch { return error.message }
+    }
+
+    @Test func theShippedExampleParses() throws {
+        let plan = try AccessPlan.load(path: Self.example)
+        #expect(plan.group(named: "manager")?.role == "editor" && plan.group(named: "manager")?.views == nil)
+        #expect(plan.group(named: "waiter")?.views == ["Waiter Ops"])
+        #expect(Set(plan.groups.filter { $0.name != "manager" }.map(\.role)).isSubset(of: ["viewer", "commenter"]))
+        #expect(plan.people.count == 4)
+        #expect(plan.shares == [.init(view: "Waiter Ops Form", passwordEnv: "NOCOBRIDGE_WAITER_FORM_PASSWORD"),
+                                .init(view: "Chef Orders Board", passwordEnv: nil)])
+    }
+
+    @Test func mistakesAreOneLineNamingTheEntry() {
+        #expect(error("groups:\n  waiter:\n    role: waiter\n")
+                == "plan.yaml: group waiter: role \"waiter\" is not a NocoDB base role (owner, creator, editor, commenter, viewer, no-access)")
+        #expect(error("groups:\n  w: {role: viewer}\npeople:\n  - {email: w@localhost, group: w}\n").contains("NocoDB refuses the e-mail \"w@localhost\""))
+        #expect(error("groups:\n  w: {role: viewer}\npeople:\n  - {email: a@b.com, group: x}\n").contains("group \"x\" is not one of w"))
+        #expect(error("groups:\n  w: {role: viewer, view: [A]}\n") == "plan.yaml: group w: unknown key \"view\" (expected role, views)")
+        #expect(error("groups:\n  w: {role: viewer}\nshares:\n  - {view: A, password: hunter2}\n").contains("unknown key \"password\""))
+        #expect(error("groups: [\n").hasPrefix("plan.yaml: is not valid YAML"))
+        #expect(!error("groups: [\n").contains("\n"))
+    }
+
+    @Test func emailsAreCheckedAsNocoDBChecksThem() {
+        for ok in ["a@b.co", "first.last+tag@sub.example.com", "x_y@ex-ample.org"] { #expect(AccessPlan.isEmail(ok), "\(ok)") }
+        for bad in ["a@b", "a@localhost", "@b.com", "a..b@c.com", "a@-b.com", "a b@c.com", "a@b.c", "a@b.c0m"] {
+            #expect(!AccessPlan.isEmail(bad), "\(bad)")
+        }
+    }
+
+    @Test func theExamplePlannedOnAFreshBaseThenNothing() throws {
+        let plan = try AccessPlan.load(path: Self.example)
+        let passwords = ["NOCOBRIDGE_WAITER_FORM_PASSWORD": "pw-1"]
+        var snapshot = AccessSnapshot(views: Self.seedViews())
+        let first = try AccessPlanner.plan(plan, current: snapshot, passwords: passwords)
+        #expect(first.steps.filter { if case .invite = $0 { true } else { false } }.count == 4)
+        // viewer (waiter + chef) sees Waiter Ops and Chef Orders Board only; commenter Cashier Txns only.
+        let hidden = first.steps.compactMap { step -> String? in
+            if case .setHidden(let view, let role, true) = step { "\(role):\(view)" } else { nil }
+        }
+        let all = Set(Self.seedViews().map(\.title))
+        #expect(Set(hidden) == Set(all.subtracting(["Waiter Ops", "Chef Orders Board"]).map { "viewer:\($0)" })
+                .union(all.subtracting(["Cashier Txns"]).map { "commenter:\($0)" }))
+        #expect(first.steps.contains(.share(view: "Waiter Ops Form")) && first.steps.contains(.share(view: "Chef Orders Board")))
+        #expect(first.steps.contains(.setPassword(view: "Waiter Ops Form", fromEnv: "NOCOBRIDGE_WAITER_FORM_PASSWORD")))
+        #expect(first.notes.count == 1 && first.notes[0].contains("chef, waiter share the NocoDB role viewer"))
+        #expect(!first.steps.map(\.description).joined().contains("pw-1"))
+
+        // The state NocoDB is in after those steps plans nothing.
+        for person in plan.people {
+            snapshot.users[person.email] = MetaBaseUser(id: "u-" + person.email, email: person.email,
+                                                        roles: plan.group(named: person.group)!.role)
+        }
+        for (i, view) in snapshot.views.enumerated() {
+            for step in first.steps {
+                if case .setHidden(view.title, let role, let hide) = step { snapshot.views[i].hidden[role] = hide }
+            }
+            if view.title == "Waiter Ops Form" { snapshot.views[i].shareUUID = "u1"; snapshot.views[i].sharePassword = "pw-1" }
+            if view.title == "Chef Orders Board" { snapshot.views[i].shareUUID = "u2" }
+        }
+        #expect(try AccessPlanner.plan(plan, current: snapshot, passwords: passwords).steps.isEmpty)
+        // A changed password or role is one step each.
+        let again = try AccessPlanner.plan(plan, current: snapshot, passwords: ["NOCOBRIDGE_WAITER_FORM_PASSWORD": "pw-2"])
+        #expect(again.steps == [.setPassword(view: "Waiter Ops Form", fromEnv: "NOCOBRIDGE_WAITER_FORM_PASSWORD")])
+        snapshot.users["chef1@restaurant.example"] = MetaBaseUser(id: "u9", email: "chef1@restaurant.example", roles: "editor")
+        #expect(try AccessPlanner.plan(plan, current: snapshot, passwords: passwords).steps
+                == [.changeRole(email: "chef1@restaurant.example", from: "editor", to: "viewer")])
+    }
+
+    @Test func unknownViewsAndMissingPasswordsAreRefused() throws {
+        let plan = try AccessPlan.parse(yaml: "groups:\n  w: {role: viewer, views: [Waiter Opps]}\n")
+        #expect(throws: AccessPlanError.self) { try AccessPlanner.plan(plan, current: AccessSnapshot(views: Self.seedViews()), passwords: [:]) }
+        let example = try AccessPlan.load(path: Self.example)
+        do {
+            _ = try AccessPlanner.plan(example, current: AccessSnapshot(views: Self.seedViews()), passwords: [:])
+            Issue.record("a missing password variable was accepted")
+        } catch {
+            #expect(error.message.contains("$NOCOBRIDGE_WAITER_FORM_PASSWORD, which is not set"))
+        }
+    }
+
+    @Test func linksAreTheOnesNocoDBsUIShows() {
+        #expect(AccessPlanner.link(base: "https://noco.example.com/", type: MetaView.form, uuid: "u-1")
+                == "https://noco.example.com/dashboard/#/nc/form/u-1")
+        #expect(AccessPlanner.link(base: "https://noco.example.com", type: MetaView.kanban, uuid: "u-2")
+                == "https://noco.example.com/dashboard/#/nc/kanban/u-2")
+        #expect(AccessPlanner.link(base: "http://h:8080", type: MetaView.grid, uuid: "u-3") == "http://h:8080/dashboard/#/nc/view/u-3")
+    }
+}
