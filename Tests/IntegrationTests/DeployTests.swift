@@ -51,6 +51,8 @@ import Testing
              "service nocodb: image nocodb/nocodb:latest is not pinned to a version"),
             (compose.replacingOccurrences(of: "nocodb/nocodb:0.258.3", with: "nocodb/nocodb:0.263.8"), env,
              "service nocodb: nocodb/nocodb:0.263.8 is not a NocoDB release the tests model (0.258.3)"),
+            (compose.replacingOccurrences(of: "image: mongo:8.2 ", with: "image: mongo:6.0 "), env,
+             "service mongo1: mongo:6.0 is not MongoDB 8.2, the version the tests talk to"),
             (compose.replacingOccurrences(of: "image: postgres:15", with: "image: postgres"), env,
              "service postgres: image postgres is not pinned to a version"),
             (compose, env.replacingOccurrences(of: "# STATUS_TOKEN=", with: "# STATUS_TOKN="),

@@ -6,7 +6,7 @@ import Postgres
 import SyncCore
 import Testing
 
-/// The bridge against NocoDB's meta API (the spec-validating test server) and the tables it
+/// The bridge against NocoDB's meta API (the test double, Tests/Support/nocodb/) and the tables it
 /// makes in PostgreSQL. These run the bridge as the database owner: provisioning creates
 /// tables after the fixture's limited role was granted its rights.
 @Suite struct NocoDBMetaTests {
