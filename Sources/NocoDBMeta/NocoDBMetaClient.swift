@@ -86,12 +86,24 @@ public final class NocoDBMetaClient: Sendable {
         let _: Ignored = try call("create field \(field["title"] ?? "?")", "POST", "/api/v2/meta/tables/\(escape(table))/columns", body: field)
     }
 
-    /// Renames a field and its column. NocoDB needs `column_name` here (it sanitizes it
-    /// unconditionally, services/columns.service.ts:347-350) and renames the column after
-    /// it, not after the title; the column name is derived from the title as NocoDB does.
-    public func renameField(id: String, title: String, uidt: String) throws {
-        let _: Ignored = try call("rename field \(id)", "PATCH", "/api/v2/meta/columns/\(escape(id))",
-                                  body: ["title": title, "column_name": NocoDBNames.columnName(forTitle: title), "uidt": uidt])
+    /// Renames a field and its column the way NocoDB's UI does: read the whole field, change
+    /// its title and column name, send it all back. NocoDB treats the body as the whole
+    /// column (services/columns.service.ts:417 `colBody = {...param.column}`): it ALTERs the
+    /// column whose `id` the body carries and writes the body over its meta (:236-266), so a
+    /// partial body renames nothing and fails; the UI sends `{...column}` with its id, type,
+    /// options and meta (nc-gui/composables/useColumnCreateStore.ts:102-105, :353). The
+    /// physical rename follows `column_name`, which NocoDB sanitizes unconditionally
+    /// (:347-350); it is derived from the title as NocoDB derives it.
+    public func renameField(id: String, title: String) throws {
+        let path = "/api/v2/meta/columns/\(escape(id))"
+        let read = try exchange("read field \(id)", "GET", path)
+        guard var field = (try? JSONSerialization.jsonObject(with: read)) as? [String: Any], field["id"] as? String == id else {
+            throw NocoDBError.invalidResponse(operation: "read field \(id)", detail: "not a field object with id \(id)")
+        }
+        field["title"] = title
+        field["column_name"] = NocoDBNames.columnName(forTitle: title)
+        let body = try JSONSerialization.data(withJSONObject: field, options: [.sortedKeys])
+        _ = try exchange("rename field \(id)", "PATCH", path, body: body)
     }
 
     public func deleteField(id: String) throws {
@@ -196,6 +208,23 @@ public final class NocoDBMetaClient: Sendable {
     private func call<T: Decodable>(_ operation: String, _ method: String, _ path: String,
                                     query: [(String, String)] = [], body: [String: any Sendable]? = nil,
                                     arrayBody: [[String: any Sendable]]? = nil) throws -> T {
+        var data: Data?
+        if let json: Any = body ?? arrayBody {
+            data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+        }
+        let answer = try exchange(operation, method, path, query: query, body: data)
+        do {
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            return try decoder.decode(T.self, from: answer.isEmpty ? Data("null".utf8) : answer)
+        } catch {
+            throw NocoDBError.invalidResponse(operation: operation, detail: "\(error)".prefix(300).description)
+        }
+    }
+
+    /// One call with retries; the body of a 2xx answer, or the error NocoDB's answer means.
+    private func exchange(_ operation: String, _ method: String, _ path: String,
+                          query: [(String, String)] = [], body: Data? = nil) throws -> Data {
         var parts = URLComponents(url: configuration.url, resolvingAgainstBaseURL: false)!
         parts.path = parts.path.trimmingSuffix("/") + path
         if !query.isEmpty { parts.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) } }
@@ -204,23 +233,15 @@ public final class NocoDBMetaClient: Sendable {
         request.httpMethod = method
         request.setValue(configuration.token, forHTTPHeaderField: "xc-token")
         request.setValue("application/json", forHTTPHeaderField: "Accept")
-        if let json: Any = body ?? arrayBody {
-            request.httpBody = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+        if let body {
+            request.httpBody = body
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
         var delay = configuration.backoffBase
         var last = ""
         for attempt in 1...max(configuration.attempts, 1) {
             let (status, data, transportError) = send(request)
-            if let status, (200..<300).contains(status) {
-                do {
-                    let decoder = JSONDecoder()
-                    decoder.keyDecodingStrategy = .convertFromSnakeCase
-                    return try decoder.decode(T.self, from: data.isEmpty ? Data("null".utf8) : data)
-                } catch {
-                    throw NocoDBError.invalidResponse(operation: operation, detail: "\(error)".prefix(300).description)
-                }
-            }
+            if let status, (200..<300).contains(status) { return data }
             let message = (try? JSONDecoder().decode(ErrorBody.self, from: data))?.text ?? String(decoding: data.prefix(300), as: UTF8.self)
             switch status {
             case 401?, 403?:

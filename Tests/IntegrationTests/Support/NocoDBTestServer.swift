@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Logging
 import NocoDBMeta
 
@@ -84,6 +87,31 @@ final class NocoDBTestServer: @unchecked Sendable {
         env["NOCODB_TOKEN"] = token
         env["NOCODB_BASE"] = baseName ?? baseID
         return env
+    }
+
+    /// One call as any client could make it, bypassing `NocoDBMetaClient`: for bodies the
+    /// client never sends and for fields it does not decode.
+    func request(_ method: String, _ path: String, json: Any? = nil) throws -> (status: Int, body: Any?) {
+        var request = URLRequest(url: URL(string: url + path)!)
+        request.httpMethod = method
+        request.setValue(Self.token, forHTTPHeaderField: "xc-token")
+        if let json {
+            request.httpBody = try JSONSerialization.data(withJSONObject: json)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let done = DispatchSemaphore(value: 0)
+        let box = Box()
+        URLSession.shared.dataTask(with: request) { data, response, _ in
+            box.value = ((response as? HTTPURLResponse)?.statusCode ?? 0, data ?? Data())
+            done.signal()
+        }.resume()
+        done.wait()
+        let (status, data) = box.value
+        return (status, data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
+    }
+
+    private final class Box: @unchecked Sendable {
+        var value: (Int, Data) = (0, Data())
     }
 
     func client(token: String = NocoDBTestServer.token) -> NocoDBMetaClient {

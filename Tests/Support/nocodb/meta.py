@@ -42,7 +42,11 @@ SYSTEM_2026 = [("ID", "id", "Id", False), ("CreatedTime", "created_at", "Created
                ("LastModifiedBy", "updated_by", "nc_updated_by", True), ("Order", "nc_order", "nc_order", True),
                ("Deleted", "__nc_deleted", "__nc_deleted", True)]
 
-VIRTUAL = {"Links", "LinkToAnotherRecord", "Lookup", "Rollup", "Formula", "Button", "QrCode", "Barcode", "Count"}
+# packages/nocodb-sdk/src/lib/UITypes.ts:163-187 isVirtualCol (Count is not virtual; the
+# created/modified time and user types are).
+VIRTUAL = {"LinkToAnotherRecord", "Formula", "QrCode", "Barcode", "Rollup", "Lookup", "Links", "CreatedTime",
+           "LastModifiedTime", "CreatedBy", "LastModifiedBy", "Button"}
+CREATED_MODIFIED = {"CreatedTime", "LastModifiedTime", "CreatedBy", "LastModifiedBy"}
 PG_TABLE_NAME_MAX = 63    # services/tables.service.ts:640-648
 PG_COLUMN_NAME_MAX = 59   # models/Column.ts:1564-1575 getMaxColumnNameLength('pg')
 
@@ -197,8 +201,9 @@ class Meta:
             map_default_display_value(mapped)                                          # :661
         used = set()
         for c in mapped:                                                               # :663-701
-            if c.get("uidt") in VIRTUAL:
-                continue
+            # :665-669: virtual columns keep their name, except system created/modified ones.
+            if c.get("uidt") in VIRTUAL and not (c.get("uidt") in CREATED_MODIFIED and c.get("system")):
+                raise bad_request(f"a {c.get('uidt')} column in a new table is not modelled by this test double")
             name = c.get("column_name") or c.get("title")
             name = sanitize_column_name(name[:PG_COLUMN_NAME_MAX - 5])
             if name in used:
@@ -297,33 +302,52 @@ class Meta:
         return col
 
     def update_column(self, t, column, req):
-        """services/columns.service.ts:271-420 columnUpdate; no validatePayload there."""
-        req = req or {}
-        if req.get("uidt", column["uidt"]) not in VIRTUAL:
-            if not isinstance(req.get("column_name"), str):
-                # :347-350 sanitizeColumnName(param.column.column_name) on undefined throws a
-                # TypeError, answered 400 {msg} (global-exception.filter.ts:218-222).
-                raise bad_request("Cannot read properties of undefined (reading 'replace')")
-            name = sanitize_column_name(req["column_name"])
-        else:
-            name = column["column_name"]
-        title = (req.get("title") or "").strip() or None                                # :353-356
-        base_name = name[:PG_COLUMN_NAME_MAX - 5]                                       # :358-374
-        name, suffix = base_name, 1
+        """services/columns.service.ts:271-1584 columnUpdate (no validatePayload there). The
+        body is the whole column, as NocoDB's UI sends it (nc-gui/composables/
+        useColumnCreateStore.ts:102-105, :353): `colBody = {...param.column}` (:417) reaches
+        updateMetaAndDatabase (:1560-1573), which ALTERs the column whose id the *body*
+        carries and writes the body over that column's meta (:236-266)."""
+        req = req if isinstance(req, dict) else {}
+        if column["uidt"] in VIRTUAL or column.get("system"):
+            raise bad_request(f"renaming a {column['uidt']} or system column is not modelled by this test double")
+        if req.get("uidt") != column["uidt"]:
+            raise bad_request(f"changing a column's type ({column['uidt']} -> {req.get('uidt')}) is not modelled by this test double")
+        # :347-352: isVirtualCol(param.column) looks at the body only; a body without
+        # column_name throws a TypeError in sanitizeColumnName, answered 400 {msg}
+        # (global-exception.filter.ts:218-222).
+        if not isinstance(req.get("column_name"), str):
+            raise bad_request("Cannot read properties of undefined (reading 'replace')")
+        name = sanitize_column_name(req["column_name"])
+        title = req["title"].strip() if isinstance(req.get("title"), str) else None      # :354-357
+        base_name = name[:PG_COLUMN_NAME_MAX - 5]                                       # :359-374, unique
+        name, suffix = base_name, 1                                                     # against the path's column
         while any(c["column_name"] == name and c["id"] != column["id"] for c in t["columns"]):
             name = f"{base_name}_{suffix}"
             suffix += 1
-        if title is not None and any(c["title"] == title and c["id"] != column["id"] for c in t["columns"]):
+        if title is not None and len(title) > 255:
+            raise bad_request(f"Column title {title} exceeds 255 characters")            # :386-390
+        if title and any(c["title"] == title and c["id"] != column["id"] for c in t["columns"]):
             raise bad_request(f"Duplicate column alias for table {t['title']} and column is {title}. "
-                              "Please change the name of this column and retry.")        # :404-414
-        if name != column["column_name"]:
-            # The physical rename follows column_name, not the title.
+                              "Please change the name of this column and retry.")        # :403-414
+        if req.get("id") is None:
+            # :236-244 matches no column, so no DDL; :266 Column.update(context, undefined)
+            # ends in metaUpdate(...).where('id', undefined) (meta.service.ts:684-685), which
+            # knex refuses; answered 400 {msg} (global-exception.filter.ts:218-222).
+            raise bad_request("Undefined binding(s) detected when compiling UPDATE. Undefined column(s): [id] "
+                              'query: update "nc_columns_v2" set ...')
+        target = next((c for c in t["columns"] if c["id"] == req["id"]), None)          # :236-244
+        if target is not None and name != target["column_name"]:
             self.sql(f"ALTER TABLE {quote(self.base['id'])}.{quote(t['table_name'])} "
-                     f"RENAME COLUMN {quote(column['column_name'])} TO {quote(name)}")
-            column["column_name"] = name
+                     f"RENAME COLUMN {quote(target['column_name'])} TO {quote(name)}")
+        try:
+            _, stored = self.find_column(req["id"])                                     # :266 Column.update
+        except NcError:
+            # models/Column.ts:1138-1141: Column.get of an unknown id is null; reading uidt throws.
+            raise bad_request("Cannot read properties of null (reading 'uidt')")
+        stored["column_name"] = name
         if title is not None:
-            column["title"] = title
-        return column
+            stored["title"] = title
+        return stored
 
     def delete_column(self, t, column):
         if column.get("pv"):
