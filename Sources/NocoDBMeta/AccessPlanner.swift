@@ -89,9 +89,13 @@ public enum AccessPlanner {
 
         for person in plan.people {
             let role = plan.group(named: person.group)!.role
-            if let user = current.users[person.email] {
-                let roles = (user.roles ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                if roles != [role] { steps.append(.changeRole(email: person.email, from: user.roles ?? "none", to: role)) }
+            // NocoDB lists every user of the instance, with no roles for those not in this
+            // base (models/BaseUser.ts:191-262). Only an invite brings them in
+            // (base-users.service.ts:101-139): a PATCH of their role updates no row and
+            // still answers 200 (models/BaseUser.ts:296-315).
+            if let user = current.users[person.email], let current = user.roles, !current.isEmpty {
+                let roles = current.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                if roles != [role] { steps.append(.changeRole(email: person.email, from: current, to: role)) }
             } else {
                 steps.append(.invite(email: person.email, role: role))
             }

@@ -76,12 +76,23 @@ struct Page<Item: Decodable & Sendable>: Decodable, Sendable {
     let pageInfo: Info?
 }
 
-/// A base collaborator (`GET /api/v2/meta/bases/{baseId}/users`).
+/// A user as `GET /api/v2/meta/bases/{baseId}/users` lists them: NocoDB lists every user of
+/// the instance, so whether someone is in the base is in `roles`, not in being listed.
 public struct MetaBaseUser: Decodable, Sendable, Equatable {
     public let id: String
     public let email: String
-    /// The base role; NocoDB may send several comma-separated.
+    /// The base role; NocoDB may send several comma-separated. nil (or empty) for a user of
+    /// the instance who is not in this base (models/BaseUser.ts:212-237, a LEFT JOIN).
     public let roles: String?
+
+    public init(id: String, email: String, roles: String?) {
+        self.id = id
+        self.email = email
+        self.roles = roles
+    }
+
+    /// In the base with some role.
+    public var isMember: Bool { !(roles ?? "").isEmpty }
 }
 
 struct BaseUsers: Decodable, Sendable {

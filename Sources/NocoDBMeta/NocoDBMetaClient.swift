@@ -55,7 +55,9 @@ public final class NocoDBMetaClient: Sendable {
         try pages("list filters of view \(view)", "/api/v2/meta/views/\(escape(view))/filters", id: \.id)
     }
 
-    /// The base's collaborators with their base roles.
+    /// Every user of the instance, with their role in this base (none for non-members). The
+    /// list is whole: NocoDB gives it a count but no limit, so its pageInfo claims pages of 25
+    /// (services/base-users/base-users.service.ts:35-45) that `page` would not change.
     public func baseUsers(base: String) throws -> [MetaBaseUser] {
         let answer: BaseUsers = try call("list users of base \(base)", "GET", "/api/v2/meta/bases/\(escape(base))/users")
         return answer.users.list

@@ -160,7 +160,10 @@ struct AccessCommand {
         out += result.notes.map { "Note: \($0)" }
         try provisioner.apply(result.steps, base: base.id, passwords: passwords)
         for step in result.steps {
-            if case .invite(let email, let role) = step {
+            guard case .invite(let email, let role) = step else { continue }
+            if now.users[email] != nil {
+                out.append("Added \(email), already a user of this NocoDB, to the base as \(role).")
+            } else {
                 out.append("Invited \(email) as \(role) (NocoDB e-mails the invitation when it has an e-mail plugin; otherwise copy it from Team & Settings).")
             }
         }

@@ -20,10 +20,13 @@ import Testing
         return env
     }
 
+    /// chef1 is already a user of the NocoDB instance (invited to another base, say), so
+    /// NocoDB lists them with no role in this base: they must be invited, not PATCHed.
     @Test func theExamplePlanIsAppliedOnceAndThenOnlyRead() throws {
         let f = try BridgeFixture(install: false)
         let base = "p" + randomSuffix(14)
-        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base,
+                                          orgUsers: ["chef1@restaurant.example", "someone@elsewhere.example"])
         let env = environment(f, server)
 
         let dry = try runCLI(["provision", "--dry-run", "--access", Self.example], environment: env)
@@ -34,12 +37,14 @@ import Testing
         let first = try runCLI(["provision", "--access", Self.example], environment: env)
         #expect(first.status == 0, "\(first.output)")
         #expect(first.output.contains("Invited cashier1@restaurant.example as commenter"))
+        #expect(first.output.contains("Added chef1@restaurant.example, already a user of this NocoDB, to the base as viewer."))
         #expect(first.output.contains("Note: Groups chef, waiter share the NocoDB role viewer"))
 
         let client = server.client()
         let users = Dictionary(uniqueKeysWithValues: try client.baseUsers(base: base).map { ($0.email, $0.roles ?? "") })
         #expect(users["manager@restaurant.example"] == "editor" && users["waiter1@restaurant.example"] == "viewer"
                 && users["chef1@restaurant.example"] == "viewer" && users["cashier1@restaurant.example"] == "commenter")
+        #expect(users["someone@elsewhere.example"] == "", "a user the plan does not name stays out of the base")
         let rules = try client.visibilityRules(base: base)
         let viewerSees = Set(rules.filter { !($0.disabled["viewer"]?.wrappedValue ?? false) }.map(\.title))
         let commenterSees = Set(rules.filter { !($0.disabled["commenter"]?.wrappedValue ?? false) }.map(\.title))
@@ -62,8 +67,14 @@ import Testing
         #expect(second.output.contains("/dashboard/#/nc/form/\(formUUID)"), "the second run prints the links too")
         #expect(server.calls.dropFirst(before).allSatisfy { $0.method == "GET" }, "the second run changed something")
         #expect(server.violations.isEmpty, "\(server.violations)")
+        // The invitations' sign-up tokens, as NocoDB lists them to the base's owner.
+        let listed = try server.request("GET", "/api/v2/meta/bases/\(base)/users")
+        let inviteTokens = (((listed.body as? [String: Any])?["users"] as? [String: Any])?["list"] as? [[String: Any]] ?? [])
+            .compactMap { $0["invite_token"] as? String }
+        #expect(inviteTokens.count == 3, "manager, waiter1 and cashier1 were new to this NocoDB")
         for output in [dry.output, first.output, second.output] {
             #expect(!output.contains(Self.password) && !output.contains(NocoDBTestServer.token))
+            #expect(!inviteTokens.contains { output.contains($0) })
         }
     }
 
@@ -99,7 +110,7 @@ import Testing
             #expect(lines.count == 1, "one line: \(run.output)")
             #expect(server.calls.dropFirst(before).allSatisfy { $0.method == "GET" }, "a refused plan changed something")
         }
-        #expect(try server.client().baseUsers(base: base).count == 1, "only the token's owner")
+        #expect(try server.client().baseUsers(base: base).filter(\.isMember).count == 1, "only the token's owner")
         // NocoDB's own refusal of an address, should one pass the local check, is one line too.
         #expect(throws: NocoDBError.rejected(operation: "invite a@b.c0m", status: 400, message: "Invalid email address : a@b.c0m")) {
             try server.client().inviteUser(base: base, email: "a@b.c0m", role: "viewer")

@@ -89,6 +89,17 @@ import Testing
                 == [.changeRole(email: "chef1@restaurant.example", from: "editor", to: "viewer")])
     }
 
+    /// NocoDB lists every user of the instance; one without a role in this base is invited
+    /// (that is what adds the mapping), never PATCHed (which would update no row).
+    @Test func aListedUserWithoutARoleIsInvited() throws {
+        let plan = try AccessPlan.parse(yaml: "groups:\n  w: {role: viewer}\npeople:\n  - {email: a@b.co, group: w}\n  - {email: c@d.co, group: w}\n")
+        var snapshot = AccessSnapshot(views: Self.seedViews())
+        snapshot.users["a@b.co"] = MetaBaseUser(id: "u1", email: "a@b.co", roles: nil)
+        snapshot.users["c@d.co"] = MetaBaseUser(id: "u2", email: "c@d.co", roles: "")
+        #expect(try AccessPlanner.plan(plan, current: snapshot, passwords: [:]).steps
+                == [.invite(email: "a@b.co", role: "viewer"), .invite(email: "c@d.co", role: "viewer")])
+    }
+
     @Test func unknownViewsAndMissingPasswordsAreRefused() throws {
         let plan = try AccessPlan.parse(yaml: "groups:\n  w: {role: viewer, views: [Waiter Opps]}\n")
         #expect(throws: AccessPlanError.self) { try AccessPlanner.plan(plan, current: AccessSnapshot(views: Self.seedViews()), passwords: [:]) }

@@ -27,8 +27,9 @@ final class NocoDBTestServer: @unchecked Sendable {
     /// - Parameters:
     ///   - fail: `METHOD REGEX STATUS COUNT`: the first COUNT matching requests get STATUS.
     ///   - extraBases, limitMax: more bases than NocoDB's list page (DB_QUERY_LIMIT_MAX) holds.
+    ///   - orgUsers: users of the NocoDB instance who are not in the base.
     init(postgresURL: String, baseID: String, version: Version = .v0_258_3, fail: [String] = [], delayMilliseconds: Int = 0,
-         extraBases: Int = 0, limitMax: Int = 1000) throws {
+         extraBases: Int = 0, limitMax: Int = 1000, orgUsers: [String] = []) throws {
         self.baseID = baseID
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent()
@@ -49,6 +50,7 @@ final class NocoDBTestServer: @unchecked Sendable {
                          "--nocodb-version", version.rawValue, "--extra-bases", String(extraBases),
                          "--limit-max", String(limitMax), "--delay-ms", String(delayMilliseconds)]
         for f in fail { arguments += ["--fail", f] }
+        for u in orgUsers { arguments += ["--org-user", u] }
         let child = try spawnProcess(arguments, log: dir + "/server.err")
         pid = child
         let deadline = Date().addingTimeInterval(30)

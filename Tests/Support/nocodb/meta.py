@@ -124,7 +124,8 @@ def is_system_for_views(column):
 
 
 class Meta:
-    def __init__(self, pg_url, base_id, base_title, version, extra_bases=0, limit_max=1000, owner_email="admin@example.com"):
+    def __init__(self, pg_url, base_id, base_title, version, extra_bases=0, limit_max=1000, owner_email="admin@example.com",
+                 org_users=()):
         self.pg_url = pg_url
         self.version = version
         self.limit_max = limit_max
@@ -134,11 +135,23 @@ class Meta:
         self.views = {}         # id -> view
         self.filters = {}       # view id -> [filter]
         self.view_columns = {}  # view id -> [view column]
-        # The token belongs to the base's owner (base-users.service.ts:60-66 compares the
-        # invited role's power with the inviter's; the owner may invite every role).
-        self.users = [{"id": new_id("us"), "email": owner_email, "roles": "owner", "main_roles": "org-level-creator"}]
+        # nc_users: every user of the instance. The API token belongs to the first, the
+        # base's owner (strategies/authtoken.strategy/authtoken.strategy.ts:14-56 makes the
+        # token's user the caller; base-users.service.ts:60-66 compares the invited role's
+        # power with the caller's). `org_users` are users of the instance who are not in
+        # this base (invited to another base, say).
+        self.users = [self._make_user(owner_email, "org-level-creator,super")]
+        self.users += [self._make_user(email.lower(), "org-level-viewer") for email in org_users]
+        self.token_user = self.users[0]
+        # nc_base_users for this base: user id -> roles (a row may carry no role).
+        self.base_roles = {self.token_user["id"]: "owner"}
         self.visibility = {}    # (view id, role) -> disabled
         self.sql(f"CREATE SCHEMA IF NOT EXISTS {quote(base_id)}")
+
+    @staticmethod
+    def _make_user(email, main_roles, invite_token=None):
+        return {"id": new_id("us"), "email": email, "display_name": None, "invite_token": invite_token,
+                "main_roles": main_roles, "created_at": "2025-01-01 00:00:00+00:00"}
 
     def _make_base(self, base_id, title):
         return {"id": base_id, "title": title, "prefix": "", "is_meta": True, "status": None,
@@ -429,27 +442,45 @@ class Meta:
 
     # --- users --------------------------------------------------------------------------
 
+    def caller_power(self):
+        """The token user's power in this base (its base_roles, authtoken.strategy.ts:33-52)."""
+        return role_power(self.base_roles.get(self.token_user["id"]))
+
     def invite(self, validators, req):
         """services/base-users/base-users.service.ts:47-217 userInvite (controller :63-66)."""
         if not (req or {}).get("email"):
             raise bad_request("Email is required")                                   # controller :63-65
         validators.validate_payload("ProjectUserReq", req)                              # :55-58
+        if role_power(req["roles"]) > self.caller_power():                              # :60-66
+            raise bad_request("Insufficient privilege to invite with this role")
         if req["roles"] not in BASE_ROLES:
             raise bad_request("Invalid role")                                          # :68-79
         emails = [e.strip() for e in re.split(r"\s*,\s*", req["email"].lower())]        # :81-84
         invalid = [e for e in emails if not is_email(e)]
         if invalid:
             raise bad_request("Invalid email address : " + ", ".join(invalid))         # :91-93
+        invite_token = str(uuid.uuid4())                                                # :95
         for email in emails:
             user = next((u for u in self.users if u["email"] == email), None)
             if user:
-                raise bad_request(f"{email} with role {user['roles']} already exists in this base")  # :119-123
-            self.users.append({"id": new_id("us"), "email": email, "roles": req["roles"], "main_roles": "org-level-viewer",
-                               "invite_token": str(uuid.uuid4())})
+                # :101-139: an existing user of the instance gets the base mapping (or its
+                # role, when mapped without one); one mapped with a role is refused.
+                roles = self.base_roles.get(user["id"])
+                if roles:
+                    raise bad_request(f"{email} with role {roles} already exists in this base")  # :117-121
+                self.base_roles[user["id"]] = req["roles"] or "editor"
+            else:
+                # :140-162: a new user of the instance, with an invite token, mapped to the base.
+                user = self._make_user(email, "org-level-viewer", invite_token)
+                self.users.append(user)
+                self.base_roles[user["id"]] = req["roles"]
+                if len(emails) == 1:
+                    # :164-189: no e-mail plugin is configured here (the default), so the
+                    # invite mail is not sent and the token comes back.
+                    return {"invite_token": invite_token, "email": email}
         if len(emails) == 1:
-            # :177-189: no e-mail plugin configured (the default) -> the invite token comes back.
-            return {"invite_token": self.users[-1]["invite_token"], "email": emails[0]}
-        return {"invite_token": self.users[-1]["invite_token"], "emails": emails, "error": []}
+            return {"msg": "The user has been invited successfully"}                    # :209-213
+        return {"invite_token": invite_token, "emails": emails, "error": []}
 
     def update_user(self, validators, user_id, req):
         """services/base-users/base-users.service.ts:219-310 baseUserUpdate."""
@@ -459,15 +490,41 @@ class Meta:
         user = next((u for u in self.users if u["id"] == user_id), None)
         if user is None:
             raise bad_request(f"User with id '{user_id}' doesn't exist")               # :258-262
-        if user["roles"] == "owner" and sum(1 for u in self.users if u["roles"] == "owner") == 1:
-            raise bad_request("At least one owner is required")                        # :275-285
-        user["roles"] = req["roles"]
+        target_roles = self.base_roles.get(user_id)                                     # :264-273 getWithRoles
+        if "owner" in (target_roles or "").split(","):
+            owners = sum(1 for r in self.base_roles.values() if "owner" in (r or ""))
+            if owners == 1:
+                raise bad_request("At least one owner is required")                    # :275-285
+        if role_power(target_roles) > self.caller_power():
+            raise bad_request("Insufficient privilege to update user")                 # :287-289
+        if user_id in self.base_roles:
+            # models/BaseUser.ts:296-315 updateRoles: an UPDATE of the base mapping; a user
+            # without one is updated nowhere, and the answer is the same.
+            self.base_roles[user_id] = req["roles"]
         return {"msg": "The user has been updated successfully"}                       # controller :95-97
 
     def users_page(self):
-        """controllers/base-users.controller.ts:30-50: {users: PagedResponse(count)}."""
-        users = [{k: v for k, v in u.items() if k != "invite_token"} for u in self.users]
-        return {"users": paged(users, count=len(users), limit=len(users), limit_max=self.limit_max)}
+        """controllers/base-users.controller.ts:30-50 and models/BaseUser.ts:191-262
+        getUsersList: every user of the instance (nc_users LEFT JOIN this base's
+        nc_base_users), `roles` null for those not in the base; `invite_token` only when the
+        caller is the base's owner or creator. base-users.service.ts:35-45 gives only a count,
+        so pageInfo says pageSize 25 and isLastPage false past 25 users, though the list is whole."""
+        full = any(r in ("owner", "creator") for r in (self.base_roles.get(self.token_user["id"]) or "").split(","))
+        users = []
+        for u in self.users:
+            row = dict(u, base_id=self.base["id"], roles=self.base_roles.get(u["id"]))
+            if not full:
+                del row["invite_token"]
+            users.append(row)
+        return {"users": paged(users, count=len(users), limit_max=self.limit_max)}
+
+    def me(self):
+        """modules/auth/auth.controller.ts:124-138 on /api/v2/auth/user/me with the API token:
+        the token's user. Its base_roles stay null on this path in 0.258.3: only the v1 paths
+        read `base_id` from the query (middlewares/extract-ids/extract-ids.middleware.ts:343-353)."""
+        u = self.token_user
+        return {"id": u["id"], "email": u["email"], "display_name": u["display_name"], "is_api_token": True,
+                "roles": {r: True for r in u["main_roles"].split(",")}, "base_roles": None}
 
     # --- visibility ---------------------------------------------------------------------
 
@@ -500,6 +557,21 @@ class Meta:
                 else:
                     self.visibility.pop((v["id"], role), None)                          # :49-51
         return True
+
+
+# packages/nocodb-sdk/src/lib/enums.ts:295-302 OrderedProjectRoles.
+ORDERED_ROLES = ["owner", "creator", "editor", "commenter", "viewer", "no-access"]
+
+
+def role_power(roles):
+    """utils/roleHelper.ts:5-30 getProjectRolePower: -1 without base roles; the strongest
+    role's rank otherwise, and 400 'Forbidden' when none of the roles is a base role."""
+    if not roles:
+        return -1
+    ranks = [list(reversed(ORDERED_ROLES)).index(r) for r in roles.split(",") if r in ORDERED_ROLES]
+    if not ranks:
+        raise bad_request("Forbidden")
+    return max(ranks)
 
 
 def paged(items, count=None, limit=None, limit_max=1000):

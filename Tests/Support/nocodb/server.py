@@ -111,6 +111,8 @@ def route(meta, validators, method, template, p, body):
     if key == ("POST", "/api/v2/meta/views/{viewId}/show-all"):
         meta.show_all(v)
         return 200, True
+    if key == ("GET", "/api/v2/auth/user/me"):
+        return 200, meta.me()
     if key == ("GET", "/api/v2/meta/bases/{baseId}/users"):
         return 200, meta.users_page()
     if key == ("POST", "/api/v2/meta/bases/{baseId}/users"):
@@ -216,12 +218,13 @@ def main():
     parser.add_argument("--nocodb-version", choices=[V0258, V2026], default=V0258)
     parser.add_argument("--extra-bases", type=int, default=0)
     parser.add_argument("--limit-max", type=int, default=1000)
+    parser.add_argument("--org-user", action="append", default=[], help="a user of the instance who is not in the base")
     parser.add_argument("--fail", action="append", default=[])
     parser.add_argument("--delay-ms", type=int, default=0)
     args = parser.parse_args()
     validators = Validators(args.spec_v2, args.spec_v1)
     meta = Meta(args.pg_url, args.base_id, args.base_title, args.nocodb_version,
-                extra_bases=args.extra_bases, limit_max=args.limit_max)
+                extra_bases=args.extra_bases, limit_max=args.limit_max, org_users=args.org_user)
     log_lock = threading.Lock()
 
     def log(entry):
