@@ -26,12 +26,15 @@ public struct AccessSnapshot: Sendable, Equatable {
         }
     }
 
-    /// Lower-cased e-mail → base user.
+    /// Lower-cased e-mail → user of the instance (with no roles when not in the base).
     public var users: [String: MetaBaseUser]
     public var views: [View]
-    public init(users: [String: MetaBaseUser] = [:], views: [View] = []) {
+    /// The lower-cased e-mail of the API token's user; nil when unknown (no role checks).
+    public var me: String?
+    public init(users: [String: MetaBaseUser] = [:], views: [View] = [], me: String? = nil) {
         self.users = users
         self.views = views
+        self.me = me
     }
 }
 
@@ -101,6 +104,8 @@ public enum AccessPlanner {
             }
         }
 
+        try checkRoleChanges(steps, current: current)
+
         // Per base role, the views its groups see. Roles above editor see every view anyway
         // in NocoDB's UI; no-access sees nothing, so neither gets rules.
         let managedRoles = ["editor", "commenter", "viewer"]
@@ -125,6 +130,54 @@ public enum AccessPlanner {
             if wanted != have { steps.append(.setPassword(view: share.view, fromEnv: share.passwordEnv)) }
         }
         return Result(steps: steps, notes: notes)
+    }
+
+    /// NocoDB's base roles from the strongest (nocodb-sdk src/lib/enums.ts:295-302).
+    static let orderedRoles = ["owner", "creator", "editor", "commenter", "viewer", "no-access"]
+
+    /// utils/roleHelper.ts:5-30 getProjectRolePower: the strongest role's rank (no-access 0
+    /// … owner 5), -1 without a role.
+    static func power(_ roles: String?) -> Int {
+        let ranks = (roles ?? "").split(separator: ",").compactMap { role in
+            orderedRoles.firstIndex(of: role.trimmingCharacters(in: .whitespaces)).map { orderedRoles.count - 1 - $0 }
+        }
+        return ranks.max() ?? -1
+    }
+
+    /// What NocoDB would refuse only after earlier steps had been made, refused here before
+    /// any: the token's user changing its own role (every later call would run with the new
+    /// one), the base's last owner changed (services/base-users/base-users.service.ts:275-285),
+    /// a role changed for someone above the token's user (:287-289) and an invite with a role
+    /// above it (:60-66).
+    static func checkRoleChanges(_ steps: [AccessStep], current: AccessSnapshot) throws(AccessPlanError) {
+        var owners = current.users.values.filter { power($0.roles) == power("owner") }.count
+        let me = current.me.flatMap { current.users[$0] }
+        let mine = me?.roles.flatMap { $0.isEmpty ? nil : $0 }
+        let described = mine.map { "\(me!.email), \($0) in this base" } ?? "\(current.me ?? "?"), not in this base"
+        for step in steps {
+            switch step {
+            case .invite(let email, let role):
+                if current.me != nil, power(role) > power(mine) {
+                    throw AccessPlanError("access plan", "people: \(email) as \(role): NocoDB lets the API token's user (\(described)) invite only with a role up to its own")
+                }
+                if role == "owner" { owners += 1 }
+            case .changeRole(let email, let from, let to):
+                if email == current.me {
+                    throw AccessPlanError("access plan", "people: \(email) is the API token's own user; changing its role (\(from) → \(to)) would leave the rest of the run without its rights: put it in a group with role \(from), or leave it out")
+                }
+                if power(from) == power("owner") {
+                    guard owners > 1 else {
+                        throw AccessPlanError("access plan", "people: \(email) is the base's only owner; NocoDB refuses to change that role (At least one owner is required)")
+                    }
+                    if to != "owner" { owners -= 1 }
+                }
+                if current.me != nil, power(from) > power(mine) {
+                    throw AccessPlanError("access plan", "people: \(email) is \(from); NocoDB lets the API token's user (\(described)) change only the roles of people up to its own")
+                }
+            default:
+                break
+            }
+        }
     }
 
     /// A shared view's public address, as NocoDB's UI builds it
@@ -152,7 +205,7 @@ public struct AccessProvisioner: Sendable {
     }
 
     public func snapshot(base: String) throws -> AccessSnapshot {
-        var snapshot = AccessSnapshot()
+        var snapshot = AccessSnapshot(me: try client.me().email.lowercased())
         for user in try client.baseUsers(base: base) { snapshot.users[user.email.lowercased()] = user }
         let visibility = try client.visibilityRules(base: base)
         var shares: [String: MetaSharedView] = [:]

@@ -95,6 +95,13 @@ public struct MetaBaseUser: Decodable, Sendable, Equatable {
     public var isMember: Bool { !(roles ?? "").isEmpty }
 }
 
+/// The API token's own user (`GET /api/v2/auth/user/me`): whose base role bounds what the
+/// token may do to other people's roles.
+public struct MetaUser: Decodable, Sendable, Equatable {
+    public let id: String
+    public let email: String
+}
+
 struct BaseUsers: Decodable, Sendable {
     let users: Page<MetaBaseUser>
 }

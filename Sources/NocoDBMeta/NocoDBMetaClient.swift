@@ -63,6 +63,13 @@ public final class NocoDBMetaClient: Sendable {
         return answer.users.list
     }
 
+    /// The user the API token belongs to (strategies/authtoken.strategy/authtoken.strategy.ts:
+    /// 14-56). Its base role is read from `baseUsers`: on this v2 path NocoDB 0.258.3 leaves
+    /// `base_roles` empty (middlewares/extract-ids/extract-ids.middleware.ts:343-353).
+    public func me() throws -> MetaUser {
+        try call("read the API token's user", "GET", "/api/v2/auth/user/me")
+    }
+
     /// Every view of the base with the roles it is hidden from.
     public func visibilityRules(base: String) throws -> [MetaViewVisibility] {
         try call("read view visibility of base \(base)", "GET", "/api/v2/meta/bases/\(escape(base))/visibility-rules")

@@ -78,17 +78,35 @@ import Testing
         }
     }
 
-    /// A wrong role, an unknown view, an e-mail NocoDB refuses: one line each, exit 2, and
-    /// not one call that changes anything (the tables exist already, so provisioning itself
-    /// has nothing to do either).
-    @Test func mistakesInThePlanChangeNothing() throws {
+    /// A wrong role, an unknown view, an e-mail NocoDB refuses, the token's own user
+    /// demoted: one line each, exit 2, and not one call that changes anything. Run against a
+    /// fresh base, where the same command would create every table and view first (so this
+    /// fails if the plan were checked after provisioning), and against a provisioned one,
+    /// where it would invite people first.
+    @Test(arguments: [false, true])
+    func mistakesInThePlanChangeNothing(provisioned: Bool) throws {
         let f = try BridgeFixture(install: false)
         let base = "p" + randomSuffix(14)
         let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
         let env = environment(f, server)
-        let setup = try runCLI(["provision"], environment: env)
-        #expect(setup.status == 0, "\(setup.output)")
         let example = try String(contentsOfFile: Self.example, encoding: .utf8)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("access-\(randomSuffix())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func run(_ plan: String, _ name: String, dryRun: Bool = false) throws -> (status: Int32, output: String) {
+            let path = dir.appendingPathComponent(name).path
+            try plan.write(toFile: path, atomically: true, encoding: .utf8)
+            return try runCLI(["provision", "--access", path] + (dryRun ? ["--dry-run"] : []), environment: env)
+        }
+        if provisioned {
+            let setup = try runCLI(["provision"], environment: env)
+            #expect(setup.status == 0, "\(setup.output)")
+        }
+        // The unchanged plan would make changes here: the cases below are refusals, not no-ops.
+        let wouldDo = try run(example, "example.yaml", dryRun: true)
+        #expect(wouldDo.status == 0 && wouldDo.output.contains("invite waiter1@restaurant.example as viewer"), "\(wouldDo.output)")
+        #expect(wouldDo.output.contains("POST /api/v2/meta/bases/{base}/tables") == !provisioned, "\(wouldDo.output)")
+
         let cases: [(String, String)] = [
             (example.replacingOccurrences(of: "role: commenter", with: "role: cashier"),
              "group cashier: role \"cashier\" is not a NocoDB base role (owner, creator, editor, commenter, viewer, no-access)"),
@@ -96,20 +114,23 @@ import Testing
              "view \"Chef Board\" is not in the base"),
             (example.replacingOccurrences(of: "waiter1@restaurant.example", with: "waiter1@restaurant"),
              "NocoDB refuses the e-mail \"waiter1@restaurant\""),
+            // The base's owner (the token's user) listed as a manager: NocoDB would demote it
+            // after the invites were sent, or refuse it as the last owner.
+            (example.replacingOccurrences(of: "people:\n", with: "people:\n  - email: \(NocoDBTestServer.ownerEmail)\n    group: manager\n"),
+             "people: \(NocoDBTestServer.ownerEmail) is the API token's own user; changing its role (owner → editor)"),
         ]
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("access-\(randomSuffix())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(cases.allSatisfy { $0.0 != example }, "every case changes the plan")
+        let before = server.calls.count
         for (i, (plan, expected)) in cases.enumerated() {
-            let path = dir.appendingPathComponent("plan\(i).yaml").path
-            try plan.write(toFile: path, atomically: true, encoding: .utf8)
-            let before = server.calls.count
-            let run = try runCLI(["provision", "--access", path], environment: env)
-            let lines = run.output.split(separator: "\n").filter { !$0.isEmpty }
-            #expect(run.status == 2 && run.output.contains(expected), "\(run.output)")
-            #expect(lines.count == 1, "one line: \(run.output)")
-            #expect(server.calls.dropFirst(before).allSatisfy { $0.method == "GET" }, "a refused plan changed something")
+            let result = try run(plan, "plan\(i).yaml")
+            let lines = result.output.split(separator: "\n").filter { !$0.isEmpty }
+            #expect(result.status == 2 && result.output.contains(expected), "\(result.output)")
+            #expect(lines.count == 1, "one line: \(result.output)")
         }
+        let writes = server.calls.dropFirst(before).filter { $0.method != "GET" }
+        #expect(writes.isEmpty, "a refused plan changed something: \(writes.map { "\($0.method) \($0.path)" })")
+        let tables = try f.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", [base]).rows[0][0]
+        #expect(tables == (provisioned ? "3" : "0"))
         #expect(try server.client().baseUsers(base: base).filter(\.isMember).count == 1, "only the token's owner")
         // NocoDB's own refusal of an address, should one pass the local check, is one line too.
         #expect(throws: NocoDBError.rejected(operation: "invite a@b.c0m", status: 400, message: "Invalid email address : a@b.c0m")) {

@@ -100,6 +100,30 @@ import Testing
                 == [.invite(email: "a@b.co", role: "viewer"), .invite(email: "c@d.co", role: "viewer")])
     }
 
+    /// What NocoDB refuses only once earlier calls were made is refused before any: the
+    /// token's own role, the last owner, roles above the token's user.
+    @Test func roleChangesNocoDBWouldRefuseLateAreRefusedFirst() throws {
+        func refusal(_ people: String, users: [(String, String?)], me: String = "boss@x.co") -> String {
+            let yaml = "groups:\n  m: {role: editor}\n  o: {role: owner}\npeople:\n" + people
+            var snapshot = AccessSnapshot(views: Self.seedViews(), me: me)
+            for (email, roles) in users { snapshot.users[email] = MetaBaseUser(id: "u-" + email, email: email, roles: roles) }
+            do { _ = try AccessPlanner.plan(try AccessPlan.parse(yaml: yaml), current: snapshot, passwords: [:]); return "" } catch {
+                return error.message
+            }
+        }
+        let boss = ("boss@x.co", Optional("owner"))
+        #expect(refusal("  - {email: boss@x.co, group: m}\n", users: [boss, ("o2@x.co", "owner")])
+                .contains("boss@x.co is the API token's own user; changing its role (owner → editor)"))
+        #expect(refusal("  - {email: o2@x.co, group: m}\n", users: [boss, ("o2@x.co", "owner")]) == "", "two owners: one may go")
+        #expect(refusal("  - {email: o2@x.co, group: m}\n", users: [("boss@x.co", "creator"), ("o2@x.co", "owner")])
+                .contains("o2@x.co is the base's only owner"))
+        #expect(refusal("  - {email: new@x.co, group: o}\n", users: [("boss@x.co", "creator")])
+                .contains("new@x.co as owner: NocoDB lets the API token's user (boss@x.co, creator in this base) invite only with a role up to its own"))
+        #expect(refusal("  - {email: c@x.co, group: m}\n", users: [("boss@x.co", "editor"), ("c@x.co", "creator"), ("o@x.co", "owner")])
+                .contains("c@x.co is creator; NocoDB lets the API token's user (boss@x.co, editor in this base) change only"))
+        #expect(refusal("  - {email: new@x.co, group: m}\n", users: [("boss@x.co", nil)]).contains("boss@x.co, not in this base"))
+    }
+
     @Test func unknownViewsAndMissingPasswordsAreRefused() throws {
         let plan = try AccessPlan.parse(yaml: "groups:\n  w: {role: viewer, views: [Waiter Opps]}\n")
         #expect(throws: AccessPlanError.self) { try AccessPlanner.plan(plan, current: AccessSnapshot(views: Self.seedViews()), passwords: [:]) }

@@ -18,6 +18,8 @@ final class NocoDBTestServer: @unchecked Sendable {
     }
 
     static let token = "nb-test-token-s3cret"
+    /// The e-mail of the token's user, the base's owner (server.py's default).
+    static let ownerEmail = "admin@example.com"
     let url: String
     let baseID: String
     let baseTitle = "Restaurant"
