@@ -38,27 +38,97 @@ public struct AccessSnapshot: Sendable, Equatable {
     }
 }
 
-/// One access change. Descriptions name the call and never carry a password.
+/// A view an access step acts on: by id, since NocoDB lets views share a title (its view
+/// create services check none: services/grids.service.ts:16-60, forms.service.ts,
+/// kanbans.service.ts:24-73). The title is for people.
+public struct ViewRef: Sendable, Equatable, CustomStringConvertible {
+    public let title: String
+    /// nil for a view this run's provisioning is about to create; the plan is made again,
+    /// with ids, once it exists.
+    public let id: String?
+
+    public init(title: String, id: String?) {
+        self.title = title
+        self.id = id
+    }
+
+    public var description: String { "\(title) (\(id ?? "created by this run"))" }
+
+    /// The id's place in a call's path.
+    var pathSegment: String { id ?? "{\(title)}" }
+}
+
+/// One access change. Descriptions never carry a password.
 public enum AccessStep: Sendable, Equatable, CustomStringConvertible {
     case invite(email: String, role: String)
     case changeRole(email: String, from: String, to: String)
-    case setHidden(view: String, role: String, hidden: Bool)
-    case share(view: String)
-    case setPassword(view: String, fromEnv: String?)
+    case setHidden(view: ViewRef, role: String, hidden: Bool)
+    case share(view: ViewRef)
+    case setPassword(view: ViewRef, fromEnv: String?)
 
     public var description: String {
         switch self {
-        case .invite(let email, let role):
-            "POST /api/v2/meta/bases/{base}/users — invite \(email) as \(role)"
-        case .changeRole(let email, let from, let to):
-            "PATCH /api/v2/meta/bases/{base}/users/{user} — \(email): \(from) → \(to)"
-        case .setHidden(let view, let role, let hidden):
-            "POST /api/v2/meta/bases/{base}/visibility-rules — view \(view) \(hidden ? "hidden from" : "shown to") \(role)"
-        case .share(let view):
-            "POST /api/v2/meta/views/{\(view)}/share — share view \(view) as a link"
-        case .setPassword(let view, let env):
-            "PATCH /api/v2/meta/views/{\(view)}/share — " + (env.map { "password from $\($0)" } ?? "no password")
+        case .invite(let email, let role): "invite \(email) as \(role)"
+        case .changeRole(let email, let from, let to): "\(email): \(from) → \(to)"
+        case .setHidden(let view, let role, let hidden): "view \(view) \(hidden ? "hidden from" : "shown to") \(role)"
+        case .share(let view): "share view \(view) as a link"
+        case .setPassword(let view, let env): "view \(view): " + (env.map { "password from $\($0)" } ?? "no password")
         }
+    }
+}
+
+/// One HTTP call an access run makes: a step, or all visibility changes in the one call
+/// NocoDB takes them in (services/model-visibilities.service.ts:14-70 sets a list).
+public enum AccessCall: Sendable, Equatable, CustomStringConvertible {
+    case step(AccessStep)
+    case visibility([(view: ViewRef, role: String, hidden: Bool)])
+
+    public static func == (a: AccessCall, b: AccessCall) -> Bool {
+        switch (a, b) {
+        case (.step(let x), .step(let y)): x == y
+        case (.visibility(let x), .visibility(let y)):
+            x.count == y.count && zip(x, y).allSatisfy { $0.view == $1.view && $0.role == $1.role && $0.hidden == $1.hidden }
+        default: false
+        }
+    }
+
+    /// The call's method and path, then what it changes.
+    public var description: String {
+        switch self {
+        case .step(let step):
+            return switch step {
+            case .invite: "POST /api/v2/meta/bases/{base}/users — \(step)"
+            case .changeRole: "PATCH /api/v2/meta/bases/{base}/users/{user} — \(step)"
+            case .setHidden: "POST /api/v2/meta/bases/{base}/visibility-rules — \(step)"
+            case .share(let view): "POST /api/v2/meta/views/\(view.pathSegment)/share — \(step)"
+            case .setPassword(let view, _): "PATCH /api/v2/meta/views/\(view.pathSegment)/share — \(step)"
+            }
+        case .visibility(let rules):
+            var byView: [(ViewRef, [String])] = []
+            for rule in rules {
+                let entry = "\(rule.hidden ? "hidden from" : "shown to") \(rule.role)"
+                if let i = byView.firstIndex(where: { $0.0 == rule.view }) { byView[i].1.append(entry) } else { byView.append((rule.view, [entry])) }
+            }
+            return "POST /api/v2/meta/bases/{base}/visibility-rules — " + byView.map { "\($0.0): \($0.1.joined(separator: ", "))" }.joined(separator: "; ")
+        }
+    }
+
+    /// The calls `steps` take, in the order `AccessProvisioner.apply` makes them: every
+    /// visibility change in one call, where the first of them stood.
+    public static func calls(_ steps: [AccessStep]) -> [AccessCall] {
+        var calls: [AccessCall] = []
+        var rules: [(view: ViewRef, role: String, hidden: Bool)] = []
+        var at: Int?
+        for step in steps {
+            if case .setHidden(let view, let role, let hidden) = step {
+                if at == nil { at = calls.count }
+                rules.append((view, role, hidden))
+            } else {
+                calls.append(.step(step))
+            }
+        }
+        if let at { calls.insert(.visibility(rules), at: at) }
+        return calls
     }
 }
 
@@ -69,6 +139,8 @@ public enum AccessPlanner {
         public var steps: [AccessStep]
         /// What the plan cannot have in NocoDB's community edition, said once.
         public var notes: [String]
+        /// The calls the steps take (what `--dry-run` prints).
+        public var calls: [AccessCall] { AccessCall.calls(steps) }
     }
 
     /// - Parameter passwords: environment variable → value, for the plan's `password_env`.
@@ -116,18 +188,22 @@ public enum AccessPlanner {
             if groups.count > 1, visible != nil {
                 notes.append("Groups \(groups.map(\.name).joined(separator: ", ")) share the NocoDB role \(role): each sees the views of all of them (NocoDB hides views per role, not per person).")
             }
-            for view in current.views.sorted(by: { $0.title < $1.title }) {
+            // Every view by its id: views outside the plan may share a title.
+            for view in current.views.sorted(by: { ($0.title, $0.id ?? "") < ($1.title, $1.id ?? "") }) {
                 let hide = visible.map { !$0.contains(view.title) } ?? false
-                if (view.hidden[role] ?? false) != hide { steps.append(.setHidden(view: view.title, role: role, hidden: hide)) }
+                if (view.hidden[role] ?? false) != hide {
+                    steps.append(.setHidden(view: ViewRef(title: view.title, id: view.id), role: role, hidden: hide))
+                }
             }
         }
 
         for share in plan.shares {
             let view = byTitle[share.view]![0]
-            if view.shareUUID == nil { steps.append(.share(view: share.view)) }
+            let ref = ViewRef(title: view.title, id: view.id)
+            if view.shareUUID == nil { steps.append(.share(view: ref)) }
             let wanted = share.passwordEnv.flatMap { passwords[$0] }
             let have = view.sharePassword.flatMap { $0.isEmpty ? nil : $0 }
-            if wanted != have { steps.append(.setPassword(view: share.view, fromEnv: share.passwordEnv)) }
+            if wanted != have { steps.append(.setPassword(view: ref, fromEnv: share.passwordEnv)) }
         }
         return Result(steps: steps, notes: notes)
     }
@@ -220,36 +296,39 @@ public struct AccessProvisioner: Sendable {
         return snapshot
     }
 
-    /// Applies `steps` against a fresh snapshot (ids of views created meanwhile); the
-    /// visibility changes go in one call.
+    /// Makes the calls `steps` take (`AccessCall.calls`), in that order. Views are addressed
+    /// by id; a step for a view not created yet is a caller's mistake (plan again once
+    /// provisioning made it).
     public func apply(_ steps: [AccessStep], base: String, passwords: [String: String]) throws {
-        let now = try snapshot(base: base)
-        func view(_ title: String) throws -> AccessSnapshot.View {
-            guard let v = now.views.first(where: { $0.title == title }), v.id != nil else { throw NocoDBError.notFound("view \"\(title)\"") }
-            return v
+        let users = try snapshot(base: base).users
+        func id(_ view: ViewRef) throws -> String {
+            guard let id = view.id else { throw NocoDBError.notFound("view \"\(view.title)\" (not created yet)") }
+            return id
         }
-        var rules: [String: [String: Bool]] = [:]
-        var ruleOrder: [String] = []
-        for step in steps {
-            logger.info("access", metadata: ["nocodb.step": "\(step)"])
-            switch step {
-            case .invite(let email, let role):
+        for call in AccessCall.calls(steps) {
+            logger.info("access", metadata: ["nocodb.call": "\(call)"])
+            switch call {
+            case .visibility(let rules):
+                var byView: [(String, [String: Bool])] = []
+                for rule in rules {
+                    let viewID = try id(rule.view)
+                    if let i = byView.firstIndex(where: { $0.0 == viewID }) { byView[i].1[rule.role] = rule.hidden } else {
+                        byView.append((viewID, [rule.role: rule.hidden]))
+                    }
+                }
+                try client.setVisibility(base: base, rules: byView.map { (view: $0.0, disabled: $0.1) })
+            case .step(.invite(let email, let role)):
                 try client.inviteUser(base: base, email: email, role: role)
-            case .changeRole(let email, _, let to):
-                guard let user = now.users[email] else { throw NocoDBError.notFound("user \(email)") }
+            case .step(.changeRole(let email, _, let to)):
+                guard let user = users[email] else { throw NocoDBError.notFound("user \(email)") }
                 try client.updateUserRole(base: base, user: user, role: to)
-            case .setHidden(let title, let role, let hidden):
-                let id = try view(title).id!
-                if rules[id] == nil { ruleOrder.append(id) }
-                rules[id, default: [:]][role] = hidden
-            case .share(let title):
-                _ = try client.shareView(view: try view(title).id!)
-            case .setPassword(let title, let env):
-                try client.setSharePassword(view: try view(title).id!, password: env.flatMap { passwords[$0] })
+            case .step(.share(let view)):
+                _ = try client.shareView(view: try id(view))
+            case .step(.setPassword(let view, let env)):
+                try client.setSharePassword(view: try id(view), password: env.flatMap { passwords[$0] })
+            case .step(.setHidden):
+                break  // never a call of its own: AccessCall.calls gathers them
             }
-        }
-        if !rules.isEmpty {
-            try client.setVisibility(base: base, rules: ruleOrder.map { ($0, rules[$0]!) })
         }
     }
 }

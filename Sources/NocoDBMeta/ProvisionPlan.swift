@@ -46,7 +46,7 @@ public enum ProvisionStep: Sendable, Equatable, CustomStringConvertible {
         case .addFilter(let table, let view, let f):
             "POST /api/v2/meta/views/{\(table)/\(view)}/filters — \(f.field) \(f.comparison)\(f.value.map { " \($0)" } ?? "")"
         case .showOnly(let table, let view, let fields):
-            "POST /api/v2/meta/views/{\(table)/\(view)}/hide-all, PATCH …/columns/{field} — show only \(fields.joined(separator: ", "))"
+            "POST /api/v2/meta/views/{\(table)/\(view)}/hide-all, then PATCH /api/v2/meta/views/{\(table)/\(view)}/columns/{column} for each of \(fields.joined(separator: ", "))"
         }
     }
 }

@@ -45,10 +45,9 @@ struct Provision: AsyncParsableCommand {
             let base = try Discovery(client: client).base()
             let provisioner = Provisioner(client: client, logger: logger)
             let plan = ProvisionPlanner.plan(wanted, current: try provisioner.snapshot(base: base.id, wanted: wanted))
-            let accessRun = try access.map { plan in
-                try AccessCommand(client: client, logger: logger, base: base, plan: plan, passwords: passwords,
-                                  pendingViews: AccessCommand.pending(plan: ProvisionPlanner.plan(wanted, current: MetaSnapshot()),
-                                                                      wanted: wanted))
+            let accessRun = try access.map { accessPlan in
+                try AccessCommand(client: client, logger: logger, base: base, plan: accessPlan, passwords: passwords,
+                                  pendingViews: AccessCommand.pending(plan: plan))
             }
             var out: [String] = []
             if plan.isEmpty {
@@ -98,8 +97,9 @@ struct AccessCommand {
         self.passwords = passwords
         provisioner = AccessProvisioner(client: client, logger: logger)
         var snapshot = try provisioner.snapshot(base: base.id)
-        let known = Set(snapshot.views.map(\.title))
-        snapshot.views += pendingViews.filter { !known.contains($0.title) }
+        // Provisioning creates only what its table lacks, so none of these exists yet, even
+        // where another table has a view of the same title.
+        snapshot.views += pendingViews
         self.snapshot = snapshot
         do { initial = try AccessPlanner.plan(plan, current: snapshot, passwords: passwords) } catch {
             throw ConfigurationError(setting: "--access", message: error.message)
@@ -107,7 +107,7 @@ struct AccessCommand {
     }
 
     /// Views (and the tables' default grids) that this run's provisioning creates.
-    static func pending(plan: [ProvisionStep], wanted: [TableSpec]) -> [AccessSnapshot.View] {
+    static func pending(plan: [ProvisionStep]) -> [AccessSnapshot.View] {
         var views: [AccessSnapshot.View] = []
         for step in plan {
             switch step {
@@ -132,8 +132,8 @@ struct AccessCommand {
         if initial.steps.isEmpty {
             out.append("Access: people, roles, view visibility and shares already as planned; nothing to change.")
         } else {
-            out.append("Access: \(dryRun ? "would make" : "making") \(initial.steps.count) change(s):")
-            out += initial.steps.map { "  \($0)" }
+            out.append("Access: \(dryRun ? "would make" : "making") \(initial.calls.count) call(s):")
+            out += initial.calls.map { "  \($0)" }
         }
         out += initial.notes.map { "Note: \($0)" }
         if dryRun {
@@ -154,8 +154,8 @@ struct AccessCommand {
         if result.steps.isEmpty {
             out.append("Access: people, roles, view visibility and shares already as planned; nothing to change.")
         } else {
-            out.append("Access: making \(result.steps.count) change(s):")
-            out += result.steps.map { "  \($0)" }
+            out.append("Access: making \(result.calls.count) call(s):")
+            out += result.calls.map { "  \($0)" }
         }
         out += result.notes.map { "Note: \($0)" }
         try provisioner.apply(result.steps, base: base.id, passwords: passwords)

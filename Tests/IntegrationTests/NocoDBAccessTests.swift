@@ -34,8 +34,13 @@ import Testing
         #expect(dry.output.contains("invite waiter1@restaurant.example as viewer") && dry.output.contains("password from $NOCOBRIDGE_WAITER_FORM_PASSWORD"))
         #expect(server.calls.allSatisfy { $0.method == "GET" }, "a dry run only reads")
 
+        let firstStart = server.calls.count
         let first = try runCLI(["provision", "--access", Self.example], environment: env)
         #expect(first.status == 0, "\(first.output)")
+        // The dry run listed exactly the access calls the run made, in order (one
+        // visibility-rules POST for every rule).
+        #expect(Self.accessCalls(printed: dry.output) == Self.accessCalls(made: server.calls.dropFirst(firstStart)), "\(dry.output)")
+        #expect(Self.accessCalls(printed: dry.output).filter { $0 == "POST visibility-rules" }.count == 1)
         #expect(first.output.contains("Invited cashier1@restaurant.example as commenter"))
         #expect(first.output.contains("Added chef1@restaurant.example, already a user of this NocoDB, to the base as viewer."))
         #expect(first.output.contains("Note: Groups chef, waiter share the NocoDB role viewer"))
@@ -76,6 +81,55 @@ import Testing
             #expect(!output.contains(Self.password) && !output.contains(NocoDBTestServer.token))
             #expect(!inviteTokens.contains { output.contains($0) })
         }
+    }
+
+    /// "METHOD kind" of each access call a run's output lists.
+    static func accessCalls(printed output: String) -> [String] {
+        output.split(separator: "\n").drop { !$0.hasPrefix("Access:") }.compactMap { line -> String? in
+            let call = line.trimmingCharacters(in: .whitespaces)
+            guard let space = call.firstIndex(of: " "), ["POST", "PATCH"].contains(call[..<space]),
+                  let dash = call.range(of: " — ") else { return nil }
+            return "\(call[..<space]) \(kind(String(call[call.index(after: space)..<dash.lowerBound])))"
+        }
+    }
+
+    /// "METHOD kind" of each access call the server answered that changes something.
+    static func accessCalls(made calls: ArraySlice<(method: String, path: String, status: Int, violation: String?)>) -> [String] {
+        calls.filter { $0.method != "GET" }.map { "\($0.method) \(kind($0.path))" }.filter { !$0.hasSuffix(" other") }
+    }
+
+    static func kind(_ path: String) -> String {
+        path.hasSuffix("/visibility-rules") ? "visibility-rules" : path.hasSuffix("/share") ? "share"
+            : path.contains("/users") ? "users" : "other"
+    }
+
+    /// NocoDB lets views share a title (its view create services check none): three grids
+    /// titled "Grid view", which the plan does not name, each get hidden from the staff
+    /// roles by id, in one call, and the second run only reads.
+    @Test func sameTitledViewsAreEachHidden() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let env = environment(f, server)
+        let setup = try runCLI(["provision"], environment: env)
+        #expect(setup.status == 0, "\(setup.output)")
+        let client = server.client()
+        let tables = Dictionary(uniqueKeysWithValues: try client.tables(base: base).map { ($0.title, $0.id) })
+        for table in ["waiter_ops", "waiter_ops", "chef_orders"] {
+            _ = try client.createView(table: try #require(tables[table]), title: "Grid view", kind: MetaView.grid)
+        }
+        let start = server.calls.count
+        let first = try runCLI(["provision", "--access", Self.example], environment: env)
+        #expect(first.status == 0, "\(first.output)")
+        let grids = try client.visibilityRules(base: base).filter { $0.title == "Grid view" }
+        #expect(grids.count == 3 && grids.allSatisfy { ($0.disabled["viewer"]?.wrappedValue ?? false) && ($0.disabled["commenter"]?.wrappedValue ?? false) },
+                "\(grids.map { "\($0.id): \($0.disabled.mapValues(\.wrappedValue))" })")
+        #expect(Self.accessCalls(made: server.calls.dropFirst(start)).filter { $0 == "POST visibility-rules" }.count == 1)
+        let before = server.calls.count
+        let second = try runCLI(["provision", "--access", Self.example], environment: env)
+        #expect(second.status == 0 && second.output.contains("already as planned"), "\(second.output)")
+        #expect(server.calls.dropFirst(before).allSatisfy { $0.method == "GET" }, "the second run changed something")
+        #expect(server.violations.isEmpty, "\(server.violations)")
     }
 
     /// A wrong role, an unknown view, an e-mail NocoDB refuses, the token's own user

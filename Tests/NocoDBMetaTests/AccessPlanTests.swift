@@ -50,6 +50,11 @@ import Testing
         }
     }
 
+    static func ref(_ title: String) -> ViewRef {
+        let view = seedViews().first { $0.title == title }!
+        return ViewRef(title: title, id: view.id)
+    }
+
     @Test func theExamplePlannedOnAFreshBaseThenNothing() throws {
         let plan = try AccessPlan.load(path: Self.example)
         let passwords = ["NOCOBRIDGE_WAITER_FORM_PASSWORD": "pw-1"]
@@ -58,13 +63,16 @@ import Testing
         #expect(first.steps.filter { if case .invite = $0 { true } else { false } }.count == 4)
         // viewer (waiter + chef) sees Waiter Ops and Chef Orders Board only; commenter Cashier Txns only.
         let hidden = first.steps.compactMap { step -> String? in
-            if case .setHidden(let view, let role, true) = step { "\(role):\(view)" } else { nil }
+            if case .setHidden(let view, let role, true) = step { "\(role):\(view.title)" } else { nil }
         }
         let all = Set(Self.seedViews().map(\.title))
         #expect(Set(hidden) == Set(all.subtracting(["Waiter Ops", "Chef Orders Board"]).map { "viewer:\($0)" })
                 .union(all.subtracting(["Cashier Txns"]).map { "commenter:\($0)" }))
-        #expect(first.steps.contains(.share(view: "Waiter Ops Form")) && first.steps.contains(.share(view: "Chef Orders Board")))
-        #expect(first.steps.contains(.setPassword(view: "Waiter Ops Form", fromEnv: "NOCOBRIDGE_WAITER_FORM_PASSWORD")))
+        #expect(first.steps.contains(.share(view: Self.ref("Waiter Ops Form"))) && first.steps.contains(.share(view: Self.ref("Chef Orders Board"))))
+        #expect(first.steps.contains(.setPassword(view: Self.ref("Waiter Ops Form"), fromEnv: "NOCOBRIDGE_WAITER_FORM_PASSWORD")))
+        // One visibility call for every rule, as the run makes it; the dry run prints these.
+        #expect(first.calls.filter { if case .visibility = $0 { true } else { false } }.count == 1)
+        #expect(first.calls.count == 4 + 1 + 2 + 1)
         #expect(first.notes.count == 1 && first.notes[0].contains("chef, waiter share the NocoDB role viewer"))
         #expect(!first.steps.map(\.description).joined().contains("pw-1"))
 
@@ -75,7 +83,7 @@ import Testing
         }
         for (i, view) in snapshot.views.enumerated() {
             for step in first.steps {
-                if case .setHidden(view.title, let role, let hide) = step { snapshot.views[i].hidden[role] = hide }
+                if case .setHidden(let ref, let role, let hide) = step, ref.id == view.id { snapshot.views[i].hidden[role] = hide }
             }
             if view.title == "Waiter Ops Form" { snapshot.views[i].shareUUID = "u1"; snapshot.views[i].sharePassword = "pw-1" }
             if view.title == "Chef Orders Board" { snapshot.views[i].shareUUID = "u2" }
@@ -83,10 +91,34 @@ import Testing
         #expect(try AccessPlanner.plan(plan, current: snapshot, passwords: passwords).steps.isEmpty)
         // A changed password or role is one step each.
         let again = try AccessPlanner.plan(plan, current: snapshot, passwords: ["NOCOBRIDGE_WAITER_FORM_PASSWORD": "pw-2"])
-        #expect(again.steps == [.setPassword(view: "Waiter Ops Form", fromEnv: "NOCOBRIDGE_WAITER_FORM_PASSWORD")])
+        #expect(again.steps == [.setPassword(view: Self.ref("Waiter Ops Form"), fromEnv: "NOCOBRIDGE_WAITER_FORM_PASSWORD")])
         snapshot.users["chef1@restaurant.example"] = MetaBaseUser(id: "u9", email: "chef1@restaurant.example", roles: "editor")
         #expect(try AccessPlanner.plan(plan, current: snapshot, passwords: passwords).steps
                 == [.changeRole(email: "chef1@restaurant.example", from: "editor", to: "viewer")])
+    }
+
+    /// NocoDB lets views share a title: each gets its rule by id, and the plan converges.
+    @Test func sameTitledViewsOutsideThePlanAreEachHidden() throws {
+        let plan = try AccessPlan.load(path: Self.example)
+        let passwords = ["NOCOBRIDGE_WAITER_FORM_PASSWORD": "pw-1"]
+        var snapshot = AccessSnapshot(views: Self.seedViews() + [
+            .init(title: "Grid view", id: "vg1", type: MetaView.grid, tableID: "m0"),
+            .init(title: "Grid view", id: "vg2", type: MetaView.grid, tableID: "m1"),
+        ])
+        let first = try AccessPlanner.plan(plan, current: snapshot, passwords: passwords)
+        let grids = first.steps.compactMap { step -> String? in
+            if case .setHidden(let view, let role, true) = step, view.title == "Grid view" { "\(role):\(view.id ?? "")" } else { nil }
+        }
+        #expect(Set(grids) == ["viewer:vg1", "viewer:vg2", "commenter:vg1", "commenter:vg2"])
+        let visibility = first.calls.compactMap { call -> String? in if case .visibility = call { "\(call)" } else { nil } }
+        #expect(visibility.count == 1 && visibility[0].contains("Grid view (vg1): hidden from commenter, hidden from viewer")
+                && visibility[0].contains("Grid view (vg2): hidden from commenter, hidden from viewer"), "\(visibility)")
+        for (i, view) in snapshot.views.enumerated() {
+            for case .setHidden(let ref, let role, let hide) in first.steps where ref.id == view.id { snapshot.views[i].hidden[role] = hide }
+        }
+        #expect(!(try AccessPlanner.plan(plan, current: snapshot, passwords: passwords).steps.contains {
+            if case .setHidden = $0 { true } else { false }
+        }), "converged")
     }
 
     /// NocoDB lists every user of the instance; one without a role in this base is invited
