@@ -17,15 +17,22 @@ from validation import is_email
 V0258 = "0.258.3"
 V2026 = "2026"
 
-# packages/nocodb-sdk/src/lib/sqlUi/PgUi.ts getDataTypeForUiType (uidt -> PostgreSQL type).
+# packages/nocodb-sdk/src/lib/sqlUi/PgUi.ts:1617-1750 getDataTypeForUiType (uidt -> PostgreSQL
+# type; anything else, CreatedBy and LastModifiedBy included, is `character varying`). ID is
+# int4 with ai (:1620-1632), which PgClient creates as serial.
 UIDT_TYPES = {
     "SingleLineText": "text", "LongText": "text", "Number": "bigint", "Decimal": "decimal",
     "DateTime": "timestamp", "Date": "date", "Checkbox": "bool", "SingleSelect": "text",
-    "MultiSelect": "text", "JSON": "json", "Email": "text", "URL": "text", "PhoneNumber": "text",
-    "ID": "serial", "CreatedTime": "timestamp", "LastModifiedTime": "timestamp",
-    "CreatedBy": "character varying", "LastModifiedBy": "character varying",
-    "Order": "numeric", "Deleted": "bool",
+    "MultiSelect": "text", "JSON": "json", "Email": "character varying", "URL": "text",
+    "PhoneNumber": "character varying", "ID": "serial", "CreatedTime": "timestamp",
+    "LastModifiedTime": "timestamp", "CreatedBy": "character varying", "LastModifiedBy": "character varying",
 }
+# PgUi.ts:1650-1653: Checkbox also gets cdf 'false', a column default.
+UIDT_DEFAULTS = {"Checkbox": "false"}
+# [2026] Order and Deleted exist only in the current release (not in 0.258.3's UITypes,
+# packages/nocodb-sdk/src/lib/UITypes.ts:5-47); their types from shared/nocodb/fixture-schema.sql:53-54.
+UIDT_TYPES_2026 = {"Order": "numeric", "Deleted": "bool"}
+UIDT_DEFAULTS_2026 = {"Deleted": "false"}
 
 # services/tables.service.ts:499-575: what 0.258.3 adds to a table created through the API
 # when the request lacks it, appended after the request's columns. No ID column: NocoDB's
@@ -117,10 +124,16 @@ def map_default_display_value(columns):
         columns[0]["pv"] = True
 
 
-def is_system_for_views(column):
-    """packages/nocodb-sdk/src/lib/UITypes.ts isSystemColumn: system columns, and an
-    auto-increment primary key, start hidden in every view (models/View.ts:529)."""
-    return bool(column.get("system")) or (column.get("pk") and column.get("ai")) or column["uidt"] == "ID"
+def is_system_column(column):
+    """packages/nocodb-sdk/src/lib/helperFunctions.ts:18-27 isSystemColumn: a ForeignKey,
+    created_at/updated_at as DateTime, a primary key that is auto-increment, defaulted or
+    auto-generated, or a column marked system."""
+    meta = column.get("meta") if isinstance(column.get("meta"), dict) else {}
+    return bool(column.get("uidt") == "ForeignKey"
+                or (column.get("column_name") in ("created_at", "updated_at") and column.get("uidt") == "DateTime")
+                or (column.get("pk") and (column.get("ai") or column.get("cdf")))
+                or (column.get("pk") and meta.get("ag"))
+                or column.get("system"))
 
 
 class Meta:
@@ -146,6 +159,8 @@ class Meta:
         # nc_base_users for this base: user id -> roles (a row may carry no role).
         self.base_roles = {self.token_user["id"]: "owner"}
         self.visibility = {}    # (view id, role) -> disabled
+        self.types = dict(UIDT_TYPES, **(UIDT_TYPES_2026 if version == V2026 else {}))
+        self.defaults = dict(UIDT_DEFAULTS, **(UIDT_DEFAULTS_2026 if version == V2026 else {}))
         self.sql(f"CREATE SCHEMA IF NOT EXISTS {quote(base_id)}")
 
     @staticmethod
@@ -230,7 +245,7 @@ class Meta:
                 raise bad_request(f"Column title {c['title']} exceeds 255 characters")
         for c in mapped:
             uidt = c.get("uidt") or "SingleLineText"
-            if uidt not in UIDT_TYPES:
+            if uidt not in self.types:
                 raise bad_request(f"uidt {uidt} is not modelled by this test double")
         # db/sql-client/lib/pg/PgClient.ts createTable: the columns in order, a primary key
         # over the pk columns, nothing NOT NULL unless required.
@@ -241,10 +256,8 @@ class Meta:
                 ddl.append(f"{quote(c['column_name'])} serial")
                 c["pk"] = c["ai"] = True
                 c["uidt"] = "ID"
-            elif uidt == "Deleted":
-                ddl.append(f"{quote(c['column_name'])} bool NULL DEFAULT false")
             else:
-                ddl.append(f"{quote(c['column_name'])} {UIDT_TYPES[uidt]} NULL")
+                ddl.append(self._column_ddl(c["column_name"], uidt))
         pks = [quote(c["column_name"]) for c in mapped if c.get("pk")]
         if pks:
             ddl.append(f"PRIMARY KEY ({', '.join(pks)})")
@@ -265,11 +278,15 @@ class Meta:
         default["is_default"] = True
         return t
 
+    def _column_ddl(self, name, uidt):
+        default = self.defaults.get(uidt)
+        return f"{quote(name)} {self.types[uidt]} NULL" + (f" DEFAULT {default}" if default else "")
+
     def _column(self, t, c):
         uidt = c.get("uidt") or "SingleLineText"
         col = {"id": new_id("c"), "fk_model_id": t["id"], "base_id": t["base_id"], "source_id": t["source_id"],
                "title": c.get("title") or c["column_name"], "column_name": c["column_name"], "uidt": uidt,
-               "dt": UIDT_TYPES.get(uidt, "text"), "system": bool(c.get("system")), "pk": bool(c.get("pk")),
+               "dt": self.types.get(uidt, "character varying"), "system": bool(c.get("system")), "pk": bool(c.get("pk")),
                "ai": bool(c.get("ai")), "pv": bool(c.get("pv")), "rqd": bool(c.get("rqd")),
                "order": len(t["columns"]) + 1, "meta": None}
         if c.get("colOptions"):
@@ -289,7 +306,7 @@ class Meta:
             req["title"] = req["column_name"]                                           # :1610-1612
         validators.validate_payload("ColumnReq", req)                                   # :1614
         uidt = req.get("uidt") or "SingleLineText"
-        if uidt not in UIDT_TYPES or uidt in ("ID", "CreatedTime", "LastModifiedTime", "CreatedBy", "LastModifiedBy", "Order", "Deleted"):
+        if uidt not in UIDT_TYPES or uidt == "ID" or uidt in VIRTUAL:
             raise bad_request(f"uidt {uidt} is not modelled by this test double")
         title = (req.get("title") or "").strip()                                        # :1656-1659
         name = sanitize_column_name(req.get("column_name") or req.get("title"))         # :1649-1654
@@ -304,14 +321,23 @@ class Meta:
             raise bad_request(f"Column title {title} exceeds 255 characters")
         if any(c["title"] == (title or name) for c in t["columns"]):
             raise bad_request("Duplicate column alias")                                 # :1707-1714
-        self.sql(f"ALTER TABLE {quote(self.base['id'])}.{quote(t['table_name'])} ADD COLUMN {quote(name)} {UIDT_TYPES[uidt]} NULL")
+        self.sql(f"ALTER TABLE {quote(self.base['id'])}.{quote(t['table_name'])} ADD COLUMN {self._column_ddl(name, uidt)}")
         col = self._column(t, dict(req, title=title or name, column_name=name, uidt=uidt))
         t["columns"].append(col)
+        # models/Column.ts:239-252: column_show.show is !column.view_id, true for a field
+        # added through this API. models/View.ts:592-650 insertColumnToAllViews keeps that
+        # in forms and shared views; a kanban (or gallery) shows it while fewer than 3
+        # non-system fields show; every other view shows it.
+        columns = {c["id"]: c for c in t["columns"]}
         for view in self.views.values():
-            if view["fk_model_id"] == t["id"]:
-                # A new field is shown in grids and hidden in the other kinds (models/View.ts
-                # insertColumnToAllViews: show unless form/kanban/gallery).
-                self.view_columns[view["id"]].append(self._view_column(view, col, show=view["type"] == GRID))
+            if view["fk_model_id"] != t["id"]:
+                continue
+            show = True
+            if not view["uuid"] and view["type"] == KANBAN:
+                visible = [vc for vc in self.view_columns[view["id"]]
+                           if vc["show"] and not is_system_column(columns.get(vc["fk_column_id"]))]
+                show = len(visible) < 3
+            self.view_columns[view["id"]].append(self._view_column(view, col, show=show))
         return col
 
     def update_column(self, t, column, req):
@@ -363,51 +389,62 @@ class Meta:
         return stored
 
     def delete_column(self, t, column):
-        if column.get("pv"):
-            # services/columns.service.ts columnDelete: the display value cannot be deleted.
-            raise bad_request("Primary value column cannot be deleted")
+        """services/columns.service.ts:2256-2700 columnDelete."""
+        if column.get("system"):
+            # :2270-2276 (the API never passes forceDeleteSystem).
+            raise bad_request(f"The column '{column['title'] or column['column_name']}' is a system column and cannot be deleted.")
+        if column["uidt"] in VIRTUAL:
+            raise bad_request(f"deleting a {column['uidt']} column is not modelled by this test double")
         self.sql(f"ALTER TABLE {quote(self.base['id'])}.{quote(t['table_name'])} DROP COLUMN {quote(column['column_name'])}")
         t["columns"].remove(column)
         for vcs in self.view_columns.values():
             vcs[:] = [vc for vc in vcs if vc["fk_column_id"] != column["id"]]
+        # :2685-2694: the display value deleted, mapDefaultDisplayValue picks another.
+        map_default_display_value(t["columns"])
 
     # --- views --------------------------------------------------------------------------
 
     def make_view(self, t, title, kind, group_column=None):
+        """models/View.ts:1984-2226 insertMetaOnly, which the view create services call
+        (grids.service.ts:32, forms.service.ts:48, kanbans.service.ts:41) and models/Model.ts:
+        199-215 for a table's default grid; a kanban's fk_grp_col_id is stored as given
+        (View.ts:2101-2112), no check of it."""
         v = {"id": new_id("vw"), "fk_model_id": t["id"], "base_id": t["base_id"], "source_id": t["source_id"],
              "title": title, "type": kind, "show": True, "is_default": False,
              "order": sum(1 for x in self.views.values() if x["fk_model_id"] == t["id"]) + 1,
              "lock_type": "collaborative", "meta": {}, "uuid": None, "password": None}
-        if group_column:
+        if kind == KANBAN:
             v["view"] = {"fk_view_id": v["id"], "fk_grp_col_id": group_column}
         self.views[v["id"]] = v
         self.filters[v["id"]] = []
-        self.view_columns[v["id"]] = self._initial_view_columns(v, t, group_column)
+        self.view_columns[v["id"]] = self._initial_view_columns(v, t)
         return v
 
-    def _initial_view_columns(self, v, t, group_column):
-        """models/View.ts:445-545: which fields a new view shows."""
-        columns = list(t["columns"])
-        if v["type"] == KANBAN:
-            # :459-479 display value first, then SingleLineText, then Number, then order.
-            columns.sort(key=lambda c: (-int(c["pv"]), -int(c["uidt"] == "SingleLineText"),
-                                        -int(c["uidt"] == "Number"), c["order"]))
+    def _initial_view_columns(self, v, t):
+        """models/View.ts:1759-1982 bulkColumnInsertToViews, for a view that copies none: the
+        table's columns with the display value first (:1831-1836, a stable sort on pv only),
+        numbered in that order; a grid shows every one; a form hides the system ones
+        (:1908-1909); a kanban shows the display value and, while fewer than 3 show, other
+        non-system columns (:1879-1903; its grouping field only when it is the display value).
+        (View.insert's own rules, View.ts:445-545, are not on this path.)"""
+        columns = sorted(t["columns"], key=lambda c: -int(bool(c["pv"])))
+        group = (v.get("view") or {}).get("fk_grp_col_id")
         shown_in_kanban = 0
         result = []
-        for c in columns:
+        for order, c in enumerate(columns, start=1):
             show = True
             if v["type"] == KANBAN:
-                if c["id"] == group_column:
-                    show = True                                              # :498-500
+                if c["id"] == group and c["pv"]:
+                    show = True
                 elif c["pv"]:
-                    show, shown_in_kanban = True, shown_in_kanban + 1        # :501-504
-                elif shown_in_kanban < 3 and not is_system_for_views(c):
-                    show, shown_in_kanban = True, shown_in_kanban + 1        # :505-508
+                    show, shown_in_kanban = True, shown_in_kanban + 1
+                elif shown_in_kanban < 3 and not is_system_column(c):
+                    show, shown_in_kanban = True, shown_in_kanban + 1
                 else:
                     show = False
-            if is_system_for_views(c):
-                show = False                                                 # :529
-            result.append(self._view_column(v, c, show))
+            elif v["type"] == FORM and is_system_column(c):
+                show = False
+            result.append({"id": new_id("nc"), "fk_view_id": v["id"], "fk_column_id": c["id"], "show": show, "order": order})
         return result
 
     @staticmethod
@@ -426,11 +463,30 @@ class Meta:
                 vc["show"] = False
 
     def show_all(self, v):
-        t = self.tables[v["fk_model_id"]]
-        system = {c["id"] for c in t["columns"] if is_system_for_views(c)}
+        """models/View.ts:1423-1503 showAllColumns: every column shown (none ignored: the
+        bridge passes no ignoreIds, views.controller.ts:78-92)."""
         for vc in self.view_columns[v["id"]]:
-            if vc["fk_column_id"] not in system:
-                vc["show"] = True
+            vc["show"] = True
+
+    def update_view_column(self, v, view_column_id, req):
+        """services/view-columns.service.ts:62-88 then models/View.ts:912-1004 updateColumn:
+        `order` and `show` of the view column with that id (of any view of this kind: the
+        update is by id alone); in a grid the display value's stays shown and first whatever
+        is sent (:955-981). An id that is no view column updates no row, and the answer is
+        that count, 0 (:989-1003)."""
+        updates = {k: req[k] for k in ("order", "show") if k in req}
+        vc = next((x for view in self.views.values() if view["type"] == v["type"]
+                   for x in self.view_columns[view["id"]] if x["id"] == view_column_id), None)
+        if vc is None:
+            return 0
+        if v["type"] == GRID:
+            pv = next((c for c in self.tables[v["fk_model_id"]]["columns"] if c["pv"]), None)
+            if pv is not None and vc["fk_view_id"] == v["id"] and vc["fk_column_id"] == pv["id"]:
+                updates.update(order=1, show=True)
+        if "show" in updates:
+            updates["show"] = bool(updates["show"])
+        vc.update(updates)
+        return 1
 
     def share(self, v):
         """models/View.ts:1163-1210 share: a uuid once, and meta.allowCSVDownload = true."""

@@ -83,12 +83,7 @@ def route(meta, validators, method, template, p, body):
         # grids.service.ts:16-60, forms.service.ts:27-80, kanbans.service.ts:24-73: validatePayload,
         # then View.insertMetaOnly; no check of the title, so views may share one.
         validators.validate_payload("ViewCreateReq", body)
-        group = body.get("fk_grp_col_id")
-        if kinds[template] == KANBAN:
-            grouping = next((c for c in t["columns"] if c["id"] == group), None)
-            if grouping is None or grouping["uidt"] != "SingleSelect":
-                raise bad_request("A kanban view needs a SingleSelect grouping field (fk_grp_col_id)")
-        return 200, meta.make_view(t, body["title"], kinds[template], group)
+        return 200, meta.make_view(t, body["title"], kinds[template], body.get("fk_grp_col_id"))
     if key == ("GET", "/api/v2/meta/views/{viewId}/filters"):
         return 200, paged(meta.filters[v["id"]])   # filters.controller.ts:38-43
     if key == ("POST", "/api/v2/meta/views/{viewId}/filters"):
@@ -100,11 +95,7 @@ def route(meta, validators, method, template, p, body):
         return 200, paged(meta.view_columns[v["id"]])   # view-columns.controller.ts:42-46
     if key == ("PATCH", "/api/v2/meta/views/{viewId}/columns/{columnId}"):
         validators.validate_payload("ViewColumnUpdateReq", body)   # view-columns.service.ts:71-74
-        vc = next((x for x in meta.view_columns[v["id"]] if x["id"] == p["columnId"]), None)
-        if vc is None:
-            raise bad_request(f"View column '{p['columnId']}' not found")
-        vc.update({k: bool(body[k]) if k == "show" else body[k] for k in ("show", "order") if k in body})
-        return 200, 1
+        return 200, meta.update_view_column(v, p["columnId"], body)
     if key == ("POST", "/api/v2/meta/views/{viewId}/hide-all"):
         meta.hide_all(v)
         return 200, True
