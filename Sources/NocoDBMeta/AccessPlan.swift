@@ -56,9 +56,20 @@ public struct AccessPlan: Sendable, Equatable {
 
     public static func parse(yaml: String, source: String = "access plan") throws(AccessPlanError) -> AccessPlan {
         let tree: Any?
-        do { tree = try Yams.load(yaml: yaml) } catch {
-            let detail = (error as? YamlError).map { "\($0)" } ?? "\(error)"
-            throw AccessPlanError(source, "is not valid YAML: \(detail.split(separator: "\n").joined(separator: " "))")
+        do {
+            let parser = try Parser(yaml: yaml)
+            let node = try parser.singleRoot()
+            // The file is hand-written and needs no anchors or aliases; one alias would
+            // silently give two groups or people the same entry. The parser owns the
+            // anchors the nodes point to (weakly), so it stays alive while they are read.
+            if let anchored = withExtendedLifetime(parser, { node.flatMap(firstAnchor) }) {
+                throw AccessPlanError(source, "line \(anchored.line): anchors and aliases (& and *) are not accepted; write each entry out")
+            }
+            tree = node?.any
+        } catch let error as AccessPlanError {
+            throw error
+        } catch {
+            throw AccessPlanError(source, "is not valid YAML: \(yamlProblem(error))")
         }
         guard let root = tree as? [String: Any] else { throw AccessPlanError(source, "expected a mapping with groups, people and shares") }
         try onlyKeys(root, ["groups", "people", "shares"], at: "the top level", source)
@@ -76,6 +87,9 @@ public struct AccessPlan: Sendable, Equatable {
             }
             var views: [String]?
             if let raw = g["views"] {
+                guard restrictableRoles.contains(role) else {
+                    throw AccessPlanError(source, "group \(name): views cannot be restricted for role \(role): NocoDB hides views only from \(restrictableRoles.joined(separator: ", ")) (its UI's view visibility settings); remove views, or give the group one of those roles")
+                }
                 guard let list = raw as? [Any], list.allSatisfy({ $0 is String }) else {
                     throw AccessPlanError(source, "group \(name): views must be a list of view titles")
                 }
@@ -86,11 +100,12 @@ public struct AccessPlan: Sendable, Equatable {
 
         var people: [Person] = []
         var emails = Set<String>()
-        for (i, raw) in ((root["people"] as? [Any]) ?? []).enumerated() {
+        for (i, raw) in try list(root, "people", of: "{email, group}", source).enumerated() {
             guard let p = raw as? [String: Any] else { throw AccessPlanError(source, "people[\(i)]: expected email and group") }
             try onlyKeys(p, ["email", "group"], at: "people[\(i)]", source)
-            guard let email = (p["email"] as? String)?.lowercased().trimmingCharacters(in: .whitespaces) else {
-                throw AccessPlanError(source, "people[\(i)]: email is missing")
+            guard let value = p["email"] else { throw AccessPlanError(source, "people[\(i)]: email is missing") }
+            guard let email = (value as? String)?.lowercased().trimmingCharacters(in: .whitespaces) else {
+                throw AccessPlanError(source, "people[\(i)]: email must be a string (an e-mail address)")
             }
             guard isEmail(email) else {
                 throw AccessPlanError(source, "people[\(i)]: NocoDB refuses the e-mail \"\(email)\" (it checks addresses with validator.js isEmail: name@domain.tld)")
@@ -103,7 +118,7 @@ public struct AccessPlan: Sendable, Equatable {
         }
 
         var shares: [Share] = []
-        for (i, raw) in ((root["shares"] as? [Any]) ?? []).enumerated() {
+        for (i, raw) in try list(root, "shares", of: "{view, password_env}", source).enumerated() {
             guard let s = raw as? [String: Any], let view = s["view"] as? String else {
                 throw AccessPlanError(source, "shares[\(i)]: expected view (a view title) and optionally password_env")
             }
@@ -115,9 +130,50 @@ public struct AccessPlan: Sendable, Equatable {
                 }
                 env = name
             }
+            guard !shares.contains(where: { $0.view == view }) else {
+                throw AccessPlanError(source, "shares[\(i)]: view \(view) is listed twice; list each shared view once")
+            }
             shares.append(Share(view: view, passwordEnv: env))
         }
         return AccessPlan(groups: groups, people: people, shares: shares)
+    }
+
+    /// The roles whose views a plan may restrict: those NocoDB's UI offers view visibility
+    /// for (packages/nc-gui/components/dashboard/settings/UIAcl.vue:26). Owners and creators
+    /// manage the base; no-access sees no view at all.
+    public static let restrictableRoles = ["editor", "commenter", "viewer"]
+
+    /// A top-level list, absent meaning empty; any other shape is refused rather than read
+    /// as nothing.
+    private static func list(_ root: [String: Any], _ key: String, of item: String, _ source: String) throws(AccessPlanError) -> [Any] {
+        guard let raw = root[key] else { return [] }
+        guard let list = raw as? [Any] else {
+            throw AccessPlanError(source, "\(key): expected a list of \(item) entries, each starting with \"- \"")
+        }
+        return list
+    }
+
+    private static func firstAnchor(_ node: Node) -> Mark? {
+        if node.anchor != nil { return node.mark }
+        switch node {
+        case .alias(let alias): return alias.mark
+        case .mapping(let mapping):
+            for (key, value) in mapping { if let m = firstAnchor(key) ?? firstAnchor(value) { return m } }
+        case .sequence(let sequence):
+            for item in sequence { if let m = firstAnchor(item) { return m } }
+        case .scalar: break
+        }
+        return nil
+    }
+
+    /// Where and what, without the parser's quote of the line (which may hold a value).
+    private static func yamlProblem(_ error: any Error) -> String {
+        switch error as? YamlError {
+        case .scanner(_, let problem, let mark, _)?, .parser(_, let problem, let mark, _)?, .composer(_, let problem, let mark, _)?:
+            "line \(mark.line), column \(mark.column): \(problem)"
+        default:
+            "\(error)".split(separator: "\n").first.map(String.init) ?? "unreadable"
+        }
     }
 
     private static func onlyKeys(_ map: [String: Any], _ allowed: Set<String>, at place: String, _ source: String) throws(AccessPlanError) {

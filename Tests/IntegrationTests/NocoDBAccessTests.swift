@@ -168,6 +168,10 @@ import Testing
              "view \"Chef Board\" is not in the base"),
             (example.replacingOccurrences(of: "waiter1@restaurant.example", with: "waiter1@restaurant"),
              "NocoDB refuses the e-mail \"waiter1@restaurant\""),
+            (example.replacingOccurrences(of: "role: editor", with: "role: creator\n    views: [Waiter Ops]"),
+             "group manager: views cannot be restricted for role creator"),
+            (example.components(separatedBy: "shares:\n")[0] + "shares:\n  view: Chef Orders Board\n",
+             "shares: expected a list of {view, password_env} entries"),
             // The base's owner (the token's user) listed as a manager: NocoDB would demote it
             // after the invites were sent, or refuse it as the last owner.
             (example.replacingOccurrences(of: "people:\n", with: "people:\n  - email: \(NocoDBTestServer.ownerEmail)\n    group: manager\n"),

@@ -39,8 +39,24 @@ import Testing
         #expect(error("groups:\n  w: {role: viewer}\npeople:\n  - {email: a@b.com, group: x}\n").contains("group \"x\" is not one of w"))
         #expect(error("groups:\n  w: {role: viewer, view: [A]}\n") == "plan.yaml: group w: unknown key \"view\" (expected role, views)")
         #expect(error("groups:\n  w: {role: viewer}\nshares:\n  - {view: A, password: hunter2}\n").contains("unknown key \"password\""))
-        #expect(error("groups: [\n").hasPrefix("plan.yaml: is not valid YAML"))
+        #expect(error("groups: [\n").hasPrefix("plan.yaml: is not valid YAML: line "))
         #expect(!error("groups: [\n").contains("\n"))
+        // The parser's quote of the offending line is left out: it may hold a value.
+        let quoted = error("groups:\n  w: {role: viewer}\npeople:\n  - {email: \"hunter2@x.co, group: w}\n")
+        #expect(quoted.hasPrefix("plan.yaml: is not valid YAML") && !quoted.contains("hunter2"), "\(quoted)")
+        // Shapes that would otherwise read as nothing.
+        #expect(error("groups:\n  w: {role: viewer}\npeople: {email: a@b.co, group: w}\n")
+                == "plan.yaml: people: expected a list of {email, group} entries, each starting with \"- \"")
+        #expect(error("groups:\n  w: {role: viewer}\nshares: Waiter Ops\n").contains("shares: expected a list of {view, password_env} entries"))
+        #expect(error("groups:\n  w: {role: viewer}\npeople:\n  - {email: 12, group: w}\n")
+                == "plan.yaml: people[0]: email must be a string (an e-mail address)")
+        #expect(error("groups:\n  w: {role: viewer}\npeople:\n  - {group: w}\n") == "plan.yaml: people[0]: email is missing")
+        #expect(error("groups:\n  w: {role: viewer}\nshares:\n  - {view: A}\n  - {view: A, password_env: P}\n")
+                == "plan.yaml: shares[1]: view A is listed twice; list each shared view once")
+        for role in ["owner", "creator", "no-access"] {
+            #expect(error("groups:\n  w: {role: \(role), views: [A]}\n").hasPrefix("plan.yaml: group w: views cannot be restricted for role \(role)"))
+        }
+        #expect(error("groups:\n  w: &g {role: viewer}\n  v: *g\n") == "plan.yaml: line 2: anchors and aliases (& and *) are not accepted; write each entry out")
     }
 
     @Test func emailsAreCheckedAsNocoDBChecksThem() {
