@@ -3,7 +3,8 @@ import Logging
 
 /// What NocoDB has now, reduced to what an access plan compares.
 public struct AccessSnapshot: Sendable, Equatable {
-    public struct View: Sendable, Equatable {
+    /// Printed, logged or dumped, the share password shows only as set or not.
+    public struct View: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
         public var title: String
         /// nil for a view this run is about to create.
         public var id: String?
@@ -23,6 +24,18 @@ public struct AccessSnapshot: Sendable, Equatable {
             self.hidden = hidden
             self.shareUUID = shareUUID
             self.sharePassword = sharePassword
+        }
+
+        public var description: String {
+            "View(title: \(title), id: \(id ?? "nil"), type: \(type), tableID: \(tableID ?? "nil"), hidden: \(hidden), "
+                + "shareUUID: \(shareUUID ?? "nil"), sharePassword: \(redactedPassword(sharePassword)))"
+        }
+
+        public var debugDescription: String { description }
+
+        public var customMirror: Mirror {
+            Mirror(self, children: ["title": title, "id": id as Any, "type": type, "tableID": tableID as Any, "hidden": hidden,
+                                    "shareUUID": shareUUID as Any, "sharePassword": redactedPassword(sharePassword)])
         }
     }
 

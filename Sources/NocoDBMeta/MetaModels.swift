@@ -117,7 +117,8 @@ public struct MetaViewVisibility: Decodable, Sendable {
 }
 
 /// A shared view (`GET /api/v2/meta/tables/{tableId}/share`): its public uuid and password.
-public struct MetaSharedView: Decodable, Sendable {
+/// Printed, logged or dumped, the password shows only as set or not.
+public struct MetaSharedView: Decodable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public let id: String
     public let title: String
     public let type: Int
@@ -135,6 +136,21 @@ public struct MetaSharedView: Decodable, Sendable {
         uuid = try c.decodeIfPresent(String.self, forKey: .uuid)
         password = try c.decodeIfPresent(String.self, forKey: .password)
     }
+
+    public var description: String {
+        "MetaSharedView(id: \(id), title: \(title), type: \(type), uuid: \(uuid ?? "nil"), password: \(redactedPassword(password)))"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: ["id": id, "title": title, "type": type, "uuid": uuid as Any, "password": redactedPassword(password)])
+    }
+}
+
+/// How a password appears in descriptions: whether it is set, never what it is.
+func redactedPassword(_ password: String?) -> String {
+    (password ?? "").isEmpty ? "none" : "<redacted>"
 }
 
 /// NocoDB sends booleans as `true`/`false`, `0`/`1` or `null` (its `Bool` schema).

@@ -170,7 +170,7 @@ public final class NocoDBMetaClient: Sendable {
     /// Sets or clears (nil) the shared view's password.
     public func setSharePassword(view: String, password: String?) throws {
         let _: Ignored = try call("set the password of shared view \(view)", "PATCH", "/api/v2/meta/views/\(escape(view))/share",
-                                  body: ["password": password.map { $0 as any Sendable } ?? NSNull()])
+                                  body: ["password": password.map { $0 as any Sendable } ?? NSNull()], secrets: [password ?? ""])
     }
 
     // MARK: Transport
@@ -214,26 +214,35 @@ public final class NocoDBMetaClient: Sendable {
         segment.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? segment
     }
 
+    /// - Parameter secrets: values the request carries that NocoDB's error texts must not
+    ///   carry on (the API token is always among them).
     private func call<T: Decodable>(_ operation: String, _ method: String, _ path: String,
                                     query: [(String, String)] = [], body: [String: any Sendable]? = nil,
-                                    arrayBody: [[String: any Sendable]]? = nil) throws -> T {
+                                    arrayBody: [[String: any Sendable]]? = nil, secrets: [String] = []) throws -> T {
         var data: Data?
         if let json: Any = body ?? arrayBody {
             data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
         }
-        let answer = try exchange(operation, method, path, query: query, body: data)
+        let answer = try exchange(operation, method, path, query: query, body: data, secrets: secrets)
         do {
             let decoder = JSONDecoder()
             decoder.keyDecodingStrategy = .convertFromSnakeCase
             return try decoder.decode(T.self, from: answer.isEmpty ? Data("null".utf8) : answer)
         } catch {
-            throw NocoDBError.invalidResponse(operation: operation, detail: "\(error)".prefix(300).description)
+            throw NocoDBError.invalidResponse(operation: operation, detail: redact("\(error)".prefix(300).description, secrets))
         }
+    }
+
+    /// `text` with every secret (and the API token) replaced: NocoDB's catch-all answers an
+    /// exception's own message (filters/global-exception/global-exception.filter.ts:218-222),
+    /// and a database error's message can quote the statement with its values.
+    private func redact(_ text: String, _ secrets: [String]) -> String {
+        (secrets + [configuration.token]).filter { !$0.isEmpty }.reduce(text) { $0.replacingOccurrences(of: $1, with: "<redacted>") }
     }
 
     /// One call with retries; the body of a 2xx answer, or the error NocoDB's answer means.
     private func exchange(_ operation: String, _ method: String, _ path: String,
-                          query: [(String, String)] = [], body: Data? = nil) throws -> Data {
+                          query: [(String, String)] = [], body: Data? = nil, secrets: [String] = []) throws -> Data {
         var parts = URLComponents(url: configuration.url, resolvingAgainstBaseURL: false)!
         parts.path = parts.path.trimmingSuffix("/") + path
         if !query.isEmpty { parts.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) } }
@@ -251,7 +260,8 @@ public final class NocoDBMetaClient: Sendable {
         for attempt in 1...max(configuration.attempts, 1) {
             let (status, data, transportError) = send(request)
             if let status, (200..<300).contains(status) { return data }
-            let message = (try? JSONDecoder().decode(ErrorBody.self, from: data))?.text ?? String(decoding: data.prefix(300), as: UTF8.self)
+            let message = redact((try? JSONDecoder().decode(ErrorBody.self, from: data))?.text ?? String(decoding: data.prefix(300), as: UTF8.self),
+                                 secrets)
             switch status {
             case 401?, 403?:
                 throw NocoDBError.unauthorized(server: configuration.displayURL)

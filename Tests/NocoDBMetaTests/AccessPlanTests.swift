@@ -184,6 +184,17 @@ import Testing
         }
     }
 
+    /// A share password never reaches a log through the values that carry it.
+    @Test func sharePasswordsAreRedactedInDescriptions() {
+        let view = AccessSnapshot.View(title: "Waiter Ops Form", id: "v1", type: MetaView.form, tableID: "m1",
+                                       shareUUID: "u1", sharePassword: "pw-s3cret")
+        var dumped = ""
+        dump(view, to: &dumped)
+        for text in ["\(view)", String(reflecting: view), dumped, "\(AccessSnapshot(views: [view]))"] {
+            #expect(!text.contains("pw-s3cret") && text.contains("<redacted>"), "\(text)")
+        }
+    }
+
     @Test func linksAreTheOnesNocoDBsUIShows() {
         #expect(AccessPlanner.link(base: "https://noco.example.com/", type: MetaView.form, uuid: "u-1")
                 == "https://noco.example.com/dashboard/#/nc/form/u-1")

@@ -30,8 +30,9 @@ final class NocoDBTestServer: @unchecked Sendable {
     ///   - fail: `METHOD REGEX STATUS COUNT`: the first COUNT matching requests get STATUS.
     ///   - extraBases, limitMax: more bases than NocoDB's list page (DB_QUERY_LIMIT_MAX) holds.
     ///   - orgUsers: users of the NocoDB instance who are not in the base.
+    ///   - failEcho: injected failures quote the request body, as a database error can.
     init(postgresURL: String, baseID: String, version: Version = .v0_258_3, fail: [String] = [], delayMilliseconds: Int = 0,
-         extraBases: Int = 0, limitMax: Int = 1000, orgUsers: [String] = []) throws {
+         extraBases: Int = 0, limitMax: Int = 1000, orgUsers: [String] = [], failEcho: Bool = false) throws {
         self.baseID = baseID
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent()
@@ -53,6 +54,7 @@ final class NocoDBTestServer: @unchecked Sendable {
                          "--limit-max", String(limitMax), "--delay-ms", String(delayMilliseconds)]
         for f in fail { arguments += ["--fail", f] }
         for u in orgUsers { arguments += ["--org-user", u] }
+        if failEcho { arguments.append("--fail-echo") }
         let child = try spawnProcess(arguments, log: dir + "/server.err")
         pid = child
         let deadline = Date().addingTimeInterval(30)

@@ -15,7 +15,7 @@ behaviour of 0.258.3 (the spec in shared/nocodb/) or of the 2026 release where t
   controllers give no count, which the spec's list models require.
 
 Fault injection: --fail 'METHOD REGEX STATUS COUNT' answers the first COUNT matching
-requests with STATUS; --delay-ms delays every answer. --extra-bases N and --limit-max M
+requests with STATUS (--fail-echo: quoting the request body); --delay-ms delays every answer. --extra-bases N and --limit-max M
 (NocoDB's DB_QUERY_LIMIT_MAX) reproduce a base list longer than NocoDB's page size.
 
 Usage: server.py --spec-v2 swagger-v2.json --spec-v1 swagger.json --pg-url URL --token T
@@ -169,7 +169,12 @@ def handler_class(meta, validators, args, log):
             for failure in failures:
                 if failure[3] > 0 and failure[0] == self.command and failure[1].search(path):
                     failure[3] -= 1
-                    return self.reply(failure[2], {"msg": f"injected failure {failure[2]}"})
+                    msg = f"injected failure {failure[2]}"
+                    if args.fail_echo:
+                        # What a database error can answer through NocoDB's catch-all
+                        # (global-exception.filter.ts:218-222): the statement with its values.
+                        msg += ": " + raw.decode(errors="replace")
+                    return self.reply(failure[2], {"msg": msg})
             if headers.get("xc-token") != args.token:
                 # guards/global/global.guard.ts: an unknown API token -> 401 {msg}.
                 return self.reply(401, {"msg": "Unauthorized"})
@@ -211,6 +216,7 @@ def main():
     parser.add_argument("--limit-max", type=int, default=1000)
     parser.add_argument("--org-user", action="append", default=[], help="a user of the instance who is not in the base")
     parser.add_argument("--fail", action="append", default=[])
+    parser.add_argument("--fail-echo", action="store_true", help="injected failures quote the request body")
     parser.add_argument("--delay-ms", type=int, default=0)
     args = parser.parse_args()
     validators = Validators(args.spec_v2, args.spec_v1)
