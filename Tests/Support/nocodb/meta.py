@@ -58,6 +58,12 @@ PG_TABLE_NAME_MAX = 63    # services/tables.service.ts:640-648
 PG_COLUMN_NAME_MAX = 59   # models/Column.ts:1564-1575 getMaxColumnNameLength('pg')
 
 # services/base-users/base-users.service.ts:68-79: the roles an invite or update may set.
+# Base users and roles are the same in both modes. The only copies of nocodb/nocodb's
+# base-users.service.ts with a commit to cite (0199ca5c, 522b55d2) are *older* than 0.258.3:
+# their refusals of owner ("Owner cannot be updated", no owner in the invite list) were
+# removed by a0d87c5a4 (2024-08-14, "Nc feat/user management (#9219)"), which 0.258.3
+# contains. The newest copy found (no commit shown) keeps 0.258.3's role rules and differs in
+# validating a PATCH against ProjectUserUpdateReq, a schema the 0.258.3 spec here lacks.
 BASE_ROLES = ["owner", "creator", "editor", "commenter", "viewer", "no-access"]
 # services/model-visibilities.service.ts:84-91: the roles a visibility rule lists.
 VISIBILITY_ROLES = ["owner", "creator", "viewer", "editor", "commenter", "guest"]
