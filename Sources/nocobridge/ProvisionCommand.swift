@@ -13,7 +13,8 @@ struct Provision: AsyncParsableCommand {
             its default base. Needs NOCODB_URL, NOCODB_TOKEN and NOCODB_BASE.
             --access FILE (deploy/access.example.yaml) invites people with a base role, hides views
             from roles and shares views as links; passwords come from the environment variables the
-            plan names and are never printed.
+            plan names and are never printed. Links use NOCODB_PUBLIC_URL when NocoDB is reached at
+            another address than staff use (as from inside a Compose network).
             """)
 
     @OptionGroup var options: ConnectionOptions
@@ -38,6 +39,7 @@ struct Provision: AsyncParsableCommand {
                 }
             }
             let passwords = AccessCommand.passwords(for: access, env)
+            let linkBase = try NocoDBSettings.publicURL(env) ?? client.configuration.displayURL
             let logger = makeLogger("nocobridge.provision")
             let settings = try options.configuration(requireMongo: !dryRun, discover: false)
             let titles = Set(settings.tables.map(\.table))
@@ -47,7 +49,7 @@ struct Provision: AsyncParsableCommand {
             let plan = ProvisionPlanner.plan(wanted, current: try provisioner.snapshot(base: base.id, wanted: wanted))
             let accessRun = try access.map { accessPlan in
                 try AccessCommand(client: client, logger: logger, base: base, plan: accessPlan, passwords: passwords,
-                                  pendingViews: AccessCommand.pending(plan: plan))
+                                  linkBase: linkBase, pendingViews: AccessCommand.pending(plan: plan))
             }
             var out: [String] = []
             if plan.isEmpty {
@@ -84,17 +86,20 @@ struct AccessCommand {
     let base: MetaBase
     let plan: AccessPlan
     let passwords: [String: String]
+    /// Where staff reach NocoDB (`NOCODB_PUBLIC_URL`, else `NOCODB_URL`), for the links.
+    let linkBase: String
     let provisioner: AccessProvisioner
     let initial: AccessPlanner.Result
     let snapshot: AccessSnapshot
 
     init(client: NocoDBMetaClient, logger: Logger, base: MetaBase, plan: AccessPlan, passwords: [String: String],
-         pendingViews: [AccessSnapshot.View]) throws {
+         linkBase: String, pendingViews: [AccessSnapshot.View]) throws {
         self.client = client
         self.logger = logger
         self.base = base
         self.plan = plan
         self.passwords = passwords
+        self.linkBase = linkBase
         provisioner = AccessProvisioner(client: client, logger: logger)
         var snapshot = try provisioner.snapshot(base: base.id)
         // Provisioning creates only what its table lacks, so none of these exists yet, even
@@ -178,7 +183,7 @@ struct AccessCommand {
             let view = snapshot.views.first { $0.title == share.view }
             let lock = share.passwordEnv.map { " (password from $\($0))" } ?? ""
             if let uuid = view?.shareUUID, let view {
-                out.append("  \(share.view): \(AccessPlanner.link(base: client.configuration.displayURL, type: view.type, uuid: uuid))\(lock)")
+                out.append("  \(share.view): \(AccessPlanner.link(base: linkBase, type: view.type, uuid: uuid))\(lock)")
             } else {
                 out.append("  \(share.view): (link once shared)\(lock)")
             }
