@@ -57,11 +57,31 @@ import Testing
              "service postgres: image postgres is not pinned to a version"),
             (compose, env.replacingOccurrences(of: "# STATUS_TOKEN=", with: "# STATUS_TOKN="),
              "variable ${STATUS_TOKEN} is not documented"),
+            (compose.replacingOccurrences(of: "      LOG_FORMAT: json", with: "      LOG_FORMAT: json\n      LOG_LEVEL: $NOCOBRIDGE_LOG_LEVEL"), env,
+             "variable ${NOCOBRIDGE_LOG_LEVEL} is not documented"),
+            (compose.replacingOccurrences(of: "image: mongo:8.2 ", with: "image: docker.io/library/mongo:6.0 "), env,
+             "service mongo1: docker.io/library/mongo:6.0 is not MongoDB 8.2"),
         ]
         #expect(cases.allSatisfy { $0.0 != compose || $0.1 != env }, "every case changes something")
         for (file, envExample, expected) in cases {
             let result = try check(compose: file, envExample: envExample)
             #expect(result.status != 0 && result.output.contains(expected), "expected \(expected): \(result.output)")
         }
+        // What Compose does not interpolate is not a variable: `$$` and comments.
+        let escaped = compose.replacingOccurrences(of: "      LOG_FORMAT: json", with: "      LOG_FORMAT: json\n      NOTE: \"$$NOT_A_VARIABLE\"  # $ALSO_NOT")
+        let result = try check(compose: escaped, envExample: env)
+        #expect(result.status == 0 && result.output.contains("compose file OK"), "\(result.output)")
+    }
+
+    /// A file the check needs and cannot read is one line, exit 2, not a traceback.
+    @Test func aMissingSchemaIsOneLine() throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("compose-\(randomSuffix()).out").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        // waitProcess gives waitpid's status: the exit code is its second byte.
+        let status = waitProcess(try spawnProcess([Self.venvPython, Self.root.appendingPathComponent("deploy/check_compose.py").path,
+                                                   "--schema", "/nonexistent/compose-spec.json"], log: log))
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(status == 2 << 8 && output == "check_compose: cannot read Compose specification schema /nonexistent/compose-spec.json: No such file or directory\n",
+                "\(output)")
     }
 }
