@@ -182,14 +182,21 @@ public struct AccessPlan: Sendable, Equatable {
         }
     }
 
-    /// validator.js `isEmail` with its defaults, which NocoDB applies to every invited
-    /// address (services/base-users/base-users.service.ts:86-93): a dot-atom local part of at
-    /// most 64 characters and a domain of labels with a top-level part of two or more letters.
+    /// validator.js `isEmail` with its defaults (validator 13.11, packages/nocodb/package.json:
+    /// 160), which NocoDB applies to every invited address (services/base-users/
+    /// base-users.service.ts:86-93): a dot-atom local part of at most 64 bytes, whose atoms
+    /// may hold non-ASCII letters (`allow_utf8_local_part` is on by default: emailUserUtf8Part
+    /// takes U+00A1–U+D7FF, U+F900–U+FDCF, U+FDF0–U+FFEF, so no astral characters), and a
+    /// domain of labels with a top-level part of two or more letters. Quoted local parts,
+    /// which validator.js also takes, are refused here.
     public static func isEmail(_ value: String) -> Bool {
-        guard value.count <= 254, let at = value.lastIndex(of: "@") else { return false }
+        guard value.utf16.count <= 254, let at = value.lastIndex(of: "@") else { return false }
         let local = value[..<at], domain = value[value.index(after: at)...]
-        let atext = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
-        guard !local.isEmpty, local.count <= 64,
+        var atext = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
+        for (low, high) in [(0x00A1, 0xD7FF), (0xF900, 0xFDCF), (0xFDF0, 0xFFEF)] {
+            atext.insert(charactersIn: Unicode.Scalar(UInt32(low))!...Unicode.Scalar(UInt32(high))!)
+        }
+        guard !local.isEmpty, local.utf8.count <= 64,
               local.split(separator: ".", omittingEmptySubsequences: false).allSatisfy({
                   !$0.isEmpty && $0.unicodeScalars.allSatisfy(atext.contains)
               }) else { return false }

@@ -296,6 +296,11 @@ public struct AccessProvisioner: Sendable {
     public func snapshot(base: String) throws -> AccessSnapshot {
         var snapshot = AccessSnapshot(me: try client.me().email.lowercased())
         for user in try client.baseUsers(base: base) { snapshot.users[user.email.lowercased()] = user }
+        // Visibility first, then shares: NocoDB's shared-view list fills the table's view-list
+        // cache with only the shared views when that cache is cold (models/View.ts:1578-1607),
+        // and reading the visibility rules warms it with every view (model.getViews,
+        // services/model-visibilities.service.ts:106). The other order could hide views from
+        // later calls.
         let visibility = try client.visibilityRules(base: base)
         var shares: [String: MetaSharedView] = [:]
         for tableID in Set(visibility.map(\.fkModelId)).sorted() {

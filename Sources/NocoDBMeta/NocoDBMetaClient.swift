@@ -29,11 +29,6 @@ public final class NocoDBMetaClient: Sendable {
         try pages("list bases", "/api/v2/meta/bases/", id: \.id)
     }
 
-    /// One base by id (`NcBaseErrorv2` BASE_NOT_FOUND, 404, when there is none).
-    public func base(id: String) throws -> MetaBase {
-        try call("read base \(id)", "GET", "/api/v2/meta/bases/\(escape(id))")
-    }
-
     public func tables(base: String) throws -> [MetaTable] {
         try pages("list tables of base \(base)", "/api/v2/meta/bases/\(escape(base))/tables", id: \.id)
     }
@@ -194,8 +189,8 @@ public final class NocoDBMetaClient: Sendable {
     }
 
     /// Every item of a list, however NocoDB pages it: a list without `pageInfo` is whole; a
-    /// page that brings no new item ends it (`GET /bases/` answers page 1 whatever `page`
-    /// asks, with `isLastPage` false past NocoDB's DB_QUERY_LIMIT_MAX); so do
+    /// page that brings no new item ends it (`GET /bases/` answers every base whatever `page`
+    /// asks, with `isLastPage` false when there are more than DB_QUERY_LIMIT_MAX); so do
     /// `isLastPage`, an empty page and having `totalRows` items.
     private func pages<Item: Decodable & Sendable>(_ operation: String, _ path: String, id: (Item) -> String) throws -> [Item] {
         var items: [Item] = []

@@ -60,8 +60,9 @@ import Testing
     }
 
     @Test func emailsAreCheckedAsNocoDBChecksThem() {
-        for ok in ["a@b.co", "first.last+tag@sub.example.com", "x_y@ex-ample.org"] { #expect(AccessPlan.isEmail(ok), "\(ok)") }
-        for bad in ["a@b", "a@localhost", "@b.com", "a..b@c.com", "a@-b.com", "a b@c.com", "a@b.c", "a@b.c0m"] {
+        for ok in ["a@b.co", "first.last+tag@sub.example.com", "x_y@ex-ample.org", "josé@exemple.fr"] { #expect(AccessPlan.isEmail(ok), "\(ok)") }
+        for bad in ["a@b", "a@localhost", "@b.com", "a..b@c.com", "a@-b.com", "a b@c.com", "a@b.c", "a@b.c0m", "a\u{1F600}@b.co",
+                    String(repeating: "é", count: 33) + "@b.co"] {
             #expect(!AccessPlan.isEmail(bad), "\(bad)")
         }
     }

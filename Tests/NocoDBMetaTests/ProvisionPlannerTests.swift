@@ -74,11 +74,7 @@ import Testing
         #expect(NocoDBNames.columnName(forTitle: "Größe") == "Gr__e")
         #expect(NocoDBNames.columnName(forTitle: "%%") == "field")
         #expect(NocoDBNames.columnName(forTitle: String(repeating: "a", count: 80)).count == 54)
-    }
-
-    @Test func tablesAreCreatedWithAnIDColumnAsNocoDBsUISendsIt() {
-        #expect(FieldSpec.idColumn["uidt"] as? String == "ID" && FieldSpec.idColumn["column_name"] as? String == "id")
-        #expect(FieldSpec.idColumn["pk"] as? Bool == true && FieldSpec.idColumn["ai"] as? Bool == true)
+        #expect(NocoDBNames.columnName(forTitle: "Tip 💶") == "Tip___", "beyond the BMP: two UTF-16 code units, two underscores")
     }
 
     @Test func theSeedModelMatchesTheArchitectureNote() {

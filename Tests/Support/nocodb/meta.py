@@ -79,7 +79,8 @@ class NcError(Exception):
     def __init__(self, status, msg=None, error=None, message=None, extra=None):
         super().__init__(msg or message)
         self.status = status
-        self.body = {"msg": msg} if error is None else {"error": error, "message": message, "details": None}
+        # NcBaseErrorv2 without details: JSON leaves the undefined key out.
+        self.body = {"msg": msg} if error is None else {"error": error, "message": message}
         if extra:
             self.body.update(extra)
 
@@ -102,9 +103,10 @@ def quote(identifier):
 
 
 def sanitize_column_name(name):
-    """helpers/columnHelpers.ts:409-424: every non-word character (JS \\W, ASCII) becomes
-    '_'; a name of underscores only becomes 'field'."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    """helpers/columnHelpers.ts:409-424: every non-word character (JS \\W, ASCII, on UTF-16
+    code units: a character beyond the BMP is two) becomes '_'; a name of underscores only
+    becomes 'field'."""
+    name = re.sub(r"[^A-Za-z0-9_]", lambda m: "__" if ord(m.group()) > 0xFFFF else "_", name)
     return "field" if re.fullmatch(r"_+", name) else name
 
 

@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from meta import FORM, GRID, KANBAN, V0258, V2026, Meta, NcError, bad_request, not_found_v2, paged  # noqa: E402
+from meta import FORM, GRID, KANBAN, V0258, V2026, Meta, NcError, bad_request, new_id, not_found_v2, paged  # noqa: E402
 from validation import PayloadInvalid, SpecViolation, Validators  # noqa: E402
 
 
@@ -88,7 +88,7 @@ def route(meta, validators, method, template, p, body):
         return 200, paged(meta.filters[v["id"]])   # filters.controller.ts:38-43
     if key == ("POST", "/api/v2/meta/views/{viewId}/filters"):
         validators.validate_payload("FilterReq", body)   # filters.service.ts:23
-        f = dict(body, id=meta_id("fi"), fk_view_id=v["id"], base_id=v["base_id"], source_id=v["source_id"])
+        f = dict(body, id=new_id("fi"), fk_view_id=v["id"], base_id=v["base_id"], source_id=v["source_id"])
         meta.filters[v["id"]].append(f)
         return 200, f
     if key == ("GET", "/api/v2/meta/views/{viewId}/columns"):
@@ -128,11 +128,6 @@ def route(meta, validators, method, template, p, body):
                 v[k] = body[k]
         return 200, 1
     raise SpecViolation(f"{method} {template} is in the spec but not modelled by this test double")
-
-
-def meta_id(prefix):
-    from meta import new_id
-    return new_id(prefix)
 
 
 def handler_class(meta, validators, args, log):

@@ -83,9 +83,12 @@ class Validators:
                                   for e in errors[:5]])
 
 
-# validator.js isEmail with its defaults (require_tld, no display name, no IP domain):
-# NocoDB calls it in services/base-users/base-users.service.ts:86-93.
-_LOCAL = re.compile(r"^[a-z\d!#$%&'*+\-/=?^_`{|}~]+(\.[a-z\d!#$%&'*+\-/=?^_`{|}~]+)*$", re.I)
+# validator.js isEmail with its defaults (require_tld, no display name, no IP domain,
+# allow_utf8_local_part: emailUserUtf8Part), validator 13.11 (packages/nocodb/package.json:160):
+# NocoDB calls it in services/base-users/base-users.service.ts:86-93. Quoted local parts are
+# not modelled.
+_ATOM = "[a-z\\d!#$%&'*+\\-/=?^_`{|}~\u00a1-\ud7ff\uf900-\ufdcf\ufdf0-\uffef]+"
+_LOCAL = re.compile(rf"^{_ATOM}(\.{_ATOM})*$", re.I)
 _LABEL = re.compile(r"^[a-z\u00a1-\uffff0-9-]+$", re.I)
 _TLD = re.compile(r"^([a-z\u00a1-\uff00]{2,}|xn[a-z0-9-]{2,})$", re.I)
 
@@ -94,7 +97,7 @@ def is_email(value):
     if not value or len(value) > 254 or value.count("@") < 1:
         return False
     local, _, domain = value.rpartition("@")
-    if not local or len(local) > 64 or not _LOCAL.match(local):
+    if not local or len(local.encode()) > 64 or not _LOCAL.match(local):
         return False
     labels = domain.split(".")
     if len(labels) < 2 or not _TLD.match(labels[-1]):
