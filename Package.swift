@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The access plan operators write by hand is YAML (quoting, comments, flow lists).
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
@@ -37,7 +39,7 @@ let package = Package(
         // NocoDB's meta REST API (bases, tables, fields, views): discovery and provisioning.
         .target(
             name: "NocoDBMeta",
-            dependencies: ["SyncCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SyncCore", .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams")]
         ),
         // The HTTP status, health and metrics endpoint.
         .target(

@@ -4,7 +4,9 @@
 NB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NB_VENV="${NOCOBRIDGE_VENV:-$HOME/.cache/nocobridge/venv}"
 NB_SECANTUS_VERSION="0.7.0b3"
-NB_OPENAPI_VALIDATOR_VERSION="0.9.0"
+NB_JSONSCHEMA_VERSION="4.26.0"
+NB_REFERENCING_VERSION="0.37.0"
+NB_PYYAML_VERSION="6.0.2"
 NB_PG_BIN="${NB_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 # libmongoc keeps statistics counters in shared memory; every process killed mid-run (the
@@ -32,10 +34,21 @@ nb_install_deps() {
     python3 -m venv "$NB_VENV"
     "$NB_VENV/bin/pip" install -q "SecantusDB==$NB_SECANTUS_VERSION"
   fi
-  # The NocoDB meta test server validates every call against NocoDB's OpenAPI spec.
-  if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('openapi-schema-validator') == '$NB_OPENAPI_VALIDATOR_VERSION'" 2>/dev/null; then
-    nb_log "installing openapi-schema-validator $NB_OPENAPI_VALIDATOR_VERSION into $NB_VENV"
-    "$NB_VENV/bin/pip" install -q "openapi-schema-validator==$NB_OPENAPI_VALIDATOR_VERSION"
+  # JSON Schema validation, imported directly by the NocoDB test double
+  # (Tests/Support/nocodb/validation.py: request bodies against NocoDB's swagger.json) and by
+  # deploy/check_compose.py (the Compose specification's schema).
+  local pkg version
+  for pkg in "jsonschema==$NB_JSONSCHEMA_VERSION" "referencing==$NB_REFERENCING_VERSION"; do
+    version="${pkg#*==}"
+    if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('${pkg%%==*}') == '$version'" 2>/dev/null; then
+      nb_log "installing $pkg into $NB_VENV"
+      "$NB_VENV/bin/pip" install -q "$pkg"
+    fi
+  done
+  # deploy/check_compose.py (the compose file against the Compose specification) reads YAML.
+  if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('PyYAML') == '$NB_PYYAML_VERSION'" 2>/dev/null; then
+    nb_log "installing PyYAML $NB_PYYAML_VERSION into $NB_VENV"
+    "$NB_VENV/bin/pip" install -q "PyYAML==$NB_PYYAML_VERSION"
   fi
 }
 
