@@ -214,6 +214,11 @@ public enum BSONBytes {
     public static func encode(document: Document) throws(MongoError) -> [UInt8] {
         try BSONBox(document: document).bytes
     }
+
+    /// The value `encode(_:)` encoded; nil for bytes that are not such a document.
+    public static func decode(_ bytes: [UInt8]) -> Value? {
+        BSONBox(bytes: bytes)?.document().fields.first?.value
+    }
 }
 
 extension ObjectID {

@@ -98,6 +98,9 @@ CREATE TABLE IF NOT EXISTS nocobridge.key_map (
     PRIMARY KEY (collection, mongo_id)
 );
 CREATE INDEX IF NOT EXISTS key_map_external_idx ON nocobridge.key_map (collection, external_id);
+-- When the pair was last seen: a key whose document was deleted and made again has several
+-- _ids, and the latest is its document now.
+ALTER TABLE nocobridge.key_map ADD COLUMN IF NOT EXISTS seen_at timestamptz NOT NULL DEFAULT clock_timestamp();
 
 -- Last state both sides agreed on, per record; deleted = tombstone.
 CREATE TABLE IF NOT EXISTS nocobridge.agreed_state (
