@@ -53,7 +53,7 @@ public struct BridgeService: Service {
 
     public func run() async throws {
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
+                                        instance: configuration.instanceID)
         let shutdown = StopSignal()
         try await withGracefulShutdownHandler {
             // One leadership term per iteration: losing the lock's session (a PostgreSQL

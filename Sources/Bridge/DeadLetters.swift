@@ -59,7 +59,7 @@ public struct DeadLetters: Sendable {
     public func retry(_ id: Int64?) throws -> (resolved: Int, failing: Int) {
         let c = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
+                                        instance: configuration.instanceID)
         let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
         let rows = try c.query(id == nil
             ? "SELECT id, direction, source_name, key FROM nocobridge.dead_letters ORDER BY id"

@@ -291,7 +291,7 @@ public struct RecordSynchronizer: Sendable {
                 }
                 let racedIndexes = Set(raced.map(\.index))
                 result.writeErrors.removeAll { racedIndexes.contains($0.index) }
-                for e in retried.writeErrors { result.writeErrors.append((raced[e.index].index, e.code, e.message)) }
+                for e in retried.writeErrors { result.writeErrors.append(BulkWriteError(index: raced[e.index].index, code: e.code, message: e.message)) }
             }
             for (index, write) in mongoWrites.enumerated() where !failedIndexes.contains(index) {
                 if case .insertOne(let doc) = write, let id = doc["_id"], let key = mongoWriteKeys[index] { seenIDs.append((id, key)) }

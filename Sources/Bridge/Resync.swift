@@ -108,7 +108,7 @@ public struct Resync: Sendable {
             throw AlreadyRunning()
         }
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
+                                        instance: configuration.instanceID)
         // The stream position is taken before any scan: every MongoDB write after it is
         // delivered by the stream later, every write before it is in the scan.
         let stream = ToNocoDBPipeline.streamName(database: configuration.mongoDatabase)

@@ -58,7 +58,7 @@ public final class ChangeStream {
         if mongoc_change_stream_error_document(made, &error, nil) {
             mongoc_change_stream_destroy(made)
             mongoc_client_pool_push(pool.pool, client)
-            throw MongoError.from(error)
+            throw MongoError.from(error: error)
         }
         // Assigned last: a throwing init with every property set would run deinit and free twice.
         stream = made
@@ -77,7 +77,7 @@ public final class ChangeStream {
         }
         var error = bson_error_t()
         if mongoc_change_stream_error_document(stream, &error, nil) {
-            throw MongoError.from(error)
+            throw MongoError.from(error: error)
         }
         return nil
     }

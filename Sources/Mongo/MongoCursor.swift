@@ -31,7 +31,7 @@ public final class MongoCursor {
             return BSONReader.document(current)
         }
         var error = bson_error_t()
-        if mongoc_cursor_error(cursor, &error) { throw MongoError.from(error) }
+        if mongoc_cursor_error(cursor, &error) { throw MongoError.from(error: error) }
         return nil
     }
 }
