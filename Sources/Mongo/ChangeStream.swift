@@ -8,11 +8,21 @@ public struct ChangeStreamOptions: Sendable {
     public var resumeToken: [UInt8]?
     public var fullDocumentUpdateLookup = true
     public var fullDocumentBeforeChange = false
-    /// How long one `next()` waits on the server for a change.
+    /// How long one `next()` waits on the server for a change; kept below the pool's socket
+    /// timeout (see `maxAwaitMilliseconds(socketTimeoutMS:)`).
     public var maxAwaitMilliseconds: Int64 = 250
     public var batchSize: Int32 = 1000
 
     public init() {}
+
+    /// The `maxAwaitTimeMS` actually sent: at most half the socket timeout. An idle stream's
+    /// getMore is answered only after `maxAwaitTimeMS`; if that reaches the socket timeout,
+    /// libmongoc times out first, treats the timeout as resumable, resumes and waits again,
+    /// for ever inside one `next()` call (research note B, probe `cs_idle`). The other half
+    /// leaves room for the round trip and a busy server.
+    public func maxAwaitMilliseconds(socketTimeoutMS: Int32) -> Int64 {
+        min(max(1, maxAwaitMilliseconds), max(1, Int64(socketTimeoutMS) / 2))
+    }
 }
 
 /// A MongoDB change stream. It owns one pooled client for its lifetime (clients are not
@@ -29,7 +39,7 @@ public final class ChangeStream {
         var opts = Document()
         if options.fullDocumentUpdateLookup { opts["fullDocument"] = .string("updateLookup") }
         if options.fullDocumentBeforeChange { opts["fullDocumentBeforeChange"] = .string("whenAvailable") }
-        opts["maxAwaitTimeMS"] = .int64(options.maxAwaitMilliseconds)
+        opts["maxAwaitTimeMS"] = .int64(options.maxAwaitMilliseconds(socketTimeoutMS: pool.socketTimeoutMS))
         opts["batchSize"] = .int32(options.batchSize)
         let pipeline = try BSONBox(document: ["pipeline": .array(options.pipeline.map(Value.document))])
         let optsBox = try BSONBox(document: opts)

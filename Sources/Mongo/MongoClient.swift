@@ -113,6 +113,13 @@ public struct WriteConcern: Sendable, Equatable {
     }
 }
 
+/// `readConcern.level` of a read.
+public enum ReadConcern: String, Sendable {
+    case local
+    /// Only data acknowledged by a majority, i.e. that cannot be rolled back.
+    case majority
+}
+
 /// A client borrowed from the pool for the duration of one `withClient` call.
 public struct MongoClient {
     let handle: OpaquePointer
@@ -325,11 +332,16 @@ public struct MongoClient {
 
     // MARK: - Reads
 
-    public func find(_ filter: Document = Document(), options: Document = Document(), collection name: String) throws(MongoError) -> [Document] {
-        try withCollection(name) { (collection: OpaquePointer) throws(MongoError) -> [Document] in
-            let f = try BSONBox(document: filter)
-            let o = try BSONBox(document: options)
-            let cursor = mongoc_collection_find_with_opts(collection, f.pointer, o.pointer, nil)!
+    /// Reads matching documents from the **primary**, whatever `readPreference` the URL sets:
+    /// decisions are made on what a secondary may not have yet. `readConcern: .majority` reads
+    /// only what cannot be rolled back.
+    public func find(_ filter: Document = Document(), options: Document = Document(), readConcern: ReadConcern? = nil,
+                     collection name: String) throws(MongoError) -> [Document] {
+        let f = try BSONBox(document: filter)
+        let o = try BSONBox(document: Self.findOptions(options, readConcern: readConcern))
+        return try withCollection(name) { (collection: OpaquePointer) throws(MongoError) -> [Document] in
+            let primary = PrimaryReadPrefs()
+            let cursor = mongoc_collection_find_with_opts(collection, f.pointer, o.pointer, primary.pointer)!
             defer { mongoc_cursor_destroy(cursor) }
             var out: [Document] = []
             var current: OpaquePointer?
@@ -339,6 +351,12 @@ public struct MongoClient {
             if let error = Self.cursorError(cursor) { throw error }
             return out
         }
+    }
+
+    static func findOptions(_ options: Document, readConcern: ReadConcern?) -> Document {
+        var o = options
+        if let readConcern, o["readConcern"] == nil { o["readConcern"] = .document(["level": .string(readConcern.rawValue)]) }
+        return o
     }
 
     static func cursorError(_ cursor: OpaquePointer) -> MongoError? {
@@ -351,9 +369,12 @@ public struct MongoClient {
     public func count(_ filter: Document = Document(), collection name: String) throws(MongoError) -> Int {
         try withCollection(name) { (collection: OpaquePointer) throws(MongoError) -> Int in
             let f = try BSONBox(document: filter)
+            let reply = BSONReplyStorage()
             var error = bson_error_t()
-            let n = mongoc_collection_count_documents(collection, f.pointer, nil, nil, nil, &error)
-            guard n >= 0 else { throw MongoError.from(error: error) }
+            let primary = PrimaryReadPrefs()
+            let n = mongoc_collection_count_documents(collection, f.pointer, nil, primary.pointer, reply.pointer, &error)
+            reply.markInitialized()
+            guard n >= 0 else { throw MongoError.from(error: error, reply: reply.document()) }
             return Int(n)
         }
     }

@@ -16,7 +16,7 @@ enum MongoRuntime {
 
 /// A pool of MongoDB clients. `mongoc_client_pool_t` is documented as thread-safe, which is
 /// why this type may be shared (`@unchecked Sendable`); the clients it hands out are not, so
-/// they live only inside `withClient` or inside one `ChangeStream`.
+/// they live only inside `withClient` or inside one `ChangeStream` / `MongoCursor`.
 public final class MongoClientPool: @unchecked Sendable {
     let pool: OpaquePointer
     private let uri: OpaquePointer
@@ -25,6 +25,8 @@ public final class MongoClientPool: @unchecked Sendable {
     public let identity: String
     /// What every connection announces: the URL's `appName`, if any, then `identity`.
     public let appName: String
+    /// The socket timeout libmongoc applies to every read of a reply, in ms.
+    public let socketTimeoutMS: Int32
 
     /// Why libmongoc cannot parse `url`, or nil (see `PostgresConnection.urlProblem`).
     public static func urlProblem(_ url: String) -> String? {
@@ -35,6 +37,10 @@ public final class MongoClientPool: @unchecked Sendable {
         return nil
     }
 
+    /// libmongoc's own default (`MONGOC_DEFAULT_SOCKETTIMEOUTMS`, 5 minutes), used when a
+    /// URL sets `socketTimeoutMS=0`.
+    public static let libmongocDefaultSocketTimeoutMS: Int32 = 300_000
+
     /// - Parameters:
     ///   - url: a `mongodb://` URL; TLS and auth options pass through to libmongoc.
     ///   - database: the database holding the synced collections.
@@ -42,8 +48,14 @@ public final class MongoClientPool: @unchecked Sendable {
     ///     a successor would wait for.
     ///   - serverSelectionTimeoutMS: used when the URL does not set one, so an unreachable
     ///     server is reported within seconds rather than libmongoc's default 30.
+    ///   - socketTimeoutMS: used when the URL does not set one. libmongoc's default is 5
+    ///     minutes: a server that stops answering (a frozen VM, a partition that drops
+    ///     packets) would hold a batch that long before anything noticed. A request that
+    ///     legitimately runs longer (an index build on a large collection) needs a pool with
+    ///     a longer timeout. Change streams keep their `maxAwaitTimeMS` below it
+    ///     (`ChangeStreamOptions.maxAwaitMilliseconds(socketTimeoutMS:)`).
     public init(url: String, database: String, instance: String? = nil,
-                serverSelectionTimeoutMS: Int32 = 5000) throws(MongoError) {
+                serverSelectionTimeoutMS: Int32 = 5000, socketTimeoutMS: Int32 = 10_000) throws(MongoError) {
         _ = MongoRuntime.initialized
         var error = bson_error_t()
         guard let uri = mongoc_uri_new_with_error(url, &error) else {
@@ -51,6 +63,9 @@ public final class MongoClientPool: @unchecked Sendable {
         }
         if !mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS) {
             mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, serverSelectionTimeoutMS)
+        }
+        if !mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS) {
+            mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, socketTimeoutMS)
         }
         let identity = MongoIdentity.identity(instance: instance)
         let urlAppName = mongoc_uri_get_appname(uri).map { String(cString: $0) }
@@ -69,6 +84,7 @@ public final class MongoClientPool: @unchecked Sendable {
         self.databaseName = database
         self.identity = identity
         self.appName = appName
+        self.socketTimeoutMS = mongoc_uri_get_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, Self.libmongocDefaultSocketTimeoutMS)
     }
 
     deinit {

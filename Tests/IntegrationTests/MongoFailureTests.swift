@@ -5,7 +5,7 @@ import Testing
 
 extension MongoFailureTests {
     /// The MongoDB layer's pure rules: error classification, identity, `currentOp` reading,
-    /// bulk splitting. No server.
+    /// bulk splitting, stream timing. No server.
     @Suite struct Rules {
         static let historyLostCodes: [Int32] = [286, 280, 260, 136, 9, 40647, 40649, 50795, 50854]
 
@@ -106,6 +106,19 @@ extension MongoFailureTests {
             #expect(RunningOperations.writes(in: ops, identity: "nocobridge/b2") == 1)
         }
 
+        /// The stream's server-side wait stays below the socket timeout, or an idle stream times
+        /// out and resumes for ever inside one `next()` (research note B).
+        @Test func maxAwaitStaysBelowTheSocketTimeout() {
+            var o = ChangeStreamOptions()
+            #expect(o.maxAwaitMilliseconds(socketTimeoutMS: 10_000) == 250)
+            o.maxAwaitMilliseconds = 8_000
+            #expect(o.maxAwaitMilliseconds(socketTimeoutMS: 10_000) == 5_000)
+            o.maxAwaitMilliseconds = 3_000
+            #expect(o.maxAwaitMilliseconds(socketTimeoutMS: 2_000) == 1_000)
+            o.maxAwaitMilliseconds = 0
+            #expect(o.maxAwaitMilliseconds(socketTimeoutMS: 2_000) == 1)
+        }
+
         /// One libmongoc bulk must stay one server command: below 100,000 operations and far
         /// below 48 MB.
         @Test func bulksAreSplitByCountAndSize() throws {
@@ -126,7 +139,8 @@ extension MongoFailureTests {
 
 /// The MongoDB driver layer against real failures, injected with `failCommand` on the shared
 /// SecantusDB (started with `--enable-test-commands`; each failpoint is scoped to the test's
-/// own pool by `appName`). Serialized: SecantusDB holds one failpoint at a time.
+/// own pool by `appName`) or on a SecantusDB of the test's own. Serialized: SecantusDB holds
+/// one failpoint at a time.
 @Suite(.serialized) struct MongoFailureTests {
     /// Seeds `items` (validated: `n` ≤ 10) with `_id` 1…4, `n` = `_id`.
     func seeded(_ s: MongoScratch, _ pool: MongoClientPool) throws {
@@ -234,7 +248,7 @@ extension MongoFailureTests {
     }
 
     /// Every write command names its process (`comment`) and carries the write concern asked
-    /// for: read back from the server's profiler.
+    /// for, and a majority read asks for it: read back from the server's profiler.
     @Test func writesCarryTheIdentityAsComment() throws {
         let s = try MongoScratch()
         let pool = try s.pool()
@@ -242,6 +256,7 @@ extension MongoFailureTests {
         _ = try pool.command(["profile": .int32(2)])
         defer { _ = try? pool.command(["profile": .int32(0)]) }
         _ = try pool.bulk([.insertOne(numbered(20, n: 1)), setN(2, 3), deleteID(4)], "items", writeConcern: .majority(wtimeoutMS: 2000))
+        _ = try pool.documents("items", ["_id": .int32(2)], readConcern: .majority)
         let profile = try pool.documents("system.profile")
         let commands = profile.compactMap { if case .document(let c)? = $0["command"] { c } else { nil } }
         let writes = commands.filter { c in ["insert", "update", "delete"].contains { c[$0] == .string("items") } }
@@ -251,6 +266,8 @@ extension MongoFailureTests {
             guard case .document(let concern)? = w["writeConcern"] else { return false }
             return concern["w"] == .string("majority") && MongoClient.int(concern["wtimeout"]) == 2000
         })
+        let find = commands.first { $0["find"] == .string("items") }
+        #expect(find?["readConcern"] == .document(["level": .string("majority")]))
     }
 
     /// (e) Two processes share a URL that sets `appName`; the identity each adds keeps them
@@ -292,5 +309,44 @@ extension MongoFailureTests {
                                   ["failCommands": .array([.string("currentOp")]), "errorCode": .int32(2)])
         let other = #expect(throws: MongoError.self) { try observer.runningWrites(of: "nocobridge/someone") }
         #expect(other?.code == 2)
+    }
+
+    /// (f) A server that stops answering is noticed within the socket timeout (twice: the
+    /// read is retried once on a new connection), not libmongoc's 5 minutes.
+    @Test func findAgainstAFrozenServerFailsWithinTwoSocketTimeouts() throws {
+        let server = try OwnSecantus()
+        let s = try MongoScratch(url: server.url)
+        let pool = try s.pool(socketTimeoutMS: 1000)
+        #expect(pool.socketTimeoutMS == 1000)
+        _ = try pool.bulk([.insertOne(numbered(1, n: 1))], "items")
+        #expect(try pool.numbers("items") == [1: 1])
+        server.freeze()
+        let start = Date()
+        let error = #expect(throws: MongoError.self) { try pool.documents("items") }
+        let elapsed = Date().timeIntervalSince(start)
+        server.thaw()
+        #expect(error?.kind == .connection)
+        #expect(elapsed >= 0.9 && elapsed <= 2 * 1.0 + 1.0, "failed after \(elapsed) s")
+        try eventually("reads work again after the server resumes", seconds: 15) { (try? pool.numbers("items")) == [1: 1] }
+    }
+
+    @Test func socketTimeoutDefaultsTo10sAndTheURLWins() throws {
+        let s = try MongoScratch()
+        #expect(try MongoClientPool(url: s.url, database: s.database).socketTimeoutMS == 10_000)
+        #expect(try s.pool(options: "socketTimeoutMS=12345").socketTimeoutMS == 12_345)
+        #expect(try s.pool(options: "socketTimeoutMS=0").socketTimeoutMS == MongoClientPool.libmongocDefaultSocketTimeoutMS)
+    }
+
+    /// Reads that feed decisions go to the primary whatever the URL says; on a one-member set
+    /// a secondary read finds no server at all.
+    @Test func readsGoToThePrimaryWhateverTheURLsReadPreference() throws {
+        let s = try MongoScratch()
+        let pool = try s.pool(options: "readPreference=secondary&serverSelectionTimeoutMS=1000")
+        _ = try pool.bulk([.insertOne(numbered(1, n: 1))], "items")
+        #expect(try pool.numbers("items") == [1: 1])
+        #expect(try pool.documents("items", readConcern: .majority).count == 1)
+        #expect(try pool.withClient { (c: MongoClient) throws(MongoError) -> Int in try c.count(collection: "items") } == 1)
+        let cursor = try MongoCursor(pool: pool, collection: "items", filter: Document(), options: Document(), readConcern: .majority)
+        #expect(try cursor.next()?["_id"] == .int32(1))
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import Mongo
 import SyncCore
 
-/// A database of one test's own on the shared SecantusDB, with
+/// A database of one test's own on the shared SecantusDB (or on an `OwnSecantus`), with
 /// pools named by fresh instance ids so failpoints can be scoped to one pool's `appName`.
 struct MongoScratch {
     let url: String
@@ -25,8 +25,8 @@ struct MongoScratch {
         url + (url.contains("?") ? "&" : "/?") + options
     }
 
-    func pool(instance: String = "t" + randomSuffix(6), options: String? = nil) throws -> MongoClientPool {
-        try MongoClientPool(url: options.map { url(adding: $0) } ?? url, database: database, instance: instance)
+    func pool(instance: String = "t" + randomSuffix(6), options: String? = nil, socketTimeoutMS: Int32 = 10_000) throws -> MongoClientPool {
+        try MongoClientPool(url: options.map { url(adding: $0) } ?? url, database: database, instance: instance, socketTimeoutMS: socketTimeoutMS)
     }
 
     /// A collection whose documents must have an int `n` of at most 10 (a `$jsonSchema`
@@ -67,9 +67,9 @@ extension MongoClientPool {
         }
     }
 
-    func documents(_ collection: String, _ filter: Document = Document()) throws(MongoError) -> [Document] {
+    func documents(_ collection: String, _ filter: Document = Document(), readConcern: ReadConcern? = nil) throws(MongoError) -> [Document] {
         try withClient { (c: MongoClient) throws(MongoError) -> [Document] in
-            try c.find(filter, options: ["sort": .document(["_id": .int32(1)])], collection: collection)
+            try c.find(filter, options: ["sort": .document(["_id": .int32(1)])], readConcern: readConcern, collection: collection)
         }
     }
 
