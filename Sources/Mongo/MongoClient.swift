@@ -411,7 +411,7 @@ public struct MongoClient {
         }
     }
 
-    // MARK: - Running operations
+    // MARK: - Operations and server facts
 
     /// How many write operations of the process named `identity` (a pool's `identity`) the
     /// server is running now. A writer that died may still have writes running on the server
@@ -448,6 +448,15 @@ public struct MongoClient {
         }
         if let error = Self.cursorError(cursor) { throw error }
         return out
+    }
+
+    /// Version, topology role, replica set and clock of the server (see `ServerInfo`).
+    public func serverInfo() throws(MongoError) -> ServerInfo {
+        let build = try runCommand(["buildInfo": .int32(1)], database: "admin")
+        let sentAt = ServerInfo.wallClockMilliseconds()
+        let hello = try runCommand(["hello": .int32(1)], database: "admin")
+        let receivedAt = ServerInfo.wallClockMilliseconds()
+        return ServerInfo(buildInfo: build, hello: hello, sentAt: sentAt, receivedAt: receivedAt)
     }
 }
 

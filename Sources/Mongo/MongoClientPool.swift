@@ -111,6 +111,11 @@ public final class MongoClientPool: @unchecked Sendable {
         try withClient { (client: MongoClient) throws(MongoError) -> Int in try client.runningWrites(of: identity) }
     }
 
+    /// See `MongoClient.serverInfo()`.
+    public func serverInfo() throws(MongoError) -> ServerInfo {
+        try withClient { (client: MongoClient) throws(MongoError) -> ServerInfo in try client.serverInfo() }
+    }
+
     /// Opens a change stream; it keeps its own client until released.
     public func watch(collection: String?, options: ChangeStreamOptions) throws(MongoError) -> ChangeStream {
         try ChangeStream(pool: self, collection: collection, options: options)

@@ -5,7 +5,7 @@ import Testing
 
 extension MongoFailureTests {
     /// The MongoDB layer's pure rules: error classification, identity, `currentOp` reading,
-    /// bulk splitting, stream timing. No server.
+    /// versions and clocks, bulk splitting. No server.
     @Suite struct Rules {
         static let historyLostCodes: [Int32] = [286, 280, 260, 136, 9, 40647, 40649, 50795, 50854]
 
@@ -104,6 +104,29 @@ extension MongoFailureTests {
             ]
             #expect(RunningOperations.writes(in: ops, identity: a) == 2)
             #expect(RunningOperations.writes(in: ops, identity: "nocobridge/b2") == 1)
+        }
+
+        @Test func versionsCompareByPart() throws {
+            let secantus = try #require(ServerVersion(versionArray: .array([.int32(8), .int32(2), .int32(11), .int32(0)])))
+            #expect(secantus.description == "8.2.11.0" && secantus.isAtLeast(6, 0) && secantus.hasChangeStreamImages)
+            let five = try #require(ServerVersion(versionArray: .array([.int32(5), .int32(0), .int32(24), .int32(0)])))
+            #expect(!five.isAtLeast(6, 0) && !five.hasChangeStreamImages && five < secantus)
+            let rc = try #require(ServerVersion(versionArray: .array([.int64(6), .int64(0), .int64(0), .int64(-50)])))
+            #expect(rc < ServerVersion([6, 0, 0]) && !rc.hasChangeStreamImages)
+            #expect(ServerVersion([6, 0, 0, 0]).hasChangeStreamImages && ServerVersion([6, 0]) == ServerVersion([6, 0, 0, 0]))
+            #expect(ServerVersion(string: .string("7.0.2-rc1")) == ServerVersion([7, 0, 2]))
+            #expect(ServerVersion([6, 0, 9]).isAtLeast(6, 0, 9) && !ServerVersion([6, 0, 8]).isAtLeast(6, 0, 9))
+            #expect(ServerVersion(versionArray: .array([.string("x")])) == nil && ServerVersion(versionArray: nil) == nil)
+        }
+
+        @Test func clockOffsetIsTakenAtTheRoundTripsMidpoint() {
+            #expect(ClockOffset.estimate(serverTime: 1505, sentAt: 1000, receivedAt: 1010) == ClockOffset(milliseconds: 500, uncertaintyMilliseconds: 6))
+            #expect(ClockOffset.estimate(serverTime: 990, sentAt: 1000, receivedAt: 1011) == ClockOffset(milliseconds: -15, uncertaintyMilliseconds: 7))
+            #expect(ClockOffset.estimate(serverTime: 1000, sentAt: 1000, receivedAt: 1000) == ClockOffset(milliseconds: 0, uncertaintyMilliseconds: 1))
+            let mongos = ServerInfo(buildInfo: ["version": .string("7.0.4")],
+                                    hello: ["msg": .string("isdbgrid"), "localTime": .date(2_000)], sentAt: 1_000, receivedAt: 1_002)
+            #expect(mongos == ServerInfo(version: ServerVersion([7, 0, 4]), isMongos: true, setName: nil,
+                                         clockOffset: ClockOffset(milliseconds: 999, uncertaintyMilliseconds: 2)))
         }
 
         /// The stream's server-side wait stays below the socket timeout, or an idle stream times
@@ -348,5 +371,75 @@ extension MongoFailureTests {
         #expect(try pool.withClient { (c: MongoClient) throws(MongoError) -> Int in try c.count(collection: "items") } == 1)
         let cursor = try MongoCursor(pool: pool, collection: "items", filter: Document(), options: Document(), readConcern: .majority)
         #expect(try cursor.next()?["_id"] == .int32(1))
+        var options = ChangeStreamOptions()
+        options.maxAwaitMilliseconds = 50
+        let stream = try pool.watch(collection: "items", options: options)
+        _ = try stream.next()
+    }
+
+    /// (g) A dropped database invalidates its stream; `resumeAfter` the invalidate is refused
+    /// (260, history lost), `startAfter` it continues with the next change.
+    @Test func startAfterContinuesAfterAnInvalidate() throws {
+        let s = try MongoScratch()
+        let pool = try s.pool()
+        _ = try pool.bulk([.insertOne(numbered(1, n: 1))], "items")
+        var options = ChangeStreamOptions()
+        options.maxAwaitMilliseconds = 100
+        options.fullDocumentUpdateLookup = false
+        let stream = try pool.watch(collection: nil, options: options)
+        _ = try stream.next()
+        _ = try pool.command(["dropDatabase": .int32(1)])
+        var kinds: [String] = []
+        try eventually("the stream is invalidated") {
+            if case .string(let kind)? = try stream.next()?["operationType"] { kinds.append(kind) }
+            return stream.invalidateToken != nil
+        }
+        #expect(kinds.last == "invalidate" && kinds.contains("dropDatabase"))
+        let token = try #require(stream.invalidateToken)
+
+        var resume = options
+        resume.resumeToken = token
+        let refused = #expect(throws: MongoError.self) { try pool.watch(collection: nil, options: resume) }
+        #expect(refused?.code == 260 && refused?.isHistoryLost == true)
+
+        var after = options
+        after.startAfter = token
+        let continued = try pool.watch(collection: nil, options: after)
+        _ = try pool.bulk([.insertOne(numbered(2, n: 2))], "items")
+        var event: Document?
+        try eventually("the insert after the drop arrives") { event = try continued.next(); return event != nil }
+        #expect(event?["operationType"] == .string("insert"))
+        #expect(event?["documentKey"] == .document(["_id": .int32(2)]))
+    }
+
+    /// A watch that fails to start gives its client back: with a pool of one client, a
+    /// leaked one would leave the next caller waiting for ever.
+    @Test func aWatchThatFailsLeavesItsClientInThePool() throws {
+        let s = try MongoScratch()
+        let pool = try s.pool(options: "maxPoolSize=1")
+        var unencodable = ChangeStreamOptions()
+        unencodable.pipeline = [["$match": .document(["x": .unsupported(typeName: "regex")])]]
+        var badToken = ChangeStreamOptions()
+        badToken.resumeToken = try BSONBytes.encode(document: ["foo": .int32(1)])
+        // On another thread: a leaked client makes the next watch or ping wait for ever.
+        let attempts = [unencodable, unencodable, badToken, badToken]
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            let allFailed = attempts.allSatisfy { options in
+                (try? pool.watch(collection: nil, options: options)) == nil
+            }
+            if allFailed, (try? pool.ping()) != nil { done.signal() }
+        }
+        #expect(done.wait(timeout: .now() + 20) == .success, "a failed watch kept the pool's only client")
+    }
+
+    @Test func serverInfoReportsVersionReplicaSetAndClock() throws {
+        let info = try MongoScratch().pool().serverInfo()
+        #expect(info.version.hasChangeStreamImages)  // SecantusDB reports 8.2.11
+        #expect(!info.isMongos)
+        #expect(info.setName == "secantus")
+        let offset = try #require(info.clockOffset)
+        #expect(abs(offset.milliseconds) <= 1000 + offset.uncertaintyMilliseconds)  // same machine
+        #expect(offset.uncertaintyMilliseconds >= 1 && offset.uncertaintyMilliseconds < 1000)
     }
 }
