@@ -89,6 +89,8 @@ nb_start_postgres() {
 }
 
 # nb_start_services DIR: a Postgres 15 cluster and a SecantusDB server on free ports.
+# SecantusDB runs with test commands (`configureFailPoint`), as MongoFailureTests need; a
+# failpoint there is scoped to one test's own `appName`, so other tests never meet it.
 # Writes DIR/env (PG_URL, PG_ADMIN_URL, MONGO_URL, PGPORT, MONGO_PORT) and DIR/*.pid.
 nb_start_services() {
   local dir="$1" mport pgport
@@ -96,7 +98,7 @@ nb_start_services() {
   pgport=$(sed -n 's/^export PGPORT=//p' "$dir/pg.env")
   mport=$(nb_free_port)
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$mport" --storage-path "$dir/mongo" \
-    --oplog-max-entries 5000000 >"$dir/secantus.log" 2>&1 &
+    --oplog-max-entries 5000000 --enable-test-commands >"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"
   nb_wait_port 127.0.0.1 "$mport" 60 || { cat "$dir/secantus.log" >&2; return 1; }
   cat > "$dir/env" <<ENV
@@ -155,7 +157,7 @@ nb_restart_mongo() {
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$dir/mongo" \
-    --oplog-max-entries 5000000 >>"$dir/secantus.log" 2>&1 &
+    --oplog-max-entries 5000000 --enable-test-commands >>"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"
   nb_wait_port 127.0.0.1 "$port" 60 || { tail -20 "$dir/secantus.log" >&2; return 1; }
 }

@@ -86,9 +86,6 @@ public struct BridgeConfiguration: Sendable {
     /// (a killed `resync`, say); it always looks when it (re)connects.
     public var intentRecoveryInterval: Duration = .seconds(10)
 
-    public var mongoAppName: String { Self.mongoAppName(instanceID: instanceID) }
-
-    static func mongoAppName(instanceID: String) -> String { "nocobridge/" + instanceID }
 
     public init(postgresURL: String, mongoURL: String, mongoDatabase: String, tables: [TableMapping]) {
         self.postgresURL = postgresURL

@@ -41,7 +41,7 @@ public struct DeadLetters: Sendable {
     public func retry(_ id: Int64?) throws -> (resolved: Int, failing: Int) {
         let connection = try connect()
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
+                                        instance: configuration.instanceID)
         let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
         let entries = try DeadLetterStore.entries(id, on: connection)
         if let id, entries.isEmpty { throw NotFound(id: id) }

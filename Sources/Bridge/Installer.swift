@@ -80,7 +80,9 @@ public struct Installer: Sendable {
             logger.info("granted the bridge's privileges", metadata: ["role": "\(role)"])
         }
         if createMongoIndexes {
-            let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+            // An index build on a large collection outlasts the pools' 10 s socket timeout.
+            let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
+                                           socketTimeoutMS: MongoClientPool.libmongocDefaultSocketTimeoutMS)
             for mapping in configuration.tables {
                 try Self.createKeyIndex(collection: mapping.collection, pool: pool)
                 logger.info("ensured MongoDB index", metadata: ["collection": "\(mapping.collection)", "index": "\(Self.mongoIndexName)"])

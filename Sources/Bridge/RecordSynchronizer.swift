@@ -275,16 +275,12 @@ public struct RecordSynchronizer: Sendable {
         }
         var report = SyncPlan.MongoReport()
         for error in result.writeErrors { report.errors[error.index] = (error.code, error.message) }
-        var updates = 0, deletes = 0
-        var conditional: [SyncPlan.MongoWrite] = []
-        for (index, write) in writes.enumerated() where report.errors[index] == nil {
-            switch write.action {
-            case .insert: continue
-            case .update: updates += 1; conditional.append(write)
-            case .delete: deletes += 1; conditional.append(write)
-            }
-        }
-        guard result.matched < updates || result.deleted < deletes else { return report }
+        let conditional = writes.enumerated().filter { index, write in
+            if report.errors[index] != nil { return false }
+            if case .insert = write.action { return false }
+            return true
+        }.map(\.element)
+        guard result.updatesMatchingNothing > 0 || result.deletesMatchingNothing > 0 else { return report }
         let current = try read(conditional.map(\.key), contiguous: false, mongo: mongo)
         for write in conditional {
             let state = current[write.key].flatMap { try? writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)

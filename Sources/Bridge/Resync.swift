@@ -106,7 +106,7 @@ public struct Resync: Sendable {
         let control = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync")
         try lock(control)
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
+                                        instance: configuration.instanceID)
         // The stream position is taken before any scan: every MongoDB write after it is
         // delivered by the stream later, every write before it is in the scan.
         var startOptions = ChangeStreamOptions()
@@ -146,7 +146,7 @@ public struct Resync: Sendable {
         let control = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync")
         try lock(control)
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
+                                        instance: configuration.instanceID)
         let report = try reconcile(control: control, mongo: mongo)
         try unlock(control)
         return report
@@ -194,7 +194,7 @@ public struct Resync: Sendable {
             _ = try s.next()
             return true
         } catch {
-            if ResumeFailure.isHistoryLost(code: error.code) { return false }
+            if error.isHistoryLost { return false }
             throw error
         }
     }

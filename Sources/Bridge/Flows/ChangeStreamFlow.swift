@@ -124,7 +124,7 @@ final class ChangeStreamFlow: Sendable {
                     lastToken = token
                 case .failed(let error):
                     try process(changes, token: lastToken, synchronizer: synchronizer, connection: connection)
-                    if ResumeFailure.isHistoryLost(code: error.code) {
+                    if error.isHistoryLost {
                         throw MongoHistoryLost(code: error.code, message: error.message)
                     }
                     throw error
@@ -138,7 +138,7 @@ final class ChangeStreamFlow: Sendable {
         do {
             return try mongo.watch(collection: nil, options: options)
         } catch {
-            if resuming && ResumeFailure.isHistoryLost(code: error.code) {
+            if resuming && error.isHistoryLost {
                 throw MongoHistoryLost(code: error.code, message: error.message)
             }
             throw error

@@ -80,7 +80,7 @@ public struct BridgeService: Service {
     /// this instance queues for the lock again.
     public func run(until stop: StopSignal) throws {
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
+                                        instance: configuration.instanceID)
         while !stop.isStopped {
             let term = stop.child()
             let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger)
