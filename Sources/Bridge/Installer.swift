@@ -195,7 +195,7 @@ public struct Installer: Sendable {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-uninstall")
         try connection.execute(script: InstallSQL.uninstall)
         guard dropMongoIndexes else { return }
-        let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+        let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase, instance: configuration.instanceID)
         for mapping in configuration.tables {
             for index in [Self.mongoIndexName, Self.mongoLookupIndexName] {
                 try pool.withClient { (client: MongoClient) throws(MongoError) in

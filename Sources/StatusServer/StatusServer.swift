@@ -35,10 +35,7 @@ public enum StatusServer {
         let health: @Sendable () async -> BridgeHealth = {
             await withCheckedContinuation { continuation in
                 // Pings block in libpq/libmongoc: keep them off the cooperative pool.
-                Thread {
-                    continuation.resume(returning: BridgeHealth.collect(
-                        configuration: bridge.configuration, toMongo: bridge.toMongoStatistics, toNocoDB: bridge.toNocoDBStatistics))
-                }.start()
+                BlockingExecutor.start(name: "nocobridge-status") { continuation.resume(returning: bridge.health()) }
             }
         }
         @Sendable func authorized(_ request: Request) -> Bool {

@@ -13,6 +13,8 @@ public struct BridgeService: Service {
     public let logger: Logger
     public let toMongoStatistics: PipelineStatistics
     public let toNocoDBStatistics: PipelineStatistics
+    /// Long-lived connections for `/status`, `/readyz` and `/metrics`.
+    public let probe: HealthProbe
 
     /// - Parameter metrics: where the pipelines report (the Prometheus registry behind
     ///   `/metrics` in `run`); no-op by default.
@@ -21,6 +23,12 @@ public struct BridgeService: Service {
         self.logger = logger
         toMongoStatistics = PipelineStatistics(direction: "to-mongo", metrics: metrics)
         toNocoDBStatistics = PipelineStatistics(direction: "to-nocodb", metrics: metrics)
+        probe = HealthProbe(configuration: configuration)
+    }
+
+    /// The bridge's health now (blocking: call from a thread, not the cooperative pool).
+    public func health() -> BridgeHealth {
+        BridgeHealth.collect(configuration: configuration, probe: probe, toMongo: toMongoStatistics, toNocoDB: toNocoDBStatistics)
     }
 
     /// Checks at start what would otherwise fail in a retry loop: both servers reachable,
@@ -44,8 +52,13 @@ public struct BridgeService: Service {
             try LogicalSlot.check(try LogicalSlot.name(on: connection), on: connection)
         }
         try warnIfNocoDBSessionsUnseen(on: connection)
-        let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
-        try pool.ping()
+        let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase, instance: configuration.instanceID)
+        let info = try pool.serverInfo()
+        if let problem = ServerCheck.problem(info) { throw ConfigurationError(setting: "MONGO_URL", message: problem) }
+        if let skew = try ServerCheck.measureSkew(postgres: connection, mongo: pool), skew.isLarge {
+            logger.warning("MongoDB's and PostgreSQL's clocks are more than a second apart; last_write_wins and tombstones compare their times (synchronise both hosts' clocks)",
+                           metadata: ["clock.skew_ms": "\(skew.milliseconds)", "clock.uncertainty_ms": "\(skew.uncertaintyMilliseconds)"])
+        }
         try GenerationMarker().checkAndAdvance(connection: connection, mongo: pool)
     }
 

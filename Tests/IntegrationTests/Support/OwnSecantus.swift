@@ -10,14 +10,14 @@ final class OwnSecantus: @unchecked Sendable {
     private let pid: pid_t
     private let dir: String
 
-    init() throws {
+    init(_ extraArguments: [String] = []) throws {
         let venv = ProcessInfo.processInfo.environment["NB_VENV"]
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/nocobridge/venv").path
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("nbownmongo-\(randomSuffix())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         port = try freeTCPPort()
         pid = try spawnProcess([venv + "/bin/secantusd-py", "--host", "127.0.0.1", "--port", String(port),
-                                "--storage-path", dir + "/mongo", "--enable-test-commands"], log: dir + ".log")
+                                "--storage-path", dir + "/mongo", "--enable-test-commands"] + extraArguments, log: dir + ".log")
         url = "mongodb://127.0.0.1:\(port)/?replicaSet=secantus"
         let deadline = Date().addingTimeInterval(60)
         while !canConnect(port: port) {
