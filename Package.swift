@@ -39,6 +39,9 @@ let package = Package(
             name: "NocoDBMeta",
             dependencies: ["SyncCore", .product(name: "Logging", package: "swift-log")]
         ),
+        // Version and the git commit built from (stamped by the plugin at build time).
+        .target(name: "BuildInfo", plugins: ["BuildInfoPlugin"]),
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
         // The HTTP status, health and metrics endpoint.
         .target(
             name: "StatusServer",
@@ -52,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "nocobridge",
             dependencies: [
-                "Bridge", "SyncCore", "StatusServer", "Postgres", "Mongo", "NocoDBMeta",
+                "Bridge", "BuildInfo", "SyncCore", "StatusServer", "Postgres", "Mongo", "NocoDBMeta",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -70,7 +73,7 @@ let package = Package(
         .testTarget(name: "NocoDBMetaTests", dependencies: ["NocoDBMeta"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Bridge", "SyncCore", "Postgres", "Mongo", "StatusServer", "NocoDBMeta", .product(name: "CoreMetrics", package: "swift-metrics")]
+            dependencies: ["Bridge", "BuildInfo", "SyncCore", "Postgres", "Mongo", "StatusServer", "NocoDBMeta", .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
     ]
 )

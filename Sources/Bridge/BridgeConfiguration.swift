@@ -83,6 +83,12 @@ public struct BridgeConfiguration: Sendable {
     /// (a killed `resync`, say); it always looks when it (re)connects.
     public var intentRecoveryInterval: Duration = .seconds(10)
 
+    /// Days of record history kept (`SYNC_HISTORY_DAYS`); 0 writes none.
+    public var historyDays = 30
+
+    /// What the synchronizers record history with (nil when `historyDays` is 0).
+    public var history: HistoryLog? { historyDays > 0 ? HistoryLog(days: historyDays) : nil }
+
     /// Logical capture has no trigger stamping `updatedAt` on NocoDB edits.
     public var nocodbEditTime: RecordSynchronizer.NocoDBEditTime { capture == .logical ? .latestKnown : .updatedAtColumn }
 

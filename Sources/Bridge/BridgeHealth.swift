@@ -38,6 +38,8 @@ public struct BridgeHealth: Sendable, Codable {
     public var mongo: Bool
     public var directions: [String: Direction]
     public var checkedAt: String
+    /// The running binary's version and build (set by the status endpoint).
+    public var version: String?
 
     /// Pings both servers (blocking: call from a thread, not the cooperative pool).
     public static func collect(configuration: BridgeConfiguration, toMongo: PipelineStatistics,
@@ -92,7 +94,8 @@ public struct BridgeHealth: Sendable, Codable {
 extension BridgeHealth {
     /// The readable form `nocobridge status` prints for a running bridge.
     public func table() -> String {
-        var lines = ["bridge: \(status.rawValue) (PostgreSQL \(postgres ? "up" : "DOWN"), MongoDB \(mongo ? "up" : "DOWN"), checked \(checkedAt))"]
+        var lines = ["bridge: \(status.rawValue) (PostgreSQL \(postgres ? "up" : "DOWN"), MongoDB \(mongo ? "up" : "DOWN"), checked \(checkedAt))"
+                     + (version.map { "; version \($0)" } ?? "")]
         lines.append("DIRECTION  TABLE                          APPLIED  WRITES  CONFLICTS  DEAD  LAG_MS  BACKLOG  LAST_APPLIED")
         for (name, d) in directions.sorted(by: { $0.key < $1.key }) {
             for (table, t) in d.tables.sorted(by: { $0.key < $1.key }) {

@@ -79,7 +79,8 @@ public struct BridgeService: Service {
             // work beside it, and this instance queues for the lock again.
             while !shutdown.isStopped {
                 let term = shutdown.child()
-                let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger)
+                let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger,
+                                        instanceID: configuration.instanceID)
                 guard await leader.acquire(stop: term) else {
                     leader.release()
                     break

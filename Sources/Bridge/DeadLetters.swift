@@ -41,6 +41,18 @@ public struct DeadLetters: Sendable {
             """, [String(limit)]).rows.map(Self.entry)
     }
 
+    /// Entries with their payloads for the console, newest first; `sources` narrows to a
+    /// table's names (`schema.table`, `db.collection`), `key` to one record.
+    public static func entries(sources: [String]?, key: String?, limit: Int, on c: PostgresConnection) throws -> [Entry] {
+        try c.query("""
+            SELECT id, direction, source_name, key, field, error,
+                   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), retries, jsonb_pretty(payload)
+            FROM nocobridge.dead_letters
+            WHERE ($1::text[] IS NULL OR source_name = ANY($1::text[])) AND ($2::text IS NULL OR key = $2)
+            ORDER BY id DESC LIMIT $3
+            """, [sources.map { PostgresConnection.arrayLiteral($0) }, key, String(limit)]).rows.map(Self.entry)
+    }
+
     public func show(_ id: Int64) throws -> Entry {
         let c = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
         guard let row = try c.query("""
@@ -52,25 +64,40 @@ public struct DeadLetters: Sendable {
 
     public func drop(_ id: Int64) throws {
         let c = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
-        guard try c.query("DELETE FROM nocobridge.dead_letters WHERE id = $1", [String(id)]).affected == 1 else { throw NotFound(id: id) }
+        guard try drop([id], on: c) == 1 else { throw NotFound(id: id) }
+    }
+
+    /// Drops several entries in one statement; returns how many existed.
+    public func drop(_ ids: [Int64], on c: PostgresConnection) throws -> Int {
+        try c.query("DELETE FROM nocobridge.dead_letters WHERE id = ANY($1::bigint[])",
+                    [PostgresConnection.arrayLiteral(ids.map { String($0) })]).affected
     }
 
     /// Retries one entry (or all when `id` is nil); returns (resolved, still failing).
     public func retry(_ id: Int64?) throws -> (resolved: Int, failing: Int) {
         let c = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-dlq")
+        if let id {
+            guard try c.query("SELECT 1 FROM nocobridge.dead_letters WHERE id = $1", [String(id)]).rows.count == 1 else { throw NotFound(id: id) }
+        }
+        return try retry(id.map { [$0] }, on: c)
+    }
+
+    /// Retries the given entries (every entry when nil) on the caller's connection, each in
+    /// its own transaction; ids that no longer exist are skipped.
+    public func retry(_ ids: [Int64]?, on c: PostgresConnection) throws -> (resolved: Int, failing: Int) {
+        let rows = try c.query(ids == nil
+            ? "SELECT id, direction, source_name, key FROM nocobridge.dead_letters ORDER BY id"
+            : "SELECT id, direction, source_name, key FROM nocobridge.dead_letters WHERE id = ANY($1::bigint[]) ORDER BY id",
+            ids.map { [PostgresConnection.arrayLiteral($0.map { String($0) })] } ?? []).rows
+        guard !rows.isEmpty else { return (0, 0) }
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
                                         appName: configuration.mongoAppName)
         let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
-        let rows = try c.query(id == nil
-            ? "SELECT id, direction, source_name, key FROM nocobridge.dead_letters ORDER BY id"
-            : "SELECT id, direction, source_name, key FROM nocobridge.dead_letters WHERE id = $1",
-            id.map { [String($0)] } ?? []).rows
-        if let id, rows.isEmpty { throw NotFound(id: id) }
         var synchronizers: [String: RecordSynchronizer] = [:]
         for mapping in configuration.tables {
             let shape = try TableCatalog.shape(of: mapping, on: c, columnKinds: configuration.columnKinds, fieldNames: configuration.fieldNames)
             let sync = RecordSynchronizer(shape: shape, policy: configuration.policy, journal: journal,
-                                          nocodbEditTime: configuration.nocodbEditTime)
+                                          nocodbEditTime: configuration.nocodbEditTime, history: configuration.history)
             synchronizers[mapping.qualifiedName] = sync
             synchronizers[configuration.mongoDatabase + "." + mapping.collection] = sync
         }

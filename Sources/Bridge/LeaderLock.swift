@@ -16,9 +16,14 @@ public final class LeaderLock: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let state = StateBox()
 
-    public init(postgresURL: String, mongoDatabase: String, logger: Logger, pollMilliseconds: Int = 1000) {
+    /// The lock session's application name, `nocobridge-leader/<instance>`: consoles tell
+    /// which instance holds the lock from `pg_stat_activity` (`Inspection`).
+    private let applicationName: String
+
+    public init(postgresURL: String, mongoDatabase: String, logger: Logger, pollMilliseconds: Int = 1000, instanceID: String = "") {
         url = postgresURL
-        key = "nocobridge.run:" + mongoDatabase
+        key = Inspection.leaderLockKey(mongoDatabase: mongoDatabase)
+        applicationName = Inspection.leaderApplicationName(instanceID: instanceID)
         self.logger = logger
         self.pollMilliseconds = pollMilliseconds
     }
@@ -51,7 +56,7 @@ public final class LeaderLock: Sendable {
         // Phase 1: wait for the lock.
         while !stop.isStopped {
             do {
-                let c = try connection ?? PostgresConnection(url: url, applicationName: "nocobridge-leader")
+                let c = try connection ?? PostgresConnection(url: url, applicationName: applicationName)
                 connection = c
                 if try c.query("SELECT pg_try_advisory_lock(hashtext($1))", [key]).rows.first?[0] == "t" {
                     state.held = true

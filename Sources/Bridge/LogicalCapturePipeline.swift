@@ -47,7 +47,8 @@ public final class LogicalCapturePipeline: Sendable {
         let synchronizers = try Dictionary(uniqueKeysWithValues: shapes.map {
             ($0.mapping.qualifiedName, RecordSynchronizer(shape: $0, policy: configuration.policy,
                                                           optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo),
-                                                          journal: journal, nocodbEditTime: configuration.nocodbEditTime))
+                                                          journal: journal, nocodbEditTime: configuration.nocodbEditTime,
+                                                          history: configuration.history))
         })
         let allSynchronizers = Array(synchronizers.values)
         var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)

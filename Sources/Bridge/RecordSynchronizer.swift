@@ -33,14 +33,18 @@ public struct RecordSynchronizer: Sendable {
 
     public let nocodbEditTime: NocoDBEditTime
 
+    /// Where each batch's decisions are recorded (`History.swift`); nil: no history.
+    public let history: HistoryLog?
+
     public init(shape: TableShape, policy: ConflictPolicy, optimisticInserts: Bool = false, journal: WriteJournal? = nil,
-                nocodbEditTime: NocoDBEditTime = .updatedAtColumn) {
+                nocodbEditTime: NocoDBEditTime = .updatedAtColumn, history: HistoryLog? = nil) {
         writer = TableWriter(shape: shape)
         store = SyncStateStore(collection: shape.mapping.collection)
         self.policy = policy
         self.optimisticInserts = optimisticInserts
         self.journal = journal
         self.nocodbEditTime = nocodbEditTime
+        self.history = history
     }
 
     public var collection: String { store.collection }
@@ -323,6 +327,11 @@ public struct RecordSynchronizer: Sendable {
         try store.saveAgreed(hints.compactMap { h in newAgreed[h.key].map { (h.key, $0) } }, settling: batch, on: connection)
         try store.logConflicts(conflicts, on: connection)
         try store.saveKeys(seenIDs, on: connection)
+        // Record history in the same transaction (History.swift): one INSERT for the batch.
+        try history?.record(.init(mode: mode, keys: keys, before: agreed, after: newAgreed, mongoWritten: intents.map(\.key),
+                                  nocodbWritten: nocodbUpserts.map(\.key) + nocodbDeletes.map(\.key), conflicts: conflicts,
+                                  editors: rows.compactMapValues(\.editedBy), rejections: outcome.rejections, retried: retry.map(\.key)),
+                            collection: collection, on: connection)
         outcome.conflicts = conflicts.count
         for c in conflicts { outcome.conflictsByRule[c.conflict.rule, default: 0] += 1 }
         outcome.timings.postgresWrite = lap()

@@ -135,7 +135,8 @@ public struct Resync: Sendable {
         let synchronizers = try configuration.tables.map { mapping in
             RecordSynchronizer(shape: try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds,
                                                              fieldNames: configuration.fieldNames),
-                               policy: configuration.policy, journal: journal, nocodbEditTime: configuration.nocodbEditTime)
+                               policy: configuration.policy, journal: journal, nocodbEditTime: configuration.nocodbEditTime,
+                               history: configuration.history)
         }
         if !options.dryRun {
             try IntentRecovery(configuration: configuration, mongo: mongo, logger: logger).run(synchronizers: synchronizers, connection: control)
@@ -270,11 +271,16 @@ public struct Resync: Sendable {
                 let rate = Double(done) / max(Date().timeIntervalSince(started), 0.001)
                 let eta = rate > 0 ? Double(max(estimate - done, 0)) / rate : 0
                 progress("\(mapping.table): \(done)/\(estimate) keys, \(Int(rate))/s, ETA \(Int(eta)) s")
+                // For consoles (ResyncProgress.swift); never fails the resync.
+                try? ResyncProgress.report(table: mapping.qualifiedName, collection: mapping.collection, done: done, estimate: estimate,
+                                           elapsedSeconds: Date().timeIntervalSince(started), dryRun: options.dryRun, finished: false, on: control)
             }
         }
         if !options.dryRun { try apply(&hints, sync: sync, mode: mode, writer: writer, mongo: mongo, into: &t) }
         try scan.query("COMMIT")
         t.seconds = Date().timeIntervalSince(started)
+        try? ResyncProgress.report(table: mapping.qualifiedName, collection: mapping.collection, done: t.scanned, estimate: estimate,
+                                   elapsedSeconds: t.seconds, dryRun: options.dryRun, finished: true, on: control)
         logger.info("resync table done", metadata: [
             "table": "\(mapping.qualifiedName)", "only_nocodb": "\(t.onlyNocoDB)", "only_mongo": "\(t.onlyMongo)",
             "equal": "\(t.equal)", "different": "\(t.different)", "seconds": "\(String(format: "%.1f", t.seconds))",

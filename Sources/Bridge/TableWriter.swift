@@ -20,6 +20,8 @@ public struct TableWriter: Sendable {
         public let version: Int64?
         /// NocoDB's own `updated_at` (ms), which NocoDB sets on every edit through its API.
         public var editedAt: Int64? = nil
+        /// NocoDB's `updated_by` (the user id NocoDB stamps on edits through it), for history.
+        public var editedBy: String? = nil
     }
 
     public init(shape: TableShape) {
@@ -32,7 +34,8 @@ public struct TableWriter: Sendable {
         let mapperCols = shape.mapper.columns.map { q($0.name) }.joined(separator: ", ")
         let deletedExpr = has("__nc_deleted") ? "coalesce(\"__nc_deleted\", false)" : "false"
         let editedExpr = has("updated_at") ? "\"updated_at\"::text" : "NULL::text"
-        selectSQL = "SELECT \"externalId\", \(deletedExpr), \(editedExpr), \(mapperCols) FROM \(qualified) WHERE \"externalId\" = ANY($1::text[]) FOR UPDATE"
+        let editorExpr = has("updated_by") ? "\"updated_by\"::text" : "NULL::text"
+        selectSQL = "SELECT \"externalId\", \(deletedExpr), \(editedExpr), \(editorExpr), \(mapperCols) FROM \(qualified) WHERE \"externalId\" = ANY($1::text[]) FOR UPDATE"
 
         // Upsert: key, content columns, updatedAt, source; version counts writes.
         let content = codec.contentColumns
@@ -98,10 +101,10 @@ public struct TableWriter: Sendable {
         var out: [String: LiveRow] = [:]
         for row in result.rows {
             guard let key = row[0] else { continue }
-            let values = Array(row[3...])
+            let values = Array(row[4...])
             out[key] = LiveRow(values: values, deleted: row[1] == "t",
                                version: versionIndex.flatMap { values[$0] }.flatMap { Int64($0) },
-                               editedAt: row[2].flatMap { try? Timestamps.parseMilliseconds($0) })
+                               editedAt: row[2].flatMap { try? Timestamps.parseMilliseconds($0) }, editedBy: row[3])
         }
         return out
     }

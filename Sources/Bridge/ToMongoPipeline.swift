@@ -42,7 +42,7 @@ public final class ToMongoPipeline: Sendable {
         let synchronizers = try shapes.map {
             RecordSynchronizer(shape: $0, policy: configuration.policy,
                                optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo),
-                               journal: journal)
+                               journal: journal, history: configuration.history)
         }
         var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
         try recovery.runIfDue(synchronizers: synchronizers, connection: connection)

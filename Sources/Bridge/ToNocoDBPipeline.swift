@@ -53,7 +53,7 @@ public final class ToNocoDBPipeline: Sendable {
         let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
         let synchronizers = Dictionary(uniqueKeysWithValues: shapes.map {
             ($0.mapping.collection, RecordSynchronizer(shape: $0, policy: configuration.policy, journal: journal,
-                                                       nocodbEditTime: configuration.nocodbEditTime))
+                                                       nocodbEditTime: configuration.nocodbEditTime, history: configuration.history))
         })
         let allSynchronizers = Array(synchronizers.values)
         var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)

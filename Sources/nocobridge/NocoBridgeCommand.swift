@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bridge
+import BuildInfo
 import Foundation
 import Logging
 import NocoDBMeta
@@ -11,7 +12,9 @@ struct NocoBridgeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nocobridge",
         abstract: "Keeps NocoDB (PostgreSQL) and MongoDB in sync, both ways.",
-        subcommands: [Run.self, Install.self, Provision.self, Uninstall.self, ResyncCommand.self, DLQCommand.self, SQL.self, Status.self]
+        version: BuildInfo.description,
+        subcommands: [Run.self, Install.self, Provision.self, Uninstall.self, ResyncCommand.self, DLQCommand.self,
+                      ConflictsCommand.self, HistoryCommand.self, SQL.self, Status.self]
     )
 }
 
@@ -84,6 +87,9 @@ struct Run: AsyncParsableCommand {
                     let http = StatusServer.application(configuration: status, bridge: bridge, metrics: metrics, logger: logger)
                     services.append(.init(service: NonFatalService(http, name: "status endpoint", logger: logger)))
                 }
+                if config.historyDays > 0 {
+                    services.append(.init(service: HistoryPruneService(postgresURL: config.postgresURL, days: config.historyDays, logger: logger)))
+                }
                 var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
                 groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
                 groupConfiguration.maximumGracefulShutdownDuration = .seconds(shutdownTimeout)
@@ -91,6 +97,7 @@ struct Run: AsyncParsableCommand {
                 let group = ServiceGroup(configuration: groupConfiguration)
                 do {
                     try bridge.preflight()
+                    try SchemaCheck.requireCurrent(configuration: config)
                     try await group.run()
                     return
                 } catch let lost as SlotLost where onHistoryLost == .resync {
