@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
@@ -42,15 +43,18 @@ let package = Package(
         // Version and the git commit built from (stamped by the plugin at build time).
         .target(name: "BuildInfo", plugins: ["BuildInfoPlugin"]),
         .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
-        // The HTTP status, health and metrics endpoint.
+        // The HTTP status, health and metrics endpoint and the operator console (its HTML, JS
+        // and CSS live in Assets/ and are embedded by Scripts/gen-assets.sh).
         .target(
             name: "StatusServer",
             dependencies: [
-                "Bridge",
+                "Bridge", "BuildInfo", "SyncCore", "Postgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            exclude: ["Assets"]
         ),
         .executableTarget(
             name: "nocobridge",

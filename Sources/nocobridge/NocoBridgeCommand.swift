@@ -83,7 +83,13 @@ struct Run: AsyncParsableCommand {
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: bridge)]
                 let address = env["STATUS_ADDR"] ?? "127.0.0.1:8787"
                 if address != "off" {
-                    let status = try StatusServerConfiguration(address: address, token: env["STATUS_TOKEN"])
+                    var status = try StatusServerConfiguration(address: address, token: env["STATUS_TOKEN"])
+                    if let raw = env["STATUS_SAMPLE_SECONDS"], !raw.isEmpty {
+                        guard let seconds = Double(raw), seconds >= 0.1, seconds <= 3600 else {
+                            throw ConfigurationError(setting: "STATUS_SAMPLE_SECONDS", message: "\"\(raw)\" is not a number of seconds between 0.1 and 3600")
+                        }
+                        status.sampleInterval = .milliseconds(Int(seconds * 1000))
+                    }
                     let http = StatusServer.application(configuration: status, bridge: bridge, metrics: metrics, logger: logger)
                     services.append(.init(service: NonFatalService(http, name: "status endpoint", logger: logger)))
                 }
