@@ -27,9 +27,11 @@ nb_install_deps() {
     apt-get update -qq >/dev/null
     apt-get install -y -qq "${need[@]}" >/dev/null
   fi
-  # The console's browser test drives Debian's chromium headless.
+  # The console's browser test drives Debian's chromium headless; the alerting rules are
+  # checked with promtool (Debian's prometheus package, without its recommended exporters).
   local extra=()
   command -v chromium >/dev/null 2>&1 || extra+=(chromium fonts-liberation)
+  command -v promtool >/dev/null 2>&1 || extra+=(prometheus)
   if [ "${#extra[@]}" -gt 0 ]; then
     nb_log "installing ${extra[*]}"
     export DEBIAN_FRONTEND=noninteractive
