@@ -135,6 +135,7 @@ enum ConsoleAssets {
     openPayloads: new Set(),
     timer: null,
     busy: false,
+    again: false,
   };
 
   // ---- DOM helpers: text only ----
@@ -259,7 +260,8 @@ enum ConsoleAssets {
   function stopRefresh() { if (state.timer) { clearInterval(state.timer); state.timer = null; } }
 
   async function refresh() {
-    if (state.busy) return;
+    // One refresh at a time; one asked for meanwhile (a tab switch, a search) runs right after.
+    if (state.busy) { state.again = true; return; }
     state.busy = true;
     try {
       await ({ overview: loadOverview, conflicts: loadConflicts, "dead-letters": loadDeadLetters,
@@ -270,6 +272,7 @@ enum ConsoleAssets {
       if (!(e instanceof ApiError && e.status === 401)) message("Could not refresh: " + e.message, "error stale");
     } finally {
       state.busy = false;
+      if (state.again) { state.again = false; refresh(); }
     }
   }
 
@@ -420,7 +423,8 @@ enum ConsoleAssets {
 
   function niceCeiling(v) {
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    // Multiples whose quarters (the grid lines) are round numbers too.
+    for (const m of [1, 2, 4, 8, 10]) if (v <= m * p) return m * p;
     return 10 * p;
   }
 

@@ -19,6 +19,7 @@
     openPayloads: new Set(),
     timer: null,
     busy: false,
+    again: false,
   };
 
   // ---- DOM helpers: text only ----
@@ -143,7 +144,8 @@
   function stopRefresh() { if (state.timer) { clearInterval(state.timer); state.timer = null; } }
 
   async function refresh() {
-    if (state.busy) return;
+    // One refresh at a time; one asked for meanwhile (a tab switch, a search) runs right after.
+    if (state.busy) { state.again = true; return; }
     state.busy = true;
     try {
       await ({ overview: loadOverview, conflicts: loadConflicts, "dead-letters": loadDeadLetters,
@@ -154,6 +156,7 @@
       if (!(e instanceof ApiError && e.status === 401)) message("Could not refresh: " + e.message, "error stale");
     } finally {
       state.busy = false;
+      if (state.again) { state.again = false; refresh(); }
     }
   }
 
@@ -304,7 +307,8 @@
 
   function niceCeiling(v) {
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    // Multiples whose quarters (the grid lines) are round numbers too.
+    for (const m of [1, 2, 4, 8, 10]) if (v <= m * p) return m * p;
     return 10 * p;
   }
 
