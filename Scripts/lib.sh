@@ -29,6 +29,17 @@ nb_install_deps() {
     apt-get update -qq >/dev/null
     apt-get install -y -qq "${need[@]}" >/dev/null
   fi
+  # The console's browser test drives Debian's chromium headless; the alerting rules are
+  # checked with promtool (Debian's prometheus package, without its recommended exporters).
+  local extra=()
+  command -v chromium >/dev/null 2>&1 || extra+=(chromium fonts-liberation)
+  command -v promtool >/dev/null 2>&1 || extra+=(prometheus)
+  if [ "${#extra[@]}" -gt 0 ]; then
+    nb_log "installing ${extra[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
+  fi
   if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('SecantusDB') == '$NB_SECANTUS_VERSION'" 2>/dev/null; then
     nb_log "installing SecantusDB $NB_SECANTUS_VERSION into $NB_VENV"
     python3 -m venv "$NB_VENV"

@@ -79,6 +79,12 @@ public struct BridgeConfiguration: Sendable {
     /// This process among the bridge's writers: names its write intents and its MongoDB
     /// connections (`appName`), so a successor can tell when its last writes have ended.
     public var instanceID = WriteJournal.newInstanceID()
+    /// Days of record history kept (`SYNC_HISTORY_DAYS`); 0 writes none.
+    public var historyDays = 30
+
+    /// What the synchronizers record history with (nil when `historyDays` is 0).
+    public var history: HistoryLog? { historyDays > 0 ? HistoryLog(days: historyDays) : nil }
+
     /// How long a collection replaced under the running bridge (dropped, renamed: a restore
     /// beginning) must see no change before its table is reconciled and syncing goes on.
     public var restoreQuietPeriod: Duration = .seconds(5)

@@ -38,6 +38,8 @@ public struct BridgeHealth: Sendable, Codable {
     public var mongo: Bool
     public var directions: [String: Direction]
     public var checkedAt: String
+    /// The running binary's version and build (set by the status endpoint).
+    public var version: String?
     /// MongoDB's clock minus PostgreSQL's: both date changes for `last_write_wins` and
     /// tombstones (`clockSkew.isLarge` above a second).
     public var clockSkew: ServerCheck.Skew?
@@ -74,7 +76,7 @@ public struct BridgeHealth: Sendable, Codable {
         if configuration.direction.includesToMongo { directions["to-mongo"] = a }
         if configuration.direction.includesToNocoDB { directions["to-nocodb"] = b }
         return BridgeHealth(status: overall, logicalSlot: slot, postgres: postgresUp, mongo: mongoUp, directions: directions,
-                            checkedAt: formatter.string(from: Date()), clockSkew: reading.skew)
+                            checkedAt: formatter.string(from: Date()), version: nil, clockSkew: reading.skew)
     }
 
     public var ready: Bool { status == .ok }
@@ -89,7 +91,8 @@ public struct BridgeHealth: Sendable, Codable {
 extension BridgeHealth {
     /// The readable form `nocobridge status` prints for a running bridge.
     public func table() -> String {
-        var lines = ["bridge: \(status.rawValue) (PostgreSQL \(postgres ? "up" : "DOWN"), MongoDB \(mongo ? "up" : "DOWN"), checked \(checkedAt))"]
+        var lines = ["bridge: \(status.rawValue) (PostgreSQL \(postgres ? "up" : "DOWN"), MongoDB \(mongo ? "up" : "DOWN"), checked \(checkedAt))"
+                     + (version.map { "; version \($0)" } ?? "")]
         lines.append("DIRECTION  TABLE                          APPLIED  WRITES  CONFLICTS  DEAD  LAG_MS  BACKLOG  LAST_APPLIED")
         for (name, d) in directions.sorted(by: { $0.key < $1.key }) {
             for (table, t) in d.tables.sorted(by: { $0.key < $1.key }) {

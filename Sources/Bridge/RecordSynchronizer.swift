@@ -28,13 +28,17 @@ public struct RecordSynchronizer: Sendable {
     /// callers that hold no lasting state, such as tests of the decision alone).
     public let journal: WriteJournal?
 
+    /// Where each batch's decisions are recorded (`HistoryLog`); nil: no history.
+    public let history: HistoryLog?
+
     /// How many times a record that keeps changing while it is decided is read again.
     static let rounds = 3
 
     /// - Parameter capture: how NocoDB's changes are captured: with logical capture nothing
     ///   stamps NocoDB edits' times, and the bridge's own NocoDB writes are marked in the WAL.
     public init(shape: TableShape, policy: ConflictPolicy, capture: BridgeConfiguration.Capture = .triggers,
-                optimisticInserts: Bool = false, journal: WriteJournal? = nil) {
+                optimisticInserts: Bool = false, journal: WriteJournal? = nil, history: HistoryLog? = nil) {
+        self.history = history
         writer = TableWriter(shape: shape, marksLogicalDecoding: capture == .logical)
         planner = SyncPlanner(codec: writer.codec, policy: policy, editTime: capture == .logical ? .latestKnown : .updatedAtColumn)
         agreedStore = AgreedStateStore(collection: shape.mapping.collection)
@@ -234,11 +238,16 @@ public struct RecordSynchronizer: Sendable {
         try agreedStore.save(settled.agreed, settling: batch, on: connection)
         try conflictLog.record(settled.conflicts, on: connection)
         try keyMap.save(settled.documentIDs, on: connection)
+        let mongoWritten = plan.mongoWrites.indices.filter { report.errors[$0] == nil && !report.movedOn.contains(plan.mongoWrites[$0].key) }
+            .map { plan.mongoWrites[$0].key }
+        // History in the same transaction, one INSERT for the round (HistoryLog).
+        try history?.record(.init(mode: mode, keys: keys, before: agreed, after: Dictionary(settled.agreed, uniquingKeysWith: { _, last in last }),
+                                  mongoWritten: mongoWritten, nocodbWritten: settled.nocodbWrites.map(\.key), conflicts: settled.conflicts,
+                                  editors: rows.compactMapValues(\.editedBy), rejections: settled.rejections, retried: again),
+                            collection: collection, on: connection)
         outcome.timings.postgresWrite += lap()
 
-        outcome.mongoWrites += plan.mongoWrites.indices.filter {
-            report.errors[$0] == nil && !report.movedOn.contains(plan.mongoWrites[$0].key)
-        }.count
+        outcome.mongoWrites += mongoWritten.count
         outcome.nocodbWrites += settled.nocodbWrites.count
         outcome.conflicts += settled.conflicts.count
         for conflict in settled.conflicts { outcome.conflictsByRule[conflict.resolution.rule, default: 0] += 1 }

@@ -174,7 +174,7 @@ public struct Resync: Sendable {
         let synchronizers = try configuration.tables.map { mapping in
             RecordSynchronizer(shape: try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds,
                                                              fieldNames: configuration.fieldNames),
-                               policy: configuration.policy, capture: configuration.capture, journal: journal)
+                               policy: configuration.policy, capture: configuration.capture, journal: journal, history: configuration.history)
         }
         if !options.dryRun {
             try IntentRecovery(configuration: configuration, mongo: mongo, logger: logger).run(synchronizers: synchronizers, connection: control)
@@ -306,11 +306,16 @@ public struct Resync: Sendable {
                 let rate = Double(done) / max(Date().timeIntervalSince(started), 0.001)
                 let eta = rate > 0 ? Double(max(estimate - done, 0)) / rate : 0
                 progress("\(mapping.table): \(done)/\(estimate) keys, \(Int(rate))/s, ETA \(Int(eta)) s")
+                // For consoles (ResyncProgress); never fails the resync.
+                try? ResyncProgress.report(table: mapping.qualifiedName, collection: mapping.collection, done: done, estimate: estimate,
+                                           elapsedSeconds: Date().timeIntervalSince(started), dryRun: options.dryRun, finished: false, on: control)
             }
         }
         if !options.dryRun { try apply(&hints, sync: sync, mode: mode, writer: writer, mongo: mongo, into: &entry) }
         try scan.query("COMMIT")
         entry.seconds = Date().timeIntervalSince(started)
+        try? ResyncProgress.report(table: mapping.qualifiedName, collection: mapping.collection, done: entry.scanned, estimate: estimate,
+                                   elapsedSeconds: entry.seconds, dryRun: options.dryRun, finished: true, on: control)
         logger.info("resync table done", metadata: [
             "table": "\(mapping.qualifiedName)", "only_nocodb": "\(entry.onlyNocoDB)", "only_mongo": "\(entry.onlyMongo)",
             "equal": "\(entry.equal)", "different": "\(entry.different)", "seconds": "\(String(format: "%.1f", entry.seconds))",

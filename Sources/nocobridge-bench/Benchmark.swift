@@ -46,7 +46,8 @@ struct Benchmark {
         var results: [String: Any] = ["mode": settings.quick ? "quick" : "full", "started": ISO8601DateFormatter().string(from: Date())]
         let raw = try RawBaselines(settings: settings).run()
         results["raw"] = raw
-        let bridge = try BridgeRuns(settings: settings, raw: raw).run()
+        var bridge = try BridgeRuns(settings: settings, raw: raw).run()
+        bridge["history"] = try HistoryCost(settings: settings).run()
         results["bridge"] = bridge
         let data = try JSONSerialization.data(withJSONObject: jsonSafe(results), options: [.prettyPrinted, .sortedKeys])
         if let path = settings.jsonPath { try data.write(to: URL(fileURLWithPath: path)) }
@@ -100,6 +101,12 @@ enum Report {
         lines.append("  logical capture to_mongo latency: p50 \(ms(logical["p50_us"])) ms  p95 \(ms(logical["p95_us"])) ms  p99 \(ms(logical["p99_us"])) ms  max \(ms(logical["max_us"])) ms; throughput \(num(bridge["logical_to_mongo_throughput_per_s"])) changes/s = \(String(format: "%.0f%%", (bridge["logical_to_mongo_throughput_ratio"] as? Double ?? 0) * 100)) of raw bulk")
         lines.append("  catch-up: \(num(bridge["catch_up_changes"])) changes drained in \(String(format: "%.1f", bridge["catch_up_seconds"] as? Double ?? .nan)) s = \(num(bridge["catch_up_per_s"])) /s (\(String(format: "%.0f%%", (bridge["catch_up_ratio"] as? Double ?? 0) * 100)) of raw bulk insert)")
         lines.append("  bridge peak RSS: \(String(format: "%.1f", bridge["peak_rss_mib"] as? Double ?? .nan)) MiB (after latency runs \(String(format: "%.1f", bridge["rss_after_latency_mib"] as? Double ?? .nan)) MiB, after catch-up \(String(format: "%.1f", bridge["rss_after_catch_up_mib"] as? Double ?? .nan)) MiB)")
+        let history = bridge["history"] as? [String: Any] ?? [:]
+        for size in [1, 100, 1000] {
+            let h = history["batch_\(size)"] as? [String: Double] ?? [:]
+            lines.append("  record history, batches of \(size): PostgreSQL writes p50 \(ms(h["pg_write_p50_us_on"])) ms with, \(ms(h["pg_write_p50_us_off"])) ms without; whole batch p50 \(ms(h["batch_p50_us_on"])) / \(ms(h["batch_p50_us_off"])) ms")
+        }
+        lines.append("  record history: \(num(history["bytes_per_entry_with_indexes"])) bytes per entry with indexes (\(num(history["bytes_per_entry_heap"])) in the table)")
         lines.append("  resync: \(num(bridge["resync_rows_per_side"])) rows per side, 10% different: \(String(format: "%.1f", bridge["resync_seconds"] as? Double ?? .nan)) s = \(num(bridge["resync_keys_per_s"])) keys/s = \(String(format: "%.0f%%", (bridge["resync_ratio_to_slower_scan"] as? Double ?? 0) * 100)) of the slower raw sorted scan (PostgreSQL \(num(bridge["raw_scan_pg_rows_per_s"])) rows/s, MongoDB \(num(bridge["raw_scan_mongo_docs_per_s"])) docs/s); peak RSS \(String(format: "%.1f", bridge["resync_peak_rss_mib"] as? Double ?? .nan)) MiB")
         return lines.joined(separator: "\n") + "\n"
     }

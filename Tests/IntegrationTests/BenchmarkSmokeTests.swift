@@ -43,6 +43,13 @@ import Testing
                     "catch_up_seconds", "peak_rss_mib"] {
             #expect(bridge[key] != nil, "bridge.\(key) missing")
         }
+        let history = try #require(bridge["history"] as? [String: Any])
+        for size in [1, 100, 1000] {
+            let h = try #require(history["batch_\(size)"] as? [String: Double], "history.batch_\(size) missing")
+            #expect((h["pg_write_p50_us_on"] ?? 0) > 0 && (h["pg_write_p50_us_off"] ?? 0) > 0)
+        }
+        #expect((history["bytes_per_entry_with_indexes"] as? Double ?? 0) > 0)
+        #expect(table.contains("record history, batches of 1000"))
         let latency = try #require(bridge["to_mongo_latency"] as? [String: Double])
         #expect(latency["count"] ?? 0 >= 250, "too few latency samples arrived")
     }

@@ -17,7 +17,7 @@ struct FlowEnvironment: Sendable {
     /// A synchronizer for one table as the flows decide its records.
     func synchronizer(_ shape: TableShape, optimisticInserts: Bool = false) -> RecordSynchronizer {
         RecordSynchronizer(shape: shape, policy: configuration.policy, capture: configuration.capture,
-                           optimisticInserts: optimisticInserts, journal: journal)
+                           optimisticInserts: optimisticInserts, journal: journal, history: configuration.history)
     }
 
     func logger(_ flow: String, table: TableMapping) -> Logger {

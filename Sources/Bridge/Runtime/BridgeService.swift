@@ -96,7 +96,8 @@ public struct BridgeService: Service {
                                         instance: configuration.instanceID)
         while !stop.isStopped {
             let term = stop.child()
-            let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger)
+            let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger,
+                                    instanceID: configuration.instanceID)
             guard leader.waitForLock(stop: term) else {
                 leader.release()
                 break

@@ -12,12 +12,16 @@ public final class LeaderLock: Sendable {
     private let key: String
     private let logger: Logger
     private let pollMilliseconds: Int
+    /// The lock session's application name, `nocobridge-leader/<instance>`: consoles tell
+    /// which instance holds the lock from `pg_stat_activity` (`Inspection`).
+    private let applicationName: String
     /// The lock's session: used by one thread at a time (waiting, then holding).
     private let session = Mutex<PostgresConnection?>(nil)
 
-    public init(postgresURL: String, mongoDatabase: String, logger: Logger, pollMilliseconds: Int = 1000) {
+    public init(postgresURL: String, mongoDatabase: String, logger: Logger, pollMilliseconds: Int = 1000, instanceID: String = "") {
         url = postgresURL
-        key = "nocobridge.run:" + mongoDatabase
+        key = Inspection.leaderLockKey(mongoDatabase: mongoDatabase)
+        applicationName = Inspection.leaderApplicationName(instanceID: instanceID)
         self.logger = logger
         self.pollMilliseconds = pollMilliseconds
     }
@@ -36,7 +40,7 @@ public final class LeaderLock: Sendable {
         while !stop.isStopped {
             let held = session.withLock { connection -> Bool in
                 do {
-                    let c = try connection ?? PostgresConnection(url: url, applicationName: "nocobridge-leader")
+                    let c = try connection ?? PostgresConnection(url: url, applicationName: applicationName)
                     connection = c
                     return try c.query("SELECT pg_try_advisory_lock(hashtext($1)) AS held", [key]).named.first?["held"] == "t"
                 } catch {

@@ -153,6 +153,47 @@ CREATE TABLE IF NOT EXISTS nocobridge.conflicts (
     at          timestamptz NOT NULL DEFAULT now()
 );
 
+-- Record history (the audit trail NocoDB's community edition lacks): per record, what changed
+-- on which side, who changed it where NocoDB knows (its updated_by), and what the bridge
+-- decided. Written by the bridge in the transaction that records the agreed state (one
+-- INSERT per batch), kept SYNC_HISTORY_DAYS, pruned in small batches by the running bridge.
+CREATE TABLE IF NOT EXISTS nocobridge.history (
+    id          bigserial PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT now(),
+    collection  text NOT NULL,
+    external_id text NOT NULL,
+    side        text NOT NULL,                   -- nocodb | mongo | both: who changed it since the agreed state
+    op          text NOT NULL,                   -- insert | update | delete | rejected
+    changed     jsonb,                           -- {field: [before, after]} as that side changed it
+    discarded   jsonb,                           -- conflicts: {side: {field: value}} the decision overwrote
+    edited_by   text,                            -- NocoDB's updated_by for a change made in NocoDB
+    decision    text NOT NULL,                   -- write-mongo | write-nocodb | write-both | agree | dead-letter
+    winner      text,                            -- conflicts: nocodb | mongo | merged
+    rule        text,                            -- conflicts: the rule that decided
+    via         text NOT NULL,                   -- stream | resync
+    note        text                             -- dead letters: the error
+);
+CREATE INDEX IF NOT EXISTS history_key_idx ON nocobridge.history (collection, external_id, at);
+-- Pruning finds old rows by time; a BRIN index is a few pages for an append-only table and
+-- costs the writer next to nothing.
+CREATE INDEX IF NOT EXISTS history_at_brin ON nocobridge.history USING brin (at);
+
+-- Progress of the last resync per table, updated at most once a second by whichever process
+-- runs it (CLI, console, `run --on-history-lost=resync`), so every console shows it. A row
+-- without finished_at whose pid is gone was interrupted.
+CREATE TABLE IF NOT EXISTS nocobridge.resync_progress (
+    table_name  text PRIMARY KEY,                -- schema.table
+    collection  text NOT NULL,
+    done        bigint NOT NULL DEFAULT 0,       -- keys compared so far
+    estimate    bigint NOT NULL DEFAULT 0,       -- the larger side's row count at the start
+    rate        double precision NOT NULL DEFAULT 0,
+    dry_run     boolean NOT NULL DEFAULT false,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    pid         integer NOT NULL DEFAULT pg_backend_pid()
+);
+
 CREATE TABLE IF NOT EXISTS nocobridge.meta (
     key   text PRIMARY KEY,
     value text NOT NULL
