@@ -38,10 +38,14 @@ import Testing
         try eventually("conflict and dead letter", seconds: 30) {
             try f.sql("SELECT (SELECT count(*) FROM nocobridge.conflicts) || '/' || (SELECT count(*) FROM nocobridge.dead_letters)").rows[0][0] == "1/1"
         }
-        // A reconnect: PostgreSQL ends the MongoDB → NocoDB pipeline's session.
-        try f.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'nocobridge-to-nocodb' AND datname = current_database()")
+        // A reconnect: PostgreSQL ends the MongoDB → NocoDB flows' sessions (one per
+        // collection, so the counter reaches one per flow that was connected).
+        let ended = try f.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'nocobridge-to-nocodb' AND datname = current_database()").rows[0][0]
+        #expect((Int(ended ?? "0") ?? 0) >= 1)
         try eventually("reconnected", seconds: 30) {
-            (try? HTTPExchange.send(base + "/metrics").body.contains("nocobridge_reconnects_total{direction=\"to-nocodb\"} 1")) == true
+            let body = (try? HTTPExchange.send(base + "/metrics").body) ?? ""
+            let line = body.split(separator: "\n").first { $0.hasPrefix("nocobridge_reconnects_total{direction=\"to-nocodb\"} ") }
+            return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 >= 1 } == true
         }
         let scrape = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-\(randomSuffix()).txt")
         defer { try? FileManager.default.removeItem(at: scrape) }
