@@ -127,10 +127,14 @@ public struct MongoClient {
     /// Sent as `comment` on every write command (see `MongoClientPool.identity`).
     let identity: String
 
-    init(handle: OpaquePointer, database: String, identity: String) {
+    /// Used by writes that name no write concern (`MongoClientPool.defaultWriteConcern`).
+    let defaultWriteConcern: WriteConcern?
+
+    init(handle: OpaquePointer, database: String, identity: String, defaultWriteConcern: WriteConcern? = nil) {
         self.handle = handle
         self.database = database
         self.identity = identity
+        self.defaultWriteConcern = defaultWriteConcern
     }
 
     /// Largest document the server accepts (BSON's 16 MiB).
@@ -203,7 +207,7 @@ public struct MongoClient {
             }
         }
         var options: Document = ["ordered": .bool(false), "comment": .string(identity)]
-        if let writeConcern { options["writeConcern"] = .document(writeConcern.document) }
+        if let concern = writeConcern ?? defaultWriteConcern { options["writeConcern"] = .document(concern.document) }
         let opts = try BSONBox(document: options)
         try withCollection(name) { (collection: OpaquePointer) throws(MongoError) in
             for prepared in byKind {

@@ -27,6 +27,12 @@ public final class MongoClientPool: @unchecked Sendable {
     public let appName: String
     /// The socket timeout libmongoc applies to every read of a reply, in ms.
     public let socketTimeoutMS: Int32
+    /// The write concern of writes that name none: majority, unless the URL sets `w` (the
+    /// operator's choice stands). A write acknowledged by a majority survives a failover; one
+    /// acknowledged by the old primary alone can be rolled back after the bridge recorded it
+    /// as agreed. Its `wtimeout` is shorter than the socket timeout, so a majority that cannot
+    /// be reached comes back as a write concern error, not as a dead socket.
+    public let defaultWriteConcern: WriteConcern?
 
     /// Why libmongoc cannot parse `url`, or nil (see `PostgresConnection.urlProblem`).
     public static func urlProblem(_ url: String) -> String? {
@@ -85,6 +91,7 @@ public final class MongoClientPool: @unchecked Sendable {
         self.identity = identity
         self.appName = appName
         self.socketTimeoutMS = mongoc_uri_get_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, Self.libmongocDefaultSocketTimeoutMS)
+        defaultWriteConcern = mongoc_uri_has_option(uri, MONGOC_URI_W) ? nil : .majority(wtimeoutMS: socketTimeoutMS / 5 * 4)
     }
 
     deinit {
@@ -94,7 +101,8 @@ public final class MongoClientPool: @unchecked Sendable {
 
     /// Runs `body` with a client popped from the pool and pushes it back afterwards.
     public func withClient<T, E: Error>(_ body: (MongoClient) throws(E) -> T) throws(E) -> T {
-        let client = MongoClient(handle: mongoc_client_pool_pop(pool), database: databaseName, identity: identity)
+        let client = MongoClient(handle: mongoc_client_pool_pop(pool), database: databaseName, identity: identity,
+                                 defaultWriteConcern: defaultWriteConcern)
         defer { mongoc_client_pool_push(pool, client.handle) }
         return try body(client)
     }

@@ -293,6 +293,35 @@ extension MongoFailureTests {
         #expect(find?["readConcern"] == .document(["level": .string("majority")]))
     }
 
+    /// Writes that name no concern are acknowledged by a majority (a write the old primary
+    /// alone acknowledged can be rolled back after the bridge recorded it as agreed), with a
+    /// `wtimeout` under the socket timeout; a `w` in the URL is the operator's choice and stands.
+    @Test func writesDefaultToMajorityUnlessTheURLSaysOtherwise() throws {
+        let s = try MongoScratch()
+        let byDefault = try s.pool(socketTimeoutMS: 10_000)
+        let chosen = try s.pool(options: "w=1")
+        #expect(byDefault.defaultWriteConcern != nil)
+        #expect(chosen.defaultWriteConcern == nil)
+        _ = try byDefault.command(["profile": .int32(2)])
+        defer { _ = try? byDefault.command(["profile": .int32(0)]) }
+        _ = try byDefault.bulk([.insertOne(numbered(1, n: 1))], "items")
+        _ = try chosen.bulk([.insertOne(numbered(2, n: 1))], "items")
+        let profile = try byDefault.documents("system.profile")
+        let inserts = profile.compactMap { p -> Document? in
+            guard case .document(let c)? = p["command"], c["insert"] == .string("items") else { return nil }
+            return c
+        }
+        func concern(of identity: String) -> Document? {
+            let command = inserts.first { $0["comment"] == .string(identity) }
+            guard case .document(let concern)? = command?["writeConcern"] else { return nil }
+            return concern
+        }
+        #expect(inserts.count == 2)
+        #expect(concern(of: byDefault.identity)?["w"] == .string("majority"))
+        #expect(MongoClient.int(concern(of: byDefault.identity)?["wtimeout"]) == 8_000)
+        #expect(concern(of: chosen.identity)?["w"] != .string("majority"))
+    }
+
     /// (e) Two processes share a URL that sets `appName`; the identity each adds keeps them
     /// apart. Before, the URL's name replaced the instance name, so neither could be found.
     @Test func runningWritesTellsInstancesApartDespiteTheURLsAppName() throws {
