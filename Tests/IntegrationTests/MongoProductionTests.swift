@@ -183,6 +183,37 @@ import Testing
         #expect(generation.map(Value.int64) == marker, "PostgreSQL \(String(describing: generation)), MongoDB \(String(describing: marker))")
     }
 
+    /// A bridge started (by its service manager, after a crash) while MongoDB fails over
+    /// waits it out rather than exiting with nobody syncing; a start that cannot succeed
+    /// (a table that is not there) still ends at once with its reason.
+    @Test func aStartDuringAFailoverWaitsItOut() throws {
+        let own = try OwnSecantus()
+        let f = try Self.fixture(own)
+        let service = BridgeService(configuration: f.configuration, logger: testLogger())
+        try Self.failCommand(f, times: 6, ["failCommands": .array([.string("find"), .string("insert"), .string("update")]),
+                                           "errorCode": .int32(189)])
+        defer { Self.failpointOff(f) }
+        #expect(throws: MongoError.self) { try service.preflightWaitingForServers(maxAttempts: 1) }
+        try service.preflightWaitingForServers()
+        let generation = try f.sql("SELECT value FROM nocobridge.meta WHERE key = 'generation'").rows[0][0].flatMap { Int64($0) }
+        let marker = try f.documents(GenerationMarker.collection).first?["value"]
+        #expect(generation != nil && generation.map(Value.int64) == marker)
+
+        var wrong = f.configuration
+        wrong.tables = [TableMapping(schema: f.configuration.tables[0].schema, table: "no_such_table", collection: "no_such_table")]
+        let missing = wrong
+        let ended = DispatchSemaphore(value: 0)
+        let outcome = Mutex<(any Error)?>(nil)
+        Thread {
+            do { try BridgeService(configuration: missing, logger: testLogger()).preflightWaitingForServers(maxAttempts: 100) } catch {
+                outcome.withLock { $0 = error }
+            }
+            ended.signal()
+        }.start()
+        #expect(ended.wait(timeout: .now() + 30) == .success, "a missing table was retried")
+        #expect(String(describing: outcome.withLock { $0 }).contains("no_such_table"))
+    }
+
     /// Every answer MongoDB gives for a position it can no longer resume from stops the
     /// bridge with the advice to resync (or resyncs, when asked to), never a reconnect loop:
     /// at the aggregate that resumes (280, 260, 9, the malformed-token codes) and at a getMore
