@@ -162,6 +162,10 @@ struct Chaos {
               bridge exits by itself: \(selfExits.isEmpty ? "none" : selfExits.joined(separator: ", "))
             """)
         for m in comparison.mismatches.prefix(20) { say("  mismatch: \(m)") }
+        for (table, key) in comparison.mismatchedKeys.prefix(3) {
+            say("  history of \(table) \(key):")
+            for line in (try? Comparison.history(table: table, key: key, postgres: checker)) ?? ["(not readable)"] { say("    \(line)") }
+        }
         return comparison.mismatches.isEmpty && exitStatus == 0 && selfExits.isEmpty
     }
 
