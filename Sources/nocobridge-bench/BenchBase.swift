@@ -20,8 +20,9 @@ struct BenchBase {
     /// Every collection the MongoDB observer watches (the same in every measurement).
     static let observedCollections = [probeTable, bulkTable, floorProbeTable, floorBulkTable]
 
-    /// PostgreSQL URL of the benchmark database.
+    /// PostgreSQL URL of the benchmark database, and of the one it was created from.
     let url: String
+    let adminURL: String
     let mongoURL: String
     /// The benchmark's own MongoDB writes and reads (the observer and the relay have their own pools).
     let mongo: MongoClientPool
@@ -59,7 +60,7 @@ struct BenchBase {
         let cli = NocoBridgeCLI(binary: settings.bridgeBinary, environment: env, logPath: settings.bridgeLogPath)
         try cli.run(["install"], capture: .triggers)
 
-        let base = BenchBase(url: url, mongoURL: settings.mongoURL, mongo: mongo, cli: cli)
+        let base = BenchBase(url: url, adminURL: settings.pgURL, mongoURL: settings.mongoURL, mongo: mongo, cli: cli)
         // Created after install, so LIKE … INCLUDING ALL copies the bridge's unique key index.
         for (floor, original) in [(floorProbeTable, probeTable), (floorBulkTable, bulkTable)] {
             try pg.query("CREATE TABLE \(quoted(floor)) (LIKE \(quoted(original)) INCLUDING ALL)")
@@ -67,6 +68,13 @@ struct BenchBase {
         }
         try pg.execute(script: ObserverSQL.install(schema: schema, stampedTables: [probeTable, floorProbeTable], markedTable: bulkTable))
         return base
+    }
+
+    /// Removes the benchmark database on both servers (left in place when a run fails, for a look).
+    func drop() throws {
+        try mongo.withClient { (c: MongoClient) throws(MongoError) in _ = try c.runCommand(["dropDatabase": .int32(1)]) }
+        let admin = try PostgresConnection(url: adminURL, applicationName: "bench-admin")
+        try admin.query("DROP DATABASE IF EXISTS \(Self.database) WITH (FORCE)")
     }
 
     /// Creates on `target` the indexes the bridge created on `source` (listIndexes), so the

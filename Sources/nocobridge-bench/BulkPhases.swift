@@ -1,6 +1,7 @@
 import Foundation
 import Mongo
 import Postgres
+import Synchronization
 import SyncCore
 
 /// Bulk edits and backlogs of the bulk table, and what they do to single-row changes of the
@@ -48,32 +49,40 @@ struct BulkPhases {
         let marker = Direction.toMongo.marker(1)
         let t0 = Clock.micros()
         try updateNocoDB(upTo: edit, marker: marker)
-        let probe = try probes(.toMongo, label: "hol-nocodb", during: "a \(edit)-row UPDATE of \(BenchBase.bulkTable) in NocoDB",
-                               check: bridge.checkRunning)
+        let during = "a \(edit)-row UPDATE of \(BenchBase.bulkTable) in NocoDB"
+        let run = try probesOnceApplying(.toMongo, marker: marker, label: "hol-nocodb", check: bridge.checkRunning)
         let seconds = try harness.waitForMarker(marker, expected: edit, since: t0, check: bridge.checkRunning)
         let drain = BulkDrain(changes: edit, seconds: seconds, raw: raw.mongoUpsertPerS, rawIs: "raw_bulk.mongo_upsert_per_s",
                               verified: try harness.mongoCount(method: marker) == edit)
         let settle = try harness.barrier(check: bridge.checkRunning)
-        Progress.note("NocoDB bulk UPDATE: probes p50 \(ms(probe.probes.p50Ms)), \(probe.arrivedWithinWindow)/\(probe.sent) within \(Int(probe.windowS)) s; bulk \(Int(drain.perS))/s; settled \(String(format: "%.1f", settle)) s later")
+        let probe = report(run, during: during, bulkEnded: t0 + seconds * 1e6)
+        note("NocoDB bulk UPDATE", probe, drain, settle: settle)
         return Edit(probe: probe, drain: drain, settleSeconds: settle)
     }
 
-    /// A 20,000-document updateMany in MongoDB, then probes MongoDB → NocoDB meanwhile.
+    /// A 20,000-document updateMany in MongoDB, and probes MongoDB → NocoDB meanwhile. The
+    /// server applies an updateMany over seconds while the bridge already reads its events,
+    /// so the probes are sent while it runs (SecantusDB interleaves other writes with it).
     func mongoUpdateMany(_ bridge: BridgeProcess) throws -> Edit {
         let edit = settings.bulkEdit
         let marker = Direction.toNocodb.marker(2)
         let t0 = Clock.micros()
-        try harness.base.mongo.withClient { (c: MongoClient) throws in
-            try MongoBulkEdit.updateMany(c, collection: BenchBase.bulkTable, upTo: edit, method: marker)
+        let mongo = harness.base.mongo
+        let update = Background {
+            try mongo.withClient { (c: MongoClient) throws in
+                try MongoBulkEdit.updateMany(c, collection: BenchBase.bulkTable, upTo: edit, method: marker)
+            }
         }
-        let probe = try probes(.toNocodb, label: "hol-mongo", during: "a \(edit)-document updateMany of \(BenchBase.bulkTable) in MongoDB",
-                               check: bridge.checkRunning)
+        let during = "a \(edit)-document updateMany of \(BenchBase.bulkTable) in MongoDB"
+        let run = try probesOnceApplying(.toNocodb, marker: marker, label: "hol-mongo", check: bridge.checkRunning)
+        try update.join()
         let seconds = try harness.waitForMarker(marker, expected: edit, since: t0, check: bridge.checkRunning)
         let (rawRate, rawIs) = toNocoDBReference(stream: raw.streamDeliveryPerS, streamIs: "raw_bulk.stream_delivery_per_s")
         let drain = BulkDrain(changes: edit, seconds: seconds, raw: rawRate, rawIs: rawIs,
                               verified: try harness.nocodbCount(method: marker) == edit)
         let settle = try harness.barrier(check: bridge.checkRunning)
-        Progress.note("MongoDB updateMany: probes p50 \(ms(probe.probes.p50Ms)), \(probe.arrivedWithinWindow)/\(probe.sent) within \(Int(probe.windowS)) s; bulk \(Int(drain.perS))/s; settled \(String(format: "%.1f", settle)) s later")
+        let probe = report(run, during: during, bulkEnded: t0 + seconds * 1e6)
+        note("MongoDB updateMany", probe, drain, settle: settle)
         return Edit(probe: probe, drain: drain, settleSeconds: settle)
     }
 
@@ -115,23 +124,51 @@ struct BulkPhases {
         let t0 = bridge.startedMicros
         let ready = try bridge.waitReady()
         let side = direction == .toMongo ? "NocoDB" : "MongoDB"
-        var probe = try probes(direction, label: "restart-\(direction.rawValue)",
-                               during: "catching up \(records) changes made in \(side) while it was stopped", check: bridge.checkRunning)
-        probe.bridgeReadyS = ready
+        let run = try probes(direction, label: "restart-\(direction.rawValue)", check: bridge.checkRunning)
         let seconds = try harness.waitForMarker(marker, expected: records, since: t0, check: bridge.checkRunning)
         let drain = BulkDrain(changes: records, seconds: seconds, raw: reference.0, rawIs: reference.1, verified: try verify())
         try harness.barrier(check: bridge.checkRunning)
-        Progress.note("catch-up \(direction.rawValue): \(records) in \(String(format: "%.1f", seconds)) s (\(Int(drain.perS))/s, ready after \(String(format: "%.2f", ready)) s); probes p50 \(ms(probe.probes.p50Ms)), \(probe.arrivedWithinWindow)/\(probe.sent) within \(Int(probe.windowS)) s")
+        var probe = report(run, during: "catching up \(records) changes made in \(side) while it was stopped", bulkEnded: t0 + seconds * 1e6)
+        probe.bridgeReadyS = ready
+        note("catch-up \(direction.rawValue) (ready after \(String(format: "%.2f", ready)) s)", probe, drain, settle: nil)
         return Restart(probe: probe, drain: drain, bridge: bridge)
     }
 
-    /// The probe table's single-row inserts, `probeCount` at `probeRate`/s.
-    private func probes(_ direction: Direction, label: String, during: String, check: @escaping () throws -> Void) throws -> HeadOfLineProbe {
+    struct ProbeRun {
+        let outcome: PacedLoad.Outcome
+        let samples: Samples
+    }
+
+    /// Probes from the moment the first record of the bulk reached the other side (the
+    /// bridge is applying it), so they meet the bulk in flight rather than a bridge that has
+    /// not seen it yet.
+    private func probesOnceApplying(_ direction: Direction, marker: String, label: String,
+                                    check: @escaping () throws -> Void) throws -> ProbeRun {
+        _ = try harness.waitForMarker(marker, expected: 1, since: Clock.micros(), check: check)
+        return try probes(direction, label: label, check: check)
+    }
+
+    /// The probe table's single-row inserts, `probeCount` at `probeRate`/s, each given
+    /// `probeWindow` seconds to arrive.
+    private func probes(_ direction: Direction, label: String, check: @escaping () throws -> Void) throws -> ProbeRun {
         let load = PacedLoad(direction: direction, label: label, count: settings.probeCount, rate: settings.probeRate)
         let outcome = try load.run { stamp, i in try harness.sendProbe(direction, stamp: stamp, number: i, key: "\(label)-\(i)") }
-        let samples = try harness.collector(window: settings.probeWindow, also: check).collect(outcome)
-        return HeadOfLineProbe(during: during, probes: samples.summary, sent: settings.probeCount,
-                               arrivedWithinWindow: samples.arrived(within: settings.probeWindow), windowS: settings.probeWindow)
+        return ProbeRun(outcome: outcome, samples: try harness.collector(window: settings.probeWindow, also: check).collect(outcome))
+    }
+
+    /// Called after a barrier, when every probe has crossed: adds how late the lost ones came.
+    private func report(_ run: ProbeRun, during: String, bulkEnded: Double) -> HeadOfLineProbe {
+        let eventual = LatencyCollector(arrivals: harness.arrivals, window: .infinity, check: {}).samples(run.outcome)
+        return HeadOfLineProbe(during: during, probes: run.samples.summary, eventual: eventual.summary, sent: run.outcome.sent.count,
+                               sentWhileBulkInFlight: run.outcome.sent.filter { $0.micros < bulkEnded }.count,
+                               arrivedWithinWindow: run.samples.arrived(within: settings.probeWindow), windowS: settings.probeWindow)
+    }
+
+    private func note(_ what: String, _ probe: HeadOfLineProbe, _ drain: BulkDrain, settle: Double?) {
+        Progress.note("\(what): probes p50 \(ms(probe.probes.p50Ms)) (eventually \(ms(probe.eventual.p50Ms))), "
+                      + "\(probe.arrivedWithinWindow)/\(probe.sent) within \(Int(probe.windowS)) s, \(probe.sentWhileBulkInFlight) sent while the bulk was in flight; "
+                      + "bulk \(drain.changes) in \(String(format: "%.1f", drain.seconds)) s = \(Int(drain.perS))/s"
+                      + (settle.map { String(format: "; settled %.2f s later", $0) } ?? ""))
     }
 
     /// Towards NocoDB the bridge reads the change stream and writes PostgreSQL: the slower hop.
@@ -148,4 +185,23 @@ struct BulkPhases {
     }
 
     private func ms(_ value: Double?) -> String { value.map { String(format: "%.1f ms", $0) } ?? "> window" }
+}
+
+/// A blocking call (an updateMany the server applies over seconds) on a thread of its own,
+/// so the benchmark can probe while it runs.
+final class Background: Sendable {
+    private let failure = Mutex<String?>(nil)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: @escaping @Sendable () throws -> Void) {
+        Thread { [self] in
+            do { try body() } catch { failure.withLock { $0 = "\(error)" } }
+            done.signal()
+        }.start()
+    }
+
+    func join() throws {
+        done.wait()
+        if let message = failure.withLock({ $0 }) { throw BenchError(message) }
+    }
 }

@@ -57,6 +57,11 @@ struct LatencyCollector {
             if outcome.sent.allSatisfy({ arrivals.arrival(of: $0.stamp) != nil }) { break }
             Clock.sleep(seconds: 0.01)
         }
+        return samples(outcome, droppingFirst: warmup)
+    }
+
+    /// What arrived so far, without waiting.
+    func samples(_ outcome: PacedLoad.Outcome, droppingFirst warmup: Int = 0) -> Samples {
         var samples = Samples()
         for sent in outcome.sent.dropFirst(warmup) {
             if let at = arrivals.arrival(of: sent.stamp), at - sent.micros <= window * 1e6 {

@@ -48,8 +48,9 @@ struct RawBulk {
             }
         }
         try catchUp(stream, label: "insert")
-        let mongoUpsert = try timed(records) {
-            for (from, to) in batches(records) {
+        let upserts = settings.rawUpsertRecords
+        let mongoUpsert = try timed(upserts) {
+            for (from, to) in batches(upserts) {
                 try bulk(try (from...to).map { try upsert($0, method: "raw-upsert") })
             }
         }
@@ -66,8 +67,8 @@ struct RawBulk {
         let delivery = Double(edit) / ((delivered - t0) / 1e6)
         stream.stop()
 
-        let noStream = try timed(edit) {
-            for (from, to) in batches(edit) {
+        let noStream = try timed(upserts) {
+            for (from, to) in batches(upserts) {
                 try bulk(try (from...to).map { try upsert($0, method: "raw-upsert-2") })
             }
         }
@@ -86,7 +87,7 @@ struct RawBulk {
         let stored = Double(backlog) / ((read - r0) / 1e6)
         Progress.note("raw change stream: \(Int(delivery))/s live (updateMany \(String(format: "%.1f", updateManySeconds)) s), \(Int(stored))/s stored; upsert without stream \(Int(noStream))/s")
 
-        return RawBulkRates(records: records, mongoInsertPerS: mongoInsert, mongoUpsertPerS: mongoUpsert,
+        return RawBulkRates(records: records, upsertsTimed: upserts, mongoInsertPerS: mongoInsert, mongoUpsertPerS: mongoUpsert,
                             mongoUpsertNoStreamPerS: noStream, streamDeliveryPerS: delivery, updateManySeconds: updateManySeconds,
                             streamCatchUpPerS: stored, pgInsertRowsPerS: pgInsert, pgUpsertRowsPerS: pgUpsert)
     }

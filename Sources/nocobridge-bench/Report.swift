@@ -41,7 +41,7 @@ struct Report {
         guard let r = results.rawBulk else { return }
         lines.append("RAW BULK RATES (same run, bridge stopped, copies with the bridge's indexes, \(r.records) records, 1,000 a batch)")
         lines.append("  MongoDB bulk insert, bridge-like stream open       \(rate(r.mongoInsertPerS))")
-        lines.append("  MongoDB bulk upsert by externalId, stream open     \(rate(r.mongoUpsertPerS))   (no stream: \(rate(r.mongoUpsertNoStreamPerS)))")
+        lines.append("  MongoDB bulk upsert by externalId, stream open     \(rate(r.mongoUpsertPerS))   (no stream: \(rate(r.mongoUpsertNoStreamPerS)); \(r.upsertsTimed) timed)")
         lines.append("  change stream delivery of one updateMany           \(rate(r.streamDeliveryPerS)) live (updateMany itself \(String(format: "%.1f", r.updateManySeconds)) s), \(rate(r.streamCatchUpPerS)) read back later")
         lines.append("  PostgreSQL multi-row INSERT / upsert               \(rate(r.pgInsertRowsPerS)) / \(rate(r.pgUpsertRowsPerS))")
         lines.append("")
@@ -68,9 +68,11 @@ struct Report {
                           ("during MongoDB updateMany → NocoDB", h.duringMongoUpdateMany),
                           ("restart, NocoDB backlog → MongoDB", h.afterRestartWithNocodbBacklog),
                           ("restart, MongoDB backlog → NocoDB", h.afterRestartWithMongoBacklog)] {
-            let ready = p.bridgeReadyS.map { String(format: "  (probes from /readyz, %.2f s after start)", $0) } ?? ""
+            let ready = p.bridgeReadyS.map { String(format: "; probes from /readyz, %.2f s after start", $0) } ?? ""
+            let late = p.probes.lost > 0 ? "  (eventually p50 \(ms(p.eventual.p50Ms)), max \(ms(p.eventual.maxMs)))" : ""
             lines.append("  " + pad(name, 38) + "p50 \(ms(p.probes.p50Ms))  p99 \(ms(p.probes.p99Ms))  max \(ms(p.probes.maxMs))  "
-                         + "within \(Int(p.windowS)) s: \(p.arrivedWithinWindow)/\(p.sent)" + ready)
+                         + "within \(Int(p.windowS)) s: \(p.arrivedWithinWindow)/\(p.sent)" + late)
+            lines.append("  " + pad("", 38) + "\(p.sentWhileBulkInFlight) of \(p.sent) sent while the bulk was in flight" + ready)
         }
         lines.append("")
     }

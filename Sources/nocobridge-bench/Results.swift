@@ -35,8 +35,14 @@ struct SteadyMode: Codable, Sendable {
 struct HeadOfLineProbe: Codable, Sendable {
     /// What the bridge was busy with.
     var during: String
+    /// Latency of the probes, those not arrived within `window_s` counted as lost.
     var probes: LatencySummary
+    /// The same once everything had crossed (no window): how late the lost ones came.
+    var eventual: LatencySummary
     var sent: Int
+    /// Probes sent before the last record of the bulk arrived on the other side: only these
+    /// measure head-of-line blocking (the others met an idle bridge).
+    var sentWhileBulkInFlight: Int
     var arrivedWithinWindow: Int
     var windowS: Double
     /// Restart runs: seconds from starting the bridge to its `/readyz`; the probes start then.
@@ -71,7 +77,10 @@ struct BulkDrain: Codable, Sendable {
 /// What the servers do on their own through the same C libraries, in the same run, against
 /// tables and collections indexed like the bridge's.
 struct RawBulkRates: Codable, Sendable {
+    /// Records in the collection (and rows in the table).
     var records: Int
+    /// MongoDB upserts timed, on the first records of the collection.
+    var upsertsTimed: Int
     /// MongoDB unordered bulk insert, 1,000 a batch, bridge-like change stream open.
     var mongoInsertPerS: Double
     /// MongoDB unordered bulk upserts by externalId ($set, upsert), 1,000 a batch, stream open:
