@@ -43,6 +43,32 @@ struct BulkPhases {
         return drain
     }
 
+    /// New documents inserted in MongoDB, 1,000 a bulk write, under keys of their own: the
+    /// bridge's insert throughput towards NocoDB.
+    func mongoInserts(_ bridge: BridgeProcess) throws -> BulkDrain {
+        let records = settings.mongoInsertRecords
+        let marker = Direction.toNocodb.marker(5)
+        let t0 = Clock.micros()
+        for from in stride(from: 1, through: records, by: 1000) {
+            let writes: [BulkWrite] = try (from...min(from + 999, records)).map { n in
+                .insertOne([RowMapper.keyField: .string(BulkKeys.key(n, prefix: "d")), "amount": .decimal(try Decimal128Text("\(n).00")),
+                            "currency": .string("EUR"), "method": .string(marker)])
+            }
+            let result = try harness.base.mongo.withClient { (c: MongoClient) throws(MongoError) in
+                try c.bulkWrite(writes, collection: BenchBase.bulkTable)
+            }
+            if let error = result.writeErrors.first { throw BenchError("insert refused: \(error.message)") }
+        }
+        let seconds = try harness.waitForMarker(marker, expected: records, since: t0, check: bridge.checkRunning)
+        let (rawRate, rawIs) = raw.streamInsertDeliveryPerS <= raw.pgInsertRowsPerS
+            ? (raw.streamInsertDeliveryPerS, "raw_bulk.stream_insert_delivery_per_s") : (raw.pgInsertRowsPerS, "raw_bulk.pg_insert_rows_per_s")
+        let drain = BulkDrain(changes: records, seconds: seconds, raw: rawRate, rawIs: rawIs,
+                              verified: try harness.nocodbCount(method: marker) == records)
+        try harness.barrier(check: bridge.checkRunning)
+        Progress.note("inserts to NocoDB: \(records) at \(Int(drain.perS))/s")
+        return drain
+    }
+
     /// A 20,000-row UPDATE in NocoDB, then probes NocoDB → MongoDB while the bridge applies it.
     func nocodbBulkUpdate(_ bridge: BridgeProcess) throws -> Edit {
         let edit = settings.bulkEdit

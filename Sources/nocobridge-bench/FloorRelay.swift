@@ -1,6 +1,7 @@
 import Foundation
 import Mongo
 import Postgres
+import Synchronization
 import SyncCore
 
 /// The floor: a minimal relay in the benchmark process doing the hops the bridge does, on the
@@ -27,6 +28,8 @@ final class FloorRelay: Sendable {
     private let table = BenchBase.floorProbeTable
     private let capturing = WorkerState()
     private let streaming = WorkerState()
+    /// When the relay had each stamped change in hand and when its write was acknowledged.
+    let hops = HopLog()
 
     init(url: String, mongoURL: String, capture: NocoBridgeCLI.Capture, direction: Direction) throws {
         self.url = url
@@ -103,9 +106,10 @@ final class FloorRelay: Sendable {
             + " FROM \(BenchBase.quoted(table)) WHERE \"id\" = ANY($1::int[])"
         while !capturing.isStopped {
             let notes = try pg.waitForNotifications(timeoutMilliseconds: 100)
+            let received = Clock.micros()
             guard direction == .toMongo, !notes.isEmpty else { continue }
             let rows = try pg.query(cached: select, [PostgresConnection.arrayLiteral(notes.map(\.payload))])
-            try upsert(rows.rows)
+            try upsert(rows.rows, received: received)
         }
     }
 
@@ -115,6 +119,7 @@ final class FloorRelay: Sendable {
         capturing.markReady()
         var relations: [UInt32: [String]] = [:]
         var pending: [[String?]] = []
+        var received = 0.0
         var lastFeedback = Clock.micros()
         var confirmed: PgOutput.LSN = 0
         while !capturing.isStopped {
@@ -130,6 +135,7 @@ final class FloorRelay: Sendable {
                     relations[id] = columns.map(\.name)
                 case .insert(let relation, let new), .update(let relation, _, let new):
                     guard direction == .toMongo, let names = relations[relation] else { continue }
+                    if pending.isEmpty { received = Clock.micros() }
                     let byName = Dictionary(zip(names, new), uniquingKeysWith: { a, _ in a })
                     pending.append(Self.fields.map { field -> String? in
                         if case .text(let t)? = byName[field] { return t }
@@ -137,7 +143,7 @@ final class FloorRelay: Sendable {
                     })
                 case .commit(_, let endLSN, _):
                     // One bulk write per transaction, as a logical consumer applies them.
-                    if !pending.isEmpty { try upsert(pending) }
+                    if !pending.isEmpty { try upsert(pending, received: received) }
                     pending = []
                     confirmed = endLSN
                     if Clock.micros() - lastFeedback > 1e6 {
@@ -152,7 +158,7 @@ final class FloorRelay: Sendable {
     }
 
     /// Upserts by `externalId`, unordered, into the floor collection.
-    private func upsert(_ rows: [[String?]]) throws {
+    private func upsert(_ rows: [[String?]], received: Double) throws {
         let writes: [BulkWrite] = rows.compactMap { row in
             guard let key = row[0] else { return nil }
             var set = Document()
@@ -167,6 +173,8 @@ final class FloorRelay: Sendable {
         }
         let result = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.bulkWrite(writes, collection: table) }
         if let error = result.writeErrors.first { throw BenchError("floor relay write refused: \(error.message)") }
+        let written = Clock.micros()
+        for row in rows { if let stamp = row[3] { hops.record(stamp, received: received, written: written) } }
     }
 
     // MARK: MongoDB → NocoDB
@@ -185,6 +193,7 @@ final class FloorRelay: Sendable {
             + columns.dropFirst().map { "\($0) = EXCLUDED.\($0)" }.joined(separator: ", ")
         while !streaming.isStopped {
             guard let event = try stream.next() else { continue }
+            let received = Clock.micros()
             guard direction == .toNocodb, case .document(let doc)? = event["fullDocument"] else { continue }
             let values = Self.fields.map { field -> String? in
                 switch doc[field] {
@@ -196,6 +205,32 @@ final class FloorRelay: Sendable {
             }
             guard values[0] != nil else { continue }
             try pg.query(cached: upsert, values)
+            if let stamp = values[3] { hops.record(stamp, received: received, written: Clock.micros()) }
         }
+    }
+}
+
+/// Per stamped change, when the relay had it in hand and when its write was acknowledged:
+/// splits the floor into its hops (source write and capture, the relay's write, the
+/// observer's notification), to show where the floor's time goes.
+final class HopLog: Sendable {
+    private let times = Mutex<[String: (received: Double, written: Double)]>([:])
+
+    func record(_ stamp: String, received: Double, written: Double) {
+        times.withLock { $0[stamp] = (received, written) }
+    }
+
+    /// Medians of the three hops over `sent` (ms), for the changes that arrived.
+    func medians(_ sent: ArraySlice<PacedLoad.Sent>, arrivals: Arrivals) -> FloorHops {
+        var capture = Samples(), write = Samples(), observe = Samples()
+        let known = times.withLock { $0 }
+        for s in sent {
+            guard let t = known[s.stamp], let arrived = arrivals.arrival(of: s.stamp) else { continue }
+            capture.add(t.received - s.micros)
+            write.add(t.written - t.received)
+            observe.add(arrived - t.written)
+        }
+        return FloorHops(captureP50Ms: capture.percentile(50).map { $0 / 1000 }, relayWriteP50Ms: write.percentile(50).map { $0 / 1000 },
+                         observeP50Ms: observe.percentile(50).map { $0 / 1000 })
     }
 }

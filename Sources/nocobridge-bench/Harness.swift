@@ -181,9 +181,9 @@ final class ChildProcesses: Sendable {
 /// Keys of the bulk table: `c0000001` … in both databases, so a range of records is the same
 /// range on both sides (and a key range is an index range scan in MongoDB).
 enum BulkKeys {
-    static func key(_ n: Int) -> String {
+    static func key(_ n: Int, prefix: String = "c") -> String {
         let digits = String(n)
-        return "c" + String(repeating: "0", count: max(0, 7 - digits.count)) + digits
+        return prefix + String(repeating: "0", count: max(0, 7 - digits.count)) + digits
     }
 
     /// SQL for the same key, from a generate_series value `g`.

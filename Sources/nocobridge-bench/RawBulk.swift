@@ -42,12 +42,14 @@ struct RawBulk {
 
         let stream = BridgeLikeStream(pool: harness.base.mongo, collections: [table])
         try stream.start()
+        let i0 = Clock.micros()
         let mongoInsert = try timed(records) {
             for (from, to) in batches(records) {
                 try bulk((from...to).map { .insertOne(try document($0, method: "raw-seed")) })
             }
         }
         try catchUp(stream, label: "insert")
+        let insertDelivery = Double(records) / Clock.seconds(since: i0)
         let upserts = settings.rawUpsertRecords
         let mongoUpsert = try timed(upserts) {
             for (from, to) in batches(upserts) {
@@ -55,7 +57,7 @@ struct RawBulk {
             }
         }
         try catchUp(stream, label: "upsert")
-        Progress.note("raw MongoDB (bridge-like stream open): insert \(Int(mongoInsert))/s, upsert \(Int(mongoUpsert))/s")
+        Progress.note("raw MongoDB (bridge-like stream open): insert \(Int(mongoInsert))/s (read by the stream \(Int(insertDelivery))/s), upsert \(Int(mongoUpsert))/s")
 
         // The events of one updateMany, as the bridge's stream would read them while it runs.
         let edit = settings.bulkEdit
@@ -87,7 +89,7 @@ struct RawBulk {
         let stored = Double(backlog) / ((read - r0) / 1e6)
         Progress.note("raw change stream: \(Int(delivery))/s live (updateMany \(String(format: "%.1f", updateManySeconds)) s), \(Int(stored))/s stored; upsert without stream \(Int(noStream))/s")
 
-        return RawBulkRates(records: records, upsertsTimed: upserts, mongoInsertPerS: mongoInsert, mongoUpsertPerS: mongoUpsert,
+        return RawBulkRates(records: records, upsertsTimed: upserts, mongoInsertPerS: mongoInsert, streamInsertDeliveryPerS: insertDelivery, mongoUpsertPerS: mongoUpsert,
                             mongoUpsertNoStreamPerS: noStream, streamDeliveryPerS: delivery, updateManySeconds: updateManySeconds,
                             streamCatchUpPerS: stored, pgInsertRowsPerS: pgInsert, pgUpsertRowsPerS: pgUpsert)
     }

@@ -27,6 +27,8 @@ struct Report {
                 let bridge = "\(ms(d.bridge.p50Ms)) / \(ms(d.bridge.p95Ms)) / \(ms(d.bridge.p99Ms)) / \(ms(d.bridge.maxMs))"
                 let lost = d.bridge.lost + d.floor.lost > 0 ? "  lost: floor \(d.floor.lost), bridge \(d.bridge.lost)" : ""
                 lines.append("  " + pad("\(mode) \(name)", 22) + pad(floor, 20) + pad(bridge, 34) + times(d.ratioP50) + lost)
+                let h = d.floorHops
+                lines.append("  " + pad("", 22) + "floor hops p50: capture \(ms(h.captureP50Ms)), relay write \(ms(h.relayWriteP50Ms)), observer \(ms(h.observeP50Ms))")
             }
         }
         let insert = results.nocodbInsert
@@ -40,7 +42,7 @@ struct Report {
     private func raw(_ lines: inout [String]) {
         guard let r = results.rawBulk else { return }
         lines.append("RAW BULK RATES (same run, bridge stopped, copies with the bridge's indexes, \(r.records) records, 1,000 a batch)")
-        lines.append("  MongoDB bulk insert, bridge-like stream open       \(rate(r.mongoInsertPerS))")
+        lines.append("  MongoDB bulk insert, bridge-like stream open       \(rate(r.mongoInsertPerS))   (all read by the stream: \(rate(r.streamInsertDeliveryPerS)))")
         lines.append("  MongoDB bulk upsert by externalId, stream open     \(rate(r.mongoUpsertPerS))   (no stream: \(rate(r.mongoUpsertNoStreamPerS)); \(r.upsertsTimed) timed)")
         lines.append("  change stream delivery of one updateMany           \(rate(r.streamDeliveryPerS)) live (updateMany itself \(String(format: "%.1f", r.updateManySeconds)) s), \(rate(r.streamCatchUpPerS)) read back later")
         lines.append("  PostgreSQL multi-row INSERT / upsert               \(rate(r.pgInsertRowsPerS)) / \(rate(r.pgUpsertRowsPerS))")
@@ -50,7 +52,8 @@ struct Report {
     private func throughput(_ lines: inout [String]) {
         guard let t = results.throughput, let c = results.catchUp else { return }
         lines.append("THROUGHPUT (bridge, against the raw rate of the same operation; goal ≥ 80 %)")
-        for (name, d) in [("to_mongo inserts (seed)", t.toMongoInsert), ("to_mongo bulk UPDATE", t.toMongoBulkUpdate),
+        for (name, d) in [("to_mongo inserts (seed)", t.toMongoInsert), ("to_nocodb inserts", t.toNocodbInsert),
+                          ("to_mongo bulk UPDATE", t.toMongoBulkUpdate),
                           ("to_nocodb updateMany", t.toNocodbBulkUpdate), ("catch-up to_mongo (restart)", c.toMongo),
                           ("catch-up to_nocodb (restart)", c.toNocodb)] {
             lines.append("  " + pad("\(name), \(d.changes)", 38) + pad(String(format: "%.1f s", d.seconds), 9) + pad(rate(d.perS), 10)

@@ -13,10 +13,20 @@ struct LatencySummary: Codable, Sendable {
     var maxMs: Double?
 }
 
+/// Where the floor's time goes (medians, ms): from the send to the relay holding the change
+/// (source write, commit and capture: NOTIFY, logical decoding or the change stream), the
+/// relay's read and write until acknowledged, and from there to the observer.
+struct FloorHops: Codable, Sendable {
+    var captureP50Ms: Double?
+    var relayWriteP50Ms: Double?
+    var observeP50Ms: Double?
+}
+
 /// One direction at 100 single-row changes/s: the raw relay (floor) and the bridge, measured
 /// back to back on the same servers in the same state.
 struct SteadyDirection: Codable, Sendable {
     var floor: LatencySummary
+    var floorHops: FloorHops
     var bridge: LatencySummary
     /// bridge p50 / floor p50 (the goal: ≤ 1.5).
     var ratioP50: Double?
@@ -83,6 +93,9 @@ struct RawBulkRates: Codable, Sendable {
     var upsertsTimed: Int
     /// MongoDB unordered bulk insert, 1,000 a batch, bridge-like change stream open.
     var mongoInsertPerS: Double
+    /// Those inserts until the bridge-like stream had read them all (reference for inserts
+    /// towards NocoDB, with PostgreSQL's insert rate when that is lower).
+    var streamInsertDeliveryPerS: Double
     /// MongoDB unordered bulk upserts by externalId ($set, upsert), 1,000 a batch, stream open:
     /// the reference for bulk edits and catch-up towards MongoDB.
     var mongoUpsertPerS: Double
@@ -109,8 +122,10 @@ struct NocoDBInsertLatency: Codable, Sendable {
 }
 
 struct Throughput: Codable, Sendable {
-    /// New rows inserted in NocoDB (the seed of the bulk table).
+    /// New rows inserted in NocoDB (the seed of the bulk table), 5,000 a statement.
     var toMongoInsert: BulkDrain
+    /// New documents inserted in MongoDB, 1,000 a bulk write.
+    var toNocodbInsert: BulkDrain
     /// A 20,000-row UPDATE in NocoDB while the bridge runs.
     var toMongoBulkUpdate: BulkDrain
     /// A 20,000-document updateMany in MongoDB while the bridge runs.

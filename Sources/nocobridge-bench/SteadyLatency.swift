@@ -20,18 +20,22 @@ struct SteadyLatency {
     func run(_ capture: NocoBridgeCLI.Capture) throws -> Outcome {
         let admin = try harness.base.connect("bench-admin")
         try FloorRelay.install(capture, on: admin)
-        var floors: [Direction: (Samples, Double)] = [:]
+        var floors: [Direction: (measured: Measured, hops: FloorHops)] = [:]
         for direction in Direction.allCases {
             let relay = try FloorRelay(url: harness.base.url, mongoURL: harness.base.mongoURL, capture: capture, direction: direction)
             try relay.start()
             defer { relay.stop() }
-            floors[direction] = try measure(direction, label: "\(capture.rawValue)-floor", check: relay.check) { stamp, i, key in
+            let measured = try measure(direction, label: "\(capture.rawValue)-floor", check: relay.check) { stamp, i, key in
                 switch direction {
                 case .toMongo: try harness.insertProbeRow(stamp: stamp, number: i, table: BenchBase.floorProbeTable, key: key)
                 case .toNocodb: try harness.insertProbeDocument(stamp: stamp, number: i, key: key, collection: BenchBase.floorProbeTable)
                 }
             }
-            Progress.note("\(capture.rawValue) floor \(direction.rawValue): p50 \(ms(floors[direction]!.0.percentile(50))) ms")
+            let hops = relay.hops.medians(measured.outcome.sent.dropFirst(settings.warmup), arrivals: harness.arrivals)
+            floors[direction] = (measured, hops)
+            Progress.note("\(capture.rawValue) floor \(direction.rawValue): p50 \(ms(measured.samples.percentile(50))) ms "
+                          + "(capture \(ms(hops.captureP50Ms.map { $0 * 1000 })), relay write \(ms(hops.relayWriteP50Ms.map { $0 * 1000 })), "
+                          + "observer \(ms(hops.observeP50Ms.map { $0 * 1000 })))")
         }
         try FloorRelay.remove(on: admin)
 
@@ -44,29 +48,35 @@ struct SteadyLatency {
         try harness.barrier(check: bridge.checkRunning)
         var directions: [Direction: SteadyDirection] = [:]
         for direction in Direction.allCases {
-            let (samples, lag) = try measure(direction, label: "\(capture.rawValue)-bridge", check: bridge.checkRunning) { stamp, i, key in
+            let measured = try measure(direction, label: "\(capture.rawValue)-bridge", check: bridge.checkRunning) { stamp, i, key in
                 try harness.sendProbe(direction, stamp: stamp, number: i, key: key)
             }
-            let (floor, floorLag) = floors[direction]!
+            let samples = measured.samples
+            let (floor, hops) = floors[direction]!
             directions[direction] = SteadyDirection(
-                floor: floor.summary, bridge: samples.summary,
-                ratioP50: ratio(samples.percentile(50), floor.percentile(50)),
-                ratioP99: ratio(samples.percentile(99), floor.percentile(99)),
-                floorSendLagMaxMs: floorLag, bridgeSendLagMaxMs: lag)
+                floor: floor.samples.summary, floorHops: hops, bridge: samples.summary,
+                ratioP50: ratio(samples.percentile(50), floor.samples.percentile(50)),
+                ratioP99: ratio(samples.percentile(99), floor.samples.percentile(99)),
+                floorSendLagMaxMs: floor.outcome.maxLagMs, bridgeSendLagMaxMs: measured.outcome.maxLagMs)
             Progress.note("\(capture.rawValue) bridge \(direction.rawValue): p50 \(ms(samples.percentile(50))) ms p99 \(ms(samples.percentile(99))) ms")
         }
         let mode = SteadyMode(toMongo: directions[.toMongo]!, toNocodb: directions[.toNocodb]!)
         return Outcome(mode: mode, nocodbInsert: insert, bridgeMiB: bridge.currentMiB)
     }
 
+    struct Measured {
+        let samples: Samples
+        let outcome: PacedLoad.Outcome
+    }
+
     /// Warm-up plus the measured changes, open loop; the warm-up is sent but not counted.
     private func measure(_ direction: Direction, label: String, check: @escaping () throws -> Void,
-                         send: (String, Int, String) throws -> Void) throws -> (Samples, Double) {
+                         send: (String, Int, String) throws -> Void) throws -> Measured {
         let load = PacedLoad(direction: direction, label: "\(label)-\(direction.rawValue)",
                              count: settings.warmup + settings.latencyCount, rate: settings.rate)
         let outcome = try load.run { stamp, i in try send(stamp, i, "\(label)-\(direction.rawValue)-\(i)") }
         let samples = try harness.collector(window: settings.steadyWindow, also: check).collect(outcome, droppingFirst: settings.warmup)
-        return (samples, outcome.maxLagMs)
+        return Measured(samples: samples, outcome: outcome)
     }
 
     /// NocoDB's single-row INSERT, back to back, as NocoDB users feel it.
