@@ -1,7 +1,8 @@
 import Foundation
 
 // The figures one run produces, as written to bench-results.json (keys in snake_case). A
-// figure that could not be measured is null, never a made-up number.
+// figure that could not be measured (a percentile falling among changes lost beyond the
+// window, a phase not run) is left out of the JSON, never replaced by a made-up number.
 
 struct LatencySummary: Codable, Sendable {
     var count: Int
