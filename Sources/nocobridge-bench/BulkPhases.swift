@@ -9,8 +9,8 @@ import SyncCore
 ///
 /// Every bulk sets one marker value in `method` on a key range; the far side's observer
 /// counts the records that arrive carrying it. Probes are single-row inserts into the probe
-/// table made right after the bulk statement returned (or right after a restarted bridge is
-/// ready), so what they measure is the bridge's queueing, not the source server's.
+/// table, started once the first record of the bulk has crossed (or once a restarted bridge
+/// answers `/readyz`), so they meet the bulk while the bridge applies it.
 struct BulkPhases {
     let harness: Harness
     let raw: RawBulkRates
@@ -60,8 +60,8 @@ struct BulkPhases {
             if let error = result.writeErrors.first { throw BenchError("insert refused: \(error.message)") }
         }
         let seconds = try harness.waitForMarker(marker, expected: records, since: t0, check: bridge.checkRunning)
-        let (rawRate, rawIs) = raw.streamInsertDeliveryPerS <= raw.pgInsertRowsPerS
-            ? (raw.streamInsertDeliveryPerS, "raw_bulk.stream_insert_delivery_per_s") : (raw.pgInsertRowsPerS, "raw_bulk.pg_insert_rows_per_s")
+        let (rawRate, rawIs) = slowerHop((raw.streamInsertDeliveryPerS, "raw_bulk.stream_insert_delivery_per_s"),
+                                         (raw.pgInsertRowsPerS, "raw_bulk.pg_insert_rows_per_s"))
         let drain = BulkDrain(changes: records, seconds: seconds, raw: rawRate, rawIs: rawIs,
                               verified: try harness.nocodbCount(method: marker) == records)
         try harness.barrier(check: bridge.checkRunning)
@@ -103,7 +103,7 @@ struct BulkPhases {
         let run = try probesOnceApplying(.toNocodb, marker: marker, label: "hol-mongo", check: bridge.checkRunning)
         try update.join()
         let seconds = try harness.waitForMarker(marker, expected: edit, since: t0, check: bridge.checkRunning)
-        let (rawRate, rawIs) = toNocoDBReference(stream: raw.streamDeliveryPerS, streamIs: "raw_bulk.stream_delivery_per_s")
+        let (rawRate, rawIs) = slowerHop((raw.streamDeliveryPerS, "raw_bulk.stream_delivery_per_s"), pgUpsert)
         let drain = BulkDrain(changes: edit, seconds: seconds, raw: rawRate, rawIs: rawIs,
                               verified: try harness.nocodbCount(method: marker) == edit)
         let settle = try harness.barrier(check: bridge.checkRunning)
@@ -138,7 +138,7 @@ struct BulkPhases {
         try harness.base.mongo.withClient { (c: MongoClient) throws in
             try MongoBulkEdit.updateMany(c, collection: BenchBase.bulkTable, upTo: records, method: marker)
         }
-        let reference = toNocoDBReference(stream: raw.streamCatchUpPerS, streamIs: "raw_bulk.stream_catch_up_per_s")
+        let reference = slowerHop((raw.streamCatchUpPerS, "raw_bulk.stream_catch_up_per_s"), pgUpsert)
         return try restart(.toNocodb, marker: marker, records: records, raw: reference) {
             try harness.nocodbCount(method: marker) == records
         }
@@ -197,10 +197,13 @@ struct BulkPhases {
                       + (settle.map { String(format: "; settled %.2f s later", $0) } ?? ""))
     }
 
-    /// Towards NocoDB the bridge reads the change stream and writes PostgreSQL: the slower hop.
-    private func toNocoDBReference(stream: Double, streamIs: String) -> (Double, String) {
-        stream <= raw.pgUpsertRowsPerS ? (stream, streamIs) : (raw.pgUpsertRowsPerS, "raw_bulk.pg_upsert_rows_per_s")
+    /// Towards NocoDB the bridge reads the change stream and writes PostgreSQL: the raw
+    /// reference is the slower of the two hops (with its JSON key).
+    private func slowerHop(_ stream: (Double, String), _ postgres: (Double, String)) -> (Double, String) {
+        stream.0 <= postgres.0 ? stream : postgres
     }
+
+    private var pgUpsert: (Double, String) { (raw.pgUpsertRowsPerS, "raw_bulk.pg_upsert_rows_per_s") }
 
     /// One UPDATE statement over a key range, as a NocoDB bulk edit (or a script) runs it.
     private func updateNocoDB(upTo last: Int, marker: String) throws {

@@ -58,6 +58,11 @@ final class FloorRelay: Sendable {
     static func remove(on pg: PostgresConnection) throws {
         try pg.query("DROP TRIGGER IF EXISTS bench_relay ON \(BenchBase.quoted(BenchBase.floorProbeTable))")
         try pg.query("DROP PUBLICATION IF EXISTS \(publication)")
+        // The walsender outlives the relay's connection by a moment; a slot still active
+        // cannot be dropped.
+        try Clock.wait(timeout: 30, "the relay's replication slot to be released") {
+            try pg.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active", [slot]).rows.isEmpty
+        }
         try pg.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [slot])
     }
 
