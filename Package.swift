@@ -16,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The access plan operators write by hand is YAML (quoting, comments, flow lists).
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
@@ -37,22 +40,28 @@ let package = Package(
         // NocoDB's meta REST API (bases, tables, fields, views): discovery and provisioning.
         .target(
             name: "NocoDBMeta",
-            dependencies: ["SyncCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SyncCore", .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams")]
         ),
-        // The HTTP status, health and metrics endpoint.
+        // Version and the git commit built from (stamped by the plugin at build time).
+        .target(name: "BuildInfo", plugins: ["BuildInfoPlugin"]),
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
+        // The HTTP status, health and metrics endpoint and the operator console (its HTML, JS
+        // and CSS live in Assets/ and are embedded by Scripts/gen-assets.sh).
         .target(
             name: "StatusServer",
             dependencies: [
-                "Bridge",
+                "Bridge", "BuildInfo", "SyncCore", "Postgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            exclude: ["Assets"]
         ),
         .executableTarget(
             name: "nocobridge",
             dependencies: [
-                "Bridge", "SyncCore", "StatusServer", "Postgres", "Mongo", "NocoDBMeta",
+                "Bridge", "BuildInfo", "SyncCore", "StatusServer", "Postgres", "Mongo", "NocoDBMeta",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -70,7 +79,7 @@ let package = Package(
         .testTarget(name: "NocoDBMetaTests", dependencies: ["NocoDBMeta"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Bridge", "SyncCore", "Postgres", "Mongo", "StatusServer", "NocoDBMeta", .product(name: "CoreMetrics", package: "swift-metrics")]
+            dependencies: ["Bridge", "BuildInfo", "SyncCore", "Postgres", "Mongo", "StatusServer", "NocoDBMeta", .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
     ]
 )

@@ -4,7 +4,9 @@
 NB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NB_VENV="${NOCOBRIDGE_VENV:-$HOME/.cache/nocobridge/venv}"
 NB_SECANTUS_VERSION="0.7.0b3"
-NB_OPENAPI_VALIDATOR_VERSION="0.9.0"
+NB_JSONSCHEMA_VERSION="4.26.0"
+NB_REFERENCING_VERSION="0.37.0"
+NB_PYYAML_VERSION="6.0.2"
 NB_PG_BIN="${NB_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 # libmongoc keeps statistics counters in shared memory; every process killed mid-run (the
@@ -27,15 +29,37 @@ nb_install_deps() {
     apt-get update -qq >/dev/null
     apt-get install -y -qq "${need[@]}" >/dev/null
   fi
+  # The console's browser test drives Debian's chromium headless; the alerting rules are
+  # checked with promtool (Debian's prometheus package, without its recommended exporters).
+  local extra=()
+  command -v chromium >/dev/null 2>&1 || extra+=(chromium fonts-liberation)
+  command -v promtool >/dev/null 2>&1 || extra+=(prometheus)
+  if [ "${#extra[@]}" -gt 0 ]; then
+    nb_log "installing ${extra[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
+  fi
   if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('SecantusDB') == '$NB_SECANTUS_VERSION'" 2>/dev/null; then
     nb_log "installing SecantusDB $NB_SECANTUS_VERSION into $NB_VENV"
     python3 -m venv "$NB_VENV"
     "$NB_VENV/bin/pip" install -q "SecantusDB==$NB_SECANTUS_VERSION"
   fi
-  # The NocoDB meta test server validates every call against NocoDB's OpenAPI spec.
-  if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('openapi-schema-validator') == '$NB_OPENAPI_VALIDATOR_VERSION'" 2>/dev/null; then
-    nb_log "installing openapi-schema-validator $NB_OPENAPI_VALIDATOR_VERSION into $NB_VENV"
-    "$NB_VENV/bin/pip" install -q "openapi-schema-validator==$NB_OPENAPI_VALIDATOR_VERSION"
+  # JSON Schema validation, imported directly by the NocoDB test double
+  # (Tests/Support/nocodb/validation.py: request bodies against NocoDB's swagger.json) and by
+  # deploy/check_compose.py (the Compose specification's schema).
+  local pkg version
+  for pkg in "jsonschema==$NB_JSONSCHEMA_VERSION" "referencing==$NB_REFERENCING_VERSION"; do
+    version="${pkg#*==}"
+    if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('${pkg%%==*}') == '$version'" 2>/dev/null; then
+      nb_log "installing $pkg into $NB_VENV"
+      "$NB_VENV/bin/pip" install -q "$pkg"
+    fi
+  done
+  # deploy/check_compose.py (the compose file against the Compose specification) reads YAML.
+  if ! "$NB_VENV/bin/python" -c "import importlib.metadata as m; assert m.version('PyYAML') == '$NB_PYYAML_VERSION'" 2>/dev/null; then
+    nb_log "installing PyYAML $NB_PYYAML_VERSION into $NB_VENV"
+    "$NB_VENV/bin/pip" install -q "PyYAML==$NB_PYYAML_VERSION"
   fi
 }
 
@@ -76,6 +100,8 @@ nb_start_postgres() {
 }
 
 # nb_start_services DIR: a Postgres 15 cluster and a SecantusDB server on free ports.
+# SecantusDB runs with test commands (`configureFailPoint`), as MongoFailureTests need; a
+# failpoint there is scoped to one test's own `appName`, so other tests never meet it.
 # Writes DIR/env (PG_URL, PG_ADMIN_URL, MONGO_URL, PGPORT, MONGO_PORT) and DIR/*.pid.
 nb_start_services() {
   local dir="$1" mport pgport
@@ -83,7 +109,7 @@ nb_start_services() {
   pgport=$(sed -n 's/^export PGPORT=//p' "$dir/pg.env")
   mport=$(nb_free_port)
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$mport" --storage-path "$dir/mongo" \
-    --oplog-max-entries 5000000 >"$dir/secantus.log" 2>&1 &
+    --oplog-max-entries 5000000 --enable-test-commands >"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"
   nb_wait_port 127.0.0.1 "$mport" 60 || { cat "$dir/secantus.log" >&2; return 1; }
   cat > "$dir/env" <<ENV
@@ -142,7 +168,7 @@ nb_restart_mongo() {
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$dir/mongo" \
-    --oplog-max-entries 5000000 >>"$dir/secantus.log" 2>&1 &
+    --oplog-max-entries 5000000 --enable-test-commands >>"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"
   nb_wait_port 127.0.0.1 "$port" 60 || { tail -20 "$dir/secantus.log" >&2; return 1; }
 }

@@ -79,16 +79,19 @@ public struct BridgeConfiguration: Sendable {
     /// This process among the bridge's writers: names its write intents and its MongoDB
     /// connections (`appName`), so a successor can tell when its last writes have ended.
     public var instanceID = WriteJournal.newInstanceID()
+    /// Days of record history kept (`SYNC_HISTORY_DAYS`); 0 writes none.
+    public var historyDays = 30
+
+    /// What the synchronizers record history with (nil when `historyDays` is 0).
+    public var history: HistoryLog? { historyDays > 0 ? HistoryLog(days: historyDays) : nil }
+
+    /// How long a collection replaced under the running bridge (dropped, renamed: a restore
+    /// beginning) must see no change before its table is reconciled and syncing goes on.
+    public var restoreQuietPeriod: Duration = .seconds(5)
     /// How often a running pipeline looks for write intents left by a writer that died
     /// (a killed `resync`, say); it always looks when it (re)connects.
     public var intentRecoveryInterval: Duration = .seconds(10)
 
-    /// Logical capture has no trigger stamping `updatedAt` on NocoDB edits.
-    public var nocodbEditTime: NocoDBEditTime { capture == .logical ? .latestKnown : .updatedAtColumn }
-
-    public var mongoAppName: String { Self.mongoAppName(instanceID: instanceID) }
-
-    static func mongoAppName(instanceID: String) -> String { "nocobridge/" + instanceID }
 
     public init(postgresURL: String, mongoURL: String, mongoDatabase: String, tables: [TableMapping]) {
         self.postgresURL = postgresURL

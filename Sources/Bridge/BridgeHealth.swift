@@ -38,22 +38,21 @@ public struct BridgeHealth: Sendable, Codable {
     public var mongo: Bool
     public var directions: [String: Direction]
     public var checkedAt: String
+    /// The running binary's version and build (set by the status endpoint).
+    public var version: String?
+    /// MongoDB's clock minus PostgreSQL's: both date changes for `last_write_wins` and
+    /// tombstones (`clockSkew.isLarge` above a second).
+    public var clockSkew: ServerCheck.Skew?
 
-    /// Pings both servers (blocking: call from a thread, not the cooperative pool).
-    public static func collect(configuration: BridgeConfiguration, toMongo: PipelineStatistics,
+    /// Pings both servers through the probe's long-lived connections (blocking: call from a
+    /// thread, not the cooperative pool).
+    public static func collect(configuration: BridgeConfiguration, probe: HealthProbe, toMongo: PipelineStatistics,
                                toNocoDB: PipelineStatistics) -> BridgeHealth {
-        var backlog: [String: Int] = [:]
-        var postgresUp = false
-        var slot: Slot?
-        if let c = try? PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-status"),
-           let counts = try? SyncedTablesStore.backlog(on: c) {
-            postgresUp = true
-            backlog = counts
-            if configuration.capture == .logical, let retained = try? LogicalSlot.retained(on: c) {
-                slot = Slot(retainedWalBytes: retained.bytes, walStatus: retained.status)
-            }
-        }
-        let mongoUp = (try? MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase, serverSelectionTimeoutMS: 1000).ping()) != nil
+        let reading = probe.read()
+        let backlog = reading.backlog ?? [:]
+        let postgresUp = reading.backlog != nil
+        let slot = reading.slot
+        let mongoUp = reading.mongoUp
         let formatter = ISO8601DateFormatter()
         func direction(_ stats: PipelineStatistics, enabled: Bool, withBacklog: Bool) -> Direction {
             let s = stats.snapshot
@@ -77,7 +76,7 @@ public struct BridgeHealth: Sendable, Codable {
         if configuration.direction.includesToMongo { directions["to-mongo"] = a }
         if configuration.direction.includesToNocoDB { directions["to-nocodb"] = b }
         return BridgeHealth(status: overall, logicalSlot: slot, postgres: postgresUp, mongo: mongoUp, directions: directions,
-                            checkedAt: formatter.string(from: Date()))
+                            checkedAt: formatter.string(from: Date()), version: nil, clockSkew: reading.skew)
     }
 
     public var ready: Bool { status == .ok }
@@ -92,7 +91,8 @@ public struct BridgeHealth: Sendable, Codable {
 extension BridgeHealth {
     /// The readable form `nocobridge status` prints for a running bridge.
     public func table() -> String {
-        var lines = ["bridge: \(status.rawValue) (PostgreSQL \(postgres ? "up" : "DOWN"), MongoDB \(mongo ? "up" : "DOWN"), checked \(checkedAt))"]
+        var lines = ["bridge: \(status.rawValue) (PostgreSQL \(postgres ? "up" : "DOWN"), MongoDB \(mongo ? "up" : "DOWN"), checked \(checkedAt))"
+                     + (version.map { "; version \($0)" } ?? "")]
         lines.append("DIRECTION  TABLE                          APPLIED  WRITES  CONFLICTS  DEAD  LAG_MS  BACKLOG  LAST_APPLIED")
         for (name, d) in directions.sorted(by: { $0.key < $1.key }) {
             for (table, t) in d.tables.sorted(by: { $0.key < $1.key }) {

@@ -7,6 +7,9 @@ public enum BridgeOrigin {
     public static let value = "bridge"
     /// `BEGIN` and the mark in one round trip.
     public static let begin = "BEGIN; SET LOCAL \(setting) = '\(value)'"
+    /// For logical capture, the same mark in the write-ahead log: a transactional message the
+    /// decoder sees inside the transaction and skips it for (`LogicalChangeCollector`).
+    public static let logicalMessage = "SELECT pg_logical_emit_message(true, 'nocobridge', 'bridge')"
 }
 
 extension PostgresConnection {

@@ -27,6 +27,11 @@ public struct DeadLetters: Sendable {
         try DeadLetterStore.list(limit: limit, on: connect())
     }
 
+    /// Entries with their payloads for the console, newest first.
+    public static func entries(sources: [String]?, key: String?, limit: Int, on connection: PostgresConnection) throws -> [Entry] {
+        try DeadLetterStore.entries(sources: sources, key: key, limit: limit, on: connection)
+    }
+
     public func show(_ id: Int64) throws -> Entry {
         guard let entry = try DeadLetterStore.entries(id, on: connect()).first else { throw NotFound(id: id) }
         return entry
@@ -36,21 +41,33 @@ public struct DeadLetters: Sendable {
         guard try DeadLetterStore.delete(id, on: connect()) else { throw NotFound(id: id) }
     }
 
-    /// Retries one entry (or all when `id` is nil); returns (resolved, still failing). Each
-    /// is decided as its kind says (`DeadLetterKind.retryMode`).
+    /// Drops several entries in one statement; returns how many existed.
+    public func drop(_ ids: [Int64], on connection: PostgresConnection) throws -> Int {
+        try DeadLetterStore.delete(ids, on: connection)
+    }
+
+    /// Retries one entry (or all when `id` is nil); returns (resolved, still failing).
     public func retry(_ id: Int64?) throws -> (resolved: Int, failing: Int) {
         let connection = try connect()
+        if let id, try DeadLetterStore.entries(id, on: connection).isEmpty { throw NotFound(id: id) }
+        return try retry(id.map { [$0] }, on: connection)
+    }
+
+    /// Retries the given entries (every entry when nil) on the caller's connection, each in
+    /// its own transaction and decided as its kind says (`DeadLetterKind.retryMode`); ids that
+    /// no longer exist are skipped.
+    public func retry(_ ids: [Int64]?, on connection: PostgresConnection) throws -> (resolved: Int, failing: Int) {
+        let entries = try DeadLetterStore.entries(ids, on: connection)
+        guard !entries.isEmpty else { return (0, 0) }
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
+                                        instance: configuration.instanceID)
         let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
-        let entries = try DeadLetterStore.entries(id, on: connection)
-        if let id, entries.isEmpty { throw NotFound(id: id) }
         var synchronizers: [String: RecordSynchronizer] = [:]
         for mapping in configuration.tables {
             let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: configuration.columnKinds,
                                                fieldNames: configuration.fieldNames)
-            let sync = RecordSynchronizer(shape: shape, policy: configuration.policy, journal: journal,
-                                          nocodbEditTime: configuration.nocodbEditTime)
+            let sync = RecordSynchronizer(shape: shape, policy: configuration.policy, capture: configuration.capture, journal: journal,
+                                          history: configuration.history)
             synchronizers[mapping.qualifiedName] = sync
             // Dead letters recorded before sources were named by table.
             synchronizers[configuration.mongoDatabase + "." + mapping.collection] = sync

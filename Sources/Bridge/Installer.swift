@@ -36,9 +36,7 @@ public struct Installer: Sendable {
             try connection.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot])
             logger.info("created the logical replication slot", metadata: ["slot": "\(slot)"])
         }
-        for origin in [slot + LogicalSlot.toMongoOrigin, slot + LogicalSlot.toNocoDBOrigin] {
-            try connection.query("SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)", [origin])
-        }
+        try retireOrigins(slot: slot, on: connection)
         for mapping in configuration.tables {
             try connection.query("SELECT nocobridge.attach_logical($1, $2, $3)",
                                  [mapping.schema, mapping.table, configuration.logicalKeyTrigger ? "true" : "false"])
@@ -82,7 +80,9 @@ public struct Installer: Sendable {
             logger.info("granted the bridge's privileges", metadata: ["role": "\(role)"])
         }
         if createMongoIndexes {
-            let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+            // An index build on a large collection outlasts the pools' 10 s socket timeout.
+            let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
+                                           socketTimeoutMS: MongoClientPool.libmongocDefaultSocketTimeoutMS)
             for mapping in configuration.tables {
                 try Self.createKeyIndex(collection: mapping.collection, pool: pool)
                 logger.info("ensured MongoDB index", metadata: ["collection": "\(mapping.collection)", "index": "\(Self.mongoIndexName)"])
@@ -117,16 +117,25 @@ public struct Installer: Sendable {
             logger.warning("retired the logical replication slot; run a resync for changes it had not delivered", metadata: ["slot": "\(slot)"])
         }
         try connection.query("DROP PUBLICATION IF EXISTS nocobridge")
-        try connection.query("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname IN ($1, $2)",
-                             [slot + LogicalSlot.toMongoOrigin, slot + LogicalSlot.toNocoDBOrigin])
+        try retireOrigins(slot: slot, on: connection)
         return existed
     }
 
-    /// Stores the change stream's current position when none is stored, so MongoDB changes
-    /// made between `install` and the first `run` are delivered too.
+    /// Replication origins older versions created to mark their writes; the logical decoding
+    /// message does that now.
+    private func retireOrigins(slot: String, on connection: PostgresConnection) throws {
+        try connection.query("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = ANY($1::text[])",
+                             [PostgresConnection.arrayLiteral(LogicalSlot.retiredOrigins.map { slot + $0 })])
+    }
+
+    /// Stores the change streams' current position for each collection that has none, so
+    /// MongoDB changes made between `install` and the first `run` are delivered too.
     func recordStartingPosition(pool: MongoClientPool, connection: PostgresConnection) throws {
-        let stream = ToNocoDBPipeline.streamName(database: configuration.mongoDatabase)
-        guard try PositionStore.load(stream, on: connection) == nil else { return }
+        let database = configuration.mongoDatabase
+        let legacy = try PositionStore.load(ChangeStreamFlow.legacyStreamName(database: database), on: connection)
+        let missing = try configuration.tables.map { ChangeStreamFlow.streamName(database: database, collection: $0.collection) }
+            .filter { try legacy == nil && PositionStore.load($0, on: connection) == nil }
+        guard !missing.isEmpty else { return }
         var options = ChangeStreamOptions()
         options.maxAwaitMilliseconds = 50
         let watcher = try pool.watch(collection: nil, options: options)
@@ -139,8 +148,8 @@ public struct Installer: Sendable {
             logger.warning("MongoDB gave no change stream position; the first run starts from its own start time")
             return
         }
-        try PositionStore.save(stream, position: token, on: connection)
-        logger.info("recorded MongoDB change stream starting position", metadata: ["stream": "\(stream)"])
+        for stream in missing { try PositionStore.save(stream, position: token, on: connection) }
+        logger.info("recorded MongoDB change stream starting positions", metadata: ["streams": "\(missing)"])
     }
 
     /// A unique index over documents whose `externalId` is a string only (partial), so an app
@@ -186,7 +195,7 @@ public struct Installer: Sendable {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-uninstall")
         try connection.execute(script: InstallSQL.uninstall)
         guard dropMongoIndexes else { return }
-        let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+        let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase, instance: configuration.instanceID)
         for mapping in configuration.tables {
             for index in [Self.mongoIndexName, Self.mongoLookupIndexName] {
                 try pool.withClient { (client: MongoClient) throws(MongoError) in

@@ -92,38 +92,24 @@ struct IntentRecovery {
         return touched.count
     }
 
-    /// Waits until MongoDB lists no running operation of the process `instance` (its
-    /// `appName`), or `fenceTimeout` passed.
+    /// Waits until MongoDB lists no running write of the process `instance` (its identity,
+    /// which the URL cannot override: see `MongoIdentity`), or `fenceTimeout` passed.
     private func waitForOperations(ofInstance instance: String) {
-        let appName = BridgeConfiguration.mongoAppName(instanceID: instance)
+        let identity = MongoIdentity.identity(instance: instance)
         let deadline = ContinuousClock.now + fenceTimeout
         while ContinuousClock.now < deadline {
-            let reply: Document
+            let running: Int
             do {
-                reply = try mongo.withClient { (c: MongoClient) throws(MongoError) in try c.runCommand(["currentOp": .int32(1)], database: "admin") }
+                running = try mongo.runningWrites(of: identity)
             } catch {
-                logger.warning("cannot list MongoDB's running operations (currentOp needs the inprog privilege); waiting 5 s for a stopped writer's to end",
+                logger.warning("cannot list MongoDB's running operations; waiting 5 s for a stopped writer's to end",
                                metadata: ["error": "\(error)"])
                 Thread.sleep(forTimeInterval: 5)
                 return
             }
-            guard case .array(let operations)? = reply["inprog"] else { return }
-            if !operations.contains(where: { Self.isRunning($0, appName: appName) }) { return }
+            if running == 0 { return }
             usleep(20_000)
         }
-        logger.warning("a stopped writer's MongoDB operations still run; settling its records anyway", metadata: ["mongo.app_name": "\(appName)"])
-    }
-
-    /// An operation `currentOp` lists as active for `appName` (a server that lists idle
-    /// connections too lists a dead client's only while its last command runs).
-    static func isRunning(_ operation: Value, appName: String) -> Bool {
-        guard case .document(let op) = operation else { return false }
-        if case .bool(false)? = op["active"] { return false }
-        if case .string(let name)? = op["appName"] { return name == appName }
-        if case .document(let metadata)? = op["clientMetadata"], case .document(let application)? = metadata["application"],
-           case .string(let name)? = application["name"] {
-            return name == appName
-        }
-        return false
+        logger.warning("a stopped writer's MongoDB operations still run; settling its records anyway", metadata: ["mongo.identity": "\(identity)"])
     }
 }

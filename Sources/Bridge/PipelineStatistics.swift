@@ -16,10 +16,14 @@ public final class PipelineStatistics: Sendable {
         public var conflicts = 0
         public var lastLagMilliseconds: Int64?
         public var lastAppliedAt: Date?
+        /// The table's flow is connected and running.
+        public var connected = false
+        public var lastError: String?
     }
 
     public struct Snapshot: Sendable {
-        public var connected = false
+        /// Every table flow of the direction that has started is connected.
+        public var connected: Bool { !tables.isEmpty && tables.values.contains { $0.connected } && tables.values.allSatisfy(\.connected) }
         public var tables: [String: TableCounters] = [:]
         public var lastError: String?
         public var batches = 0
@@ -49,12 +53,22 @@ public final class PipelineStatistics: Sendable {
 
     public var snapshot: Snapshot { state.withLock { $0 } }
 
-    func setConnected(_ value: Bool) {
-        state.withLock { $0.connected = value }
-        Gauge(label: MetricName.connected, dimensions: [("direction", direction)], factory: metrics).record(value ? 1 : 0)
+    /// A table's flow connected or stopped; the direction counts as connected while all its
+    /// tables' flows are.
+    func setConnected(_ value: Bool, table: String) {
+        let all = state.withLock { s -> Bool in
+            s.tables[table, default: TableCounters()].connected = value
+            return s.connected
+        }
+        Gauge(label: MetricName.connected, dimensions: [("direction", direction)], factory: metrics).record(all ? 1 : 0)
     }
 
-    func recordError(_ message: String) { state.withLock { $0.lastError = message } }
+    func recordError(_ message: String, table: String? = nil) {
+        state.withLock { s in
+            s.lastError = message
+            if let table { s.tables[table, default: TableCounters()].lastError = message }
+        }
+    }
 
     func recordReconnect() {
         state.withLock { $0.reconnects += 1 }

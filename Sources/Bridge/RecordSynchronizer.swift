@@ -28,13 +28,19 @@ public struct RecordSynchronizer: Sendable {
     /// callers that hold no lasting state, such as tests of the decision alone).
     public let journal: WriteJournal?
 
+    /// Where each batch's decisions are recorded (`HistoryLog`); nil: no history.
+    public let history: HistoryLog?
+
     /// How many times a record that keeps changing while it is decided is read again.
     static let rounds = 3
 
-    public init(shape: TableShape, policy: ConflictPolicy, optimisticInserts: Bool = false, journal: WriteJournal? = nil,
-                nocodbEditTime: NocoDBEditTime = .updatedAtColumn) {
-        writer = TableWriter(shape: shape)
-        planner = SyncPlanner(codec: writer.codec, policy: policy, editTime: nocodbEditTime)
+    /// - Parameter capture: how NocoDB's changes are captured: with logical capture nothing
+    ///   stamps NocoDB edits' times, and the bridge's own NocoDB writes are marked in the WAL.
+    public init(shape: TableShape, policy: ConflictPolicy, capture: BridgeConfiguration.Capture = .triggers,
+                optimisticInserts: Bool = false, journal: WriteJournal? = nil, history: HistoryLog? = nil) {
+        self.history = history
+        writer = TableWriter(shape: shape, marksLogicalDecoding: capture == .logical)
+        planner = SyncPlanner(codec: writer.codec, policy: policy, editTime: capture == .logical ? .latestKnown : .updatedAtColumn)
         agreedStore = AgreedStateStore(collection: shape.mapping.collection)
         keyMap = KeyMapStore(collection: shape.mapping.collection)
         conflictLog = ConflictLog(collection: shape.mapping.collection)
@@ -50,7 +56,9 @@ public struct RecordSynchronizer: Sendable {
         /// When the change happened, for a side that no longer has the record.
         public var changedAt: Int64
         /// The document as the change event carried it: when it already equals the agreed
-        /// state the event is the bridge's own write coming back, and nothing is read.
+        /// state the event is the bridge's own write coming back, and nothing is read. It is
+        /// never taken as MongoDB's state for a decision: an event read late can be older than
+        /// what the bridge has written and agreed on since, so the decision reads MongoDB.
         public var eventDocument: Document?
 
         public init(key: String, changedAt: Int64, eventDocument: Document? = nil) {
@@ -68,6 +76,11 @@ public struct RecordSynchronizer: Sendable {
         public var conflictsByRule: [Resolution.DecidingRule: Int] = [:]
         /// Events recognised as the bridge's own writes coming back.
         public var echoes = 0
+        /// Changes that left the record as agreed (re-read after a crash, or undone).
+        public var unchanged = 0
+        /// Records decided without reading MongoDB: new records, and records presumed to hold
+        /// the agreed state (checked by a conditional write).
+        public var unreadDocuments = 0
         /// Records that kept changing while decided; their next change brings them back.
         public var undecided = 0
         public var rejections: [Rejection] = []
@@ -82,6 +95,8 @@ public struct RecordSynchronizer: Sendable {
             a.conflicts += b.conflicts
             a.conflictsByRule.merge(b.conflictsByRule, uniquingKeysWith: +)
             a.echoes += b.echoes
+            a.unchanged += b.unchanged
+            a.unreadDocuments += b.unreadDocuments
             a.undecided += b.undecided
             a.rejections += b.rejections
             a.timings += b.timings
@@ -161,19 +176,52 @@ public struct RecordSynchronizer: Sendable {
             }
         }
         guard !live.isEmpty else { return [] }
-        let keys = live.map(\.key)
         let changed = mode.changedSide
-        let rows = try writer.rows(for: keys, on: connection)
+        let rows = try writer.rows(for: live.map(\.key), on: connection)
+        if changed == .nocodb {
+            // A NocoDB change whose row equals the agreed state has nothing to cross (applied
+            // before a crash, or undone): no MongoDB read for it.
+            live.removeAll { hint in
+                guard let known = agreed[hint.key],
+                      let state = try? planner.nocodbState(RecordSnapshot(key: hint.key, row: rows[hint.key], changedAt: hint.changedAt), changed: .nocodb),
+                      state.sameContent(as: known) else { return false }
+                outcome.unchanged += 1
+                return true
+            }
+            guard !live.isEmpty else { return [] }
+        }
+        let keys = live.map(\.key)
         let deleteTimes = changed == .nocodb ? [:] : try writer.pendingDeleteTimes(for: keys.filter { rows[$0] == nil }, on: connection)
         outcome.timings.postgresRead += lap()
 
-        let unread: Set<String> = optimistic ? Set(keys.filter { agreed[$0] == nil }) : []
-        let documents = try read(keys.filter { !unread.contains($0) }, contiguous: contiguous, mongo: mongo)
+        // What MongoDB holds, without reading it where a NocoDB change lets the decision
+        // presume: a record never agreed on is new (inserted; a duplicate key sends it round
+        // again); a record agreed on holds the agreed state unless an app changed it (the
+        // conditional write finds out, and sends it round again). Only the first round
+        // presumes: a record sent round again is read.
+        var documents: [String: Document] = [:]
+        var unread = Set<String>()
+        if optimistic {
+            let ids = try keyMap.ids(forKeys: keys.filter { agreed[$0]?.isPresent == true }, on: connection)
+            for key in keys {
+                if agreed[key] == nil {
+                    unread.insert(key)
+                } else if let known = agreed[key], let id = ids[key], let presumed = planner.presumedDocument(key: key, agreed: known, id: id) {
+                    documents[key] = presumed
+                    unread.insert(key)
+                }
+            }
+        }
+        outcome.unreadDocuments += unread.count
+        for (key, document) in try read(keys.filter { !unread.contains($0) }, contiguous: contiguous, mongo: mongo) {
+            documents[key] = document
+        }
         outcome.timings.mongoRead += lap()
 
         let snapshots = live.map { hint in
             RecordSnapshot(key: hint.key, agreed: agreed[hint.key], row: rows[hint.key], document: documents[hint.key],
-                           documentUnread: unread.contains(hint.key), changedAt: hint.changedAt, deletedAt: deleteTimes[hint.key])
+                           documentUnread: unread.contains(hint.key) && documents[hint.key] == nil, changedAt: hint.changedAt,
+                           deletedAt: deleteTimes[hint.key])
         }
         let plan = planner.plan(snapshots, mode: mode, now: wallClockMilliseconds(), newDocumentID: { .objectId(.generate()) })
         _ = lap()
@@ -190,11 +238,16 @@ public struct RecordSynchronizer: Sendable {
         try agreedStore.save(settled.agreed, settling: batch, on: connection)
         try conflictLog.record(settled.conflicts, on: connection)
         try keyMap.save(settled.documentIDs, on: connection)
+        let mongoWritten = plan.mongoWrites.indices.filter { report.errors[$0] == nil && !report.movedOn.contains(plan.mongoWrites[$0].key) }
+            .map { plan.mongoWrites[$0].key }
+        // History in the same transaction, one INSERT for the round (HistoryLog).
+        try history?.record(.init(mode: mode, keys: keys, before: agreed, after: Dictionary(settled.agreed, uniquingKeysWith: { _, last in last }),
+                                  mongoWritten: mongoWritten, nocodbWritten: settled.nocodbWrites.map(\.key), conflicts: settled.conflicts,
+                                  editors: rows.compactMapValues(\.editedBy), rejections: settled.rejections, retried: again),
+                            collection: collection, on: connection)
         outcome.timings.postgresWrite += lap()
 
-        outcome.mongoWrites += plan.mongoWrites.indices.filter {
-            report.errors[$0] == nil && !report.movedOn.contains(plan.mongoWrites[$0].key)
-        }.count
+        outcome.mongoWrites += mongoWritten.count
         outcome.nocodbWrites += settled.nocodbWrites.count
         outcome.conflicts += settled.conflicts.count
         for conflict in settled.conflicts { outcome.conflictsByRule[conflict.resolution.rule, default: 0] += 1 }
@@ -221,8 +274,9 @@ public struct RecordSynchronizer: Sendable {
     }
 
     /// Makes the planned MongoDB writes and finds out which conditional ones met a document
-    /// that had changed since it was read: when fewer matched than were sent, the documents
-    /// are read again, and those not holding the planned state were moved on by someone else.
+    /// that had changed since it was read (or presumed): when fewer matched than were sent,
+    /// the records are read again by key, and those not holding the planned state were moved
+    /// on by someone else (a document replaced under the same key included).
     private func write(_ writes: [SyncPlan.MongoWrite], mongo: MongoClientPool) throws -> SyncPlan.MongoReport {
         guard !writes.isEmpty else { return .init() }
         let result = try mongo.withClient { (client: MongoClient) throws(MongoError) in
@@ -230,23 +284,15 @@ public struct RecordSynchronizer: Sendable {
         }
         var report = SyncPlan.MongoReport()
         for error in result.writeErrors { report.errors[error.index] = (error.code, error.message) }
-        var updates = 0, deletes = 0
-        var conditional: [(id: Value, write: SyncPlan.MongoWrite)] = []
-        for (index, write) in writes.enumerated() where report.errors[index] == nil {
-            switch write.action {
-            case .insert: continue
-            case .update(let id, _, _): updates += 1; conditional.append((id, write))
-            case .delete(let id, _): deletes += 1; conditional.append((id, write))
-            }
-        }
-        guard result.matched < updates || result.deleted < deletes else { return report }
-        let current = try mongo.withClient { (client: MongoClient) throws(MongoError) in
-            try client.find(["_id": .document(["$in": .array(conditional.map(\.id))])], collection: collection)
-        }
-        var byID: [Value: Document] = [:]
-        for document in current { if let id = document["_id"] { byID[id] = document } }
-        for (id, write) in conditional {
-            let state = byID[id].flatMap { try? writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
+        let conditional = writes.enumerated().filter { index, write in
+            if report.errors[index] != nil { return false }
+            if case .insert = write.action { return false }
+            return true
+        }.map(\.element)
+        guard result.updatesMatchingNothing > 0 || result.deletesMatchingNothing > 0 else { return report }
+        let current = try read(conditional.map(\.key), contiguous: false, mongo: mongo)
+        for write in conditional {
+            let state = current[write.key].flatMap { try? writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
             if !state.sameContent(as: write.state) { report.movedOn.insert(write.key) }
         }
         return report

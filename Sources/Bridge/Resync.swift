@@ -104,14 +104,11 @@ public struct Resync: Sendable {
 
     public func run() throws -> ResyncReport {
         let control = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync")
-        guard try control.query("SELECT pg_try_advisory_lock(hashtext('nocobridge.resync'))").rows[0][0] == "t" else {
-            throw AlreadyRunning()
-        }
+        try lock(control)
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
-                                        appName: configuration.mongoAppName)
+                                        instance: configuration.instanceID)
         // The stream position is taken before any scan: every MongoDB write after it is
         // delivered by the stream later, every write before it is in the scan.
-        let stream = ToNocoDBPipeline.streamName(database: configuration.mongoDatabase)
         var startOptions = ChangeStreamOptions()
         startOptions.maxAwaitMilliseconds = 50
         let starter = try mongo.watch(collection: nil, options: startOptions)
@@ -123,19 +120,61 @@ public struct Resync: Sendable {
         if configuration.capture == .logical && !options.dryRun {
             slotRecreated = try LogicalSlot.recreateIfUnusable(on: control, logger: logger)
         }
+        var report = try reconcile(control: control, mongo: mongo)
+        report.slotRecreated = slotRecreated
+        if !options.dryRun, let startToken {
+            let legacy = try PositionStore.load(ChangeStreamFlow.legacyStreamName(database: configuration.mongoDatabase), on: control)
+            for mapping in configuration.tables {
+                let stream = ChangeStreamFlow.streamName(database: configuration.mongoDatabase, collection: mapping.collection)
+                let stored = try PositionStore.load(stream, on: control) ?? legacy
+                let usable = try stored.map { try positionUsable($0, mongo: mongo) } ?? false
+                if options.resetStreamPosition || !usable {
+                    try PositionStore.save(stream, position: startToken, on: control)
+                    report.streamPositionReset = true
+                }
+            }
+        }
+        if !options.dryRun { try GenerationMarker().realign(connection: control, mongo: mongo) }
+        try unlock(control)
+        return report
+    }
 
+    /// Only the tables' reconciliation, without touching stream positions, the slot or the
+    /// restore markers: for a collection replaced under the running bridge, whose flow keeps
+    /// its own position.
+    public func reconcileTables() throws -> ResyncReport {
+        let control = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-resync")
+        try lock(control)
+        let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
+                                        instance: configuration.instanceID)
+        let report = try reconcile(control: control, mongo: mongo)
+        try unlock(control)
+        return report
+    }
+
+    /// One resync at a time per database (a session lock, gone with the session).
+    private func lock(_ control: PostgresConnection) throws {
+        guard try control.query("SELECT pg_try_advisory_lock(hashtext('nocobridge.resync')) AS locked").named.first?["locked"] == "t" else {
+            throw AlreadyRunning()
+        }
+    }
+
+    private func unlock(_ control: PostgresConnection) throws {
+        try control.query("SELECT pg_advisory_unlock(hashtext('nocobridge.resync'))")
+    }
+
+    private func reconcile(control: PostgresConnection, mongo: MongoClientPool) throws -> ResyncReport {
         let mode: SyncMode = switch options.direction {
         case .both: .reconcile(restored: options.restored)
         case .toMongo: .mirror(from: .nocodb)
         case .toNocoDB: .mirror(from: .mongo)
         }
         var report = ResyncReport(dryRun: options.dryRun, direction: options.direction.rawValue)
-        report.slotRecreated = slotRecreated
         let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
         let synchronizers = try configuration.tables.map { mapping in
             RecordSynchronizer(shape: try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds,
                                                              fieldNames: configuration.fieldNames),
-                               policy: configuration.policy, journal: journal, nocodbEditTime: configuration.nocodbEditTime)
+                               policy: configuration.policy, capture: configuration.capture, journal: journal, history: configuration.history)
         }
         if !options.dryRun {
             try IntentRecovery(configuration: configuration, mongo: mongo, logger: logger).run(synchronizers: synchronizers, connection: control)
@@ -143,16 +182,6 @@ public struct Resync: Sendable {
         for sync in synchronizers {
             report.tables.append(try resyncTable(sync: sync, mode: mode, mongo: mongo, control: control))
         }
-        if !options.dryRun, let startToken {
-            let stored = try PositionStore.load(stream, on: control)
-            let usable = try stored.map { try positionUsable($0, mongo: mongo) } ?? false
-            if options.resetStreamPosition || !usable {
-                try PositionStore.save(stream, position: startToken, on: control)
-                report.streamPositionReset = true
-            }
-        }
-        if !options.dryRun { try GenerationMarker().realign(connection: control, mongo: mongo) }
-        try control.query("SELECT pg_advisory_unlock(hashtext('nocobridge.resync'))")
         return report
     }
 
@@ -165,7 +194,7 @@ public struct Resync: Sendable {
             _ = try s.next()
             return true
         } catch {
-            if ResumeFailure.isHistoryLost(code: error.code) { return false }
+            if error.isHistoryLost { return false }
             throw error
         }
     }
@@ -277,11 +306,16 @@ public struct Resync: Sendable {
                 let rate = Double(done) / max(Date().timeIntervalSince(started), 0.001)
                 let eta = rate > 0 ? Double(max(estimate - done, 0)) / rate : 0
                 progress("\(mapping.table): \(done)/\(estimate) keys, \(Int(rate))/s, ETA \(Int(eta)) s")
+                // For consoles (ResyncProgress); never fails the resync.
+                try? ResyncProgress.report(table: mapping.qualifiedName, collection: mapping.collection, done: done, estimate: estimate,
+                                           elapsedSeconds: Date().timeIntervalSince(started), dryRun: options.dryRun, finished: false, on: control)
             }
         }
         if !options.dryRun { try apply(&hints, sync: sync, mode: mode, writer: writer, mongo: mongo, into: &entry) }
         try scan.query("COMMIT")
         entry.seconds = Date().timeIntervalSince(started)
+        try? ResyncProgress.report(table: mapping.qualifiedName, collection: mapping.collection, done: entry.scanned, estimate: estimate,
+                                   elapsedSeconds: entry.seconds, dryRun: options.dryRun, finished: true, on: control)
         logger.info("resync table done", metadata: [
             "table": "\(mapping.qualifiedName)", "only_nocodb": "\(entry.onlyNocoDB)", "only_mongo": "\(entry.onlyMongo)",
             "equal": "\(entry.equal)", "different": "\(entry.different)", "seconds": "\(String(format: "%.1f", entry.seconds))",

@@ -55,6 +55,17 @@ extension BridgeConfiguration {
     /// The synced tables' shapes as of now, with the field metadata source's names and kinds
     /// (the configured ones when it fails: syncing goes on under the last known names).
     func shapes(on connection: PostgresConnection, logger: Logger) throws -> [TableShape] {
+        let (names, kinds) = fieldNamesAndKinds(logger: logger)
+        return try tables.map { try TableCatalog.shape(of: $0, on: connection, columnKinds: kinds, fieldNames: names) }
+    }
+
+    /// One table's shape as of now.
+    func shape(of mapping: TableMapping, on connection: PostgresConnection, logger: Logger) throws -> TableShape {
+        let (names, kinds) = fieldNamesAndKinds(logger: logger)
+        return try TableCatalog.shape(of: mapping, on: connection, columnKinds: kinds, fieldNames: names)
+    }
+
+    private func fieldNamesAndKinds(logger: Logger) -> (names: [String: String], kinds: [String: ColumnKind]) {
         var names = fieldNames, kinds = columnKinds
         if let fieldMetadata {
             do {
@@ -65,6 +76,6 @@ extension BridgeConfiguration {
                 logger.warning("cannot refresh field names from NocoDB; using the known ones", metadata: ["error": "\(error)"])
             }
         }
-        return try tables.map { try TableCatalog.shape(of: $0, on: connection, columnKinds: kinds, fieldNames: names) }
+        return (names, kinds)
     }
 }

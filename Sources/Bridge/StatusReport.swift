@@ -19,7 +19,7 @@ public struct StatusReport: Sendable, Codable {
 
     public static func collect(configuration: BridgeConfiguration) throws -> StatusReport {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-status")
-        let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase)
+        let pool = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase, instance: configuration.instanceID)
         var tables: [TableStatus] = []
         for mapping in configuration.tables {
             let shape = try TableCatalog.shape(of: mapping, on: connection)

@@ -17,8 +17,11 @@ public struct TableWriter: Sendable {
     private let selectSQL: String
     private let upsertSQL: String
     private let deleteSQL: String
+    /// Logical capture: the writes carry the bridge's mark in the WAL, so the decoder skips them.
+    private let marksLogicalDecoding: Bool
 
-    public init(shape: TableShape) {
+    public init(shape: TableShape, marksLogicalDecoding: Bool = false) {
+        self.marksLogicalDecoding = marksLogicalDecoding
         self.shape = shape
         codec = RecordCodec(mapper: shape.mapper)
         let q = PostgresConnection.quoteIdentifier
@@ -28,8 +31,9 @@ public struct TableWriter: Sendable {
         let mapperCols = shape.mapper.columns.map { q($0.name) }.joined(separator: ", ")
         let deletedExpr = has("__nc_deleted") ? "coalesce(\"__nc_deleted\", false)" : "false"
         let editedExpr = has("updated_at") ? "\"updated_at\"::text" : "NULL::text"
+        let editorExpr = has("updated_by") ? "\"updated_by\"::text" : "NULL::text"
         selectSQL = """
-            SELECT "externalId", \(deletedExpr), \(editedExpr), xmin::text, \(mapperCols)
+            SELECT "externalId", \(deletedExpr), \(editedExpr), xmin::text, \(editorExpr), \(mapperCols)
             FROM \(qualified) WHERE "externalId" = ANY($1::text[])
             """
 
@@ -112,11 +116,11 @@ public struct TableWriter: Sendable {
         var out: [String: LiveRow] = [:]
         for row in result.rows {
             guard let key = row[0] else { continue }
-            let values = Array(row[4...])
+            let values = Array(row[5...])
             out[key] = LiveRow(values: values, deleted: row[1] == "t",
                                version: versionIndex.flatMap { values[$0] }.flatMap { Int64($0) },
                                editedAt: row[2].flatMap { try? Timestamps.parseMilliseconds($0) },
-                               rowVersion: row[3])
+                               rowVersion: row[3], editedBy: row[4])
         }
         return out
     }
@@ -139,6 +143,7 @@ public struct TableWriter: Sendable {
     /// read (or appeared where there was none), which were left alone.
     public func apply(_ writes: [SyncPlan.NocoDBWrite], source: Side, on connection: PostgresConnection) throws(PostgresError) -> Set<String> {
         guard !writes.isEmpty else { return [] }
+        if marksLogicalDecoding { try connection.query(cached: BridgeOrigin.logicalMessage, []) }
         var upserts: [(key: String, fields: [String: String?], at: Int64, rowVersion: String?)] = []
         var deletes: [(key: String, at: Int64, rowVersion: String?)] = []
         for write in writes {

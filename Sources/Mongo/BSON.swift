@@ -124,6 +124,18 @@ enum BSONReader {
         return Array(UnsafeBufferPointer(start: data, count: Int(length(bson))))
     }
 
+    /// The raw bytes of the embedded document at top-level `key` (e.g. a change event's
+    /// `_id`, a resume token kept byte for byte whatever value types it holds), or nil.
+    static func embeddedDocumentBytes(_ bson: OpaquePointer, key: String) -> [UInt8]? {
+        let iter = IteratorStorage()
+        guard bson_iter_init_find(iter.pointer, bson, key), bson_iter_type(iter.pointer) == BSON_TYPE_DOCUMENT else { return nil }
+        var length: UInt32 = 0
+        var data: UnsafePointer<UInt8>?
+        bson_iter_document(iter.pointer, &length, &data)
+        guard let data else { return nil }
+        return Array(UnsafeBufferPointer(start: data, count: Int(length)))
+    }
+
     static func document(_ bson: OpaquePointer) -> Document {
         let iter = IteratorStorage()
         guard bson_iter_init(iter.pointer, bson) else { return Document() }
@@ -213,6 +225,11 @@ public enum BSONBytes {
     /// Full document ⇄ bytes, e.g. for a stored resume token.
     public static func encode(document: Document) throws(MongoError) -> [UInt8] {
         try BSONBox(document: document).bytes
+    }
+
+    /// The value `encode(_:)` encoded; nil for bytes that are not such a document.
+    public static func decode(_ bytes: [UInt8]) -> Value? {
+        BSONBox(bytes: bytes)?.document().fields.first?.value
     }
 }
 

@@ -4,49 +4,81 @@ import SyncCore
 public struct ChangeStreamOptions: Sendable {
     /// Extra `$match`/`$project` stages.
     public var pipeline: [Document] = []
-    /// `resumeAfter` token (raw BSON document bytes), from a previous stream.
+    /// `resumeAfter` token (raw BSON document bytes), from a previous stream. Not usable
+    /// after an `invalidate` event (the server answers 260): use `startAfter` then.
     public var resumeToken: [UInt8]?
+    /// `startAfter` token (raw BSON document bytes): like `resumeAfter`, and also accepted for
+    /// an `invalidate` event's `_id`, which is how a stream continues after its database was
+    /// dropped (research note E). Wins over `resumeToken` when both are set.
+    public var startAfter: [UInt8]?
     public var fullDocumentUpdateLookup = true
     public var fullDocumentBeforeChange = false
-    /// How long one `next()` waits on the server for a change.
+    /// How long one `next()` waits on the server for a change; kept below the pool's socket
+    /// timeout (see `maxAwaitMilliseconds(socketTimeoutMS:)`).
     public var maxAwaitMilliseconds: Int64 = 250
     public var batchSize: Int32 = 1000
+    /// Sent with the `aggregate` and every `getMore`, to find the stream in `currentOp`.
+    /// Not the pool's identity: `runningWrites(of:)` counts operations carrying that as writes.
+    public var comment: String?
 
     public init() {}
+
+    /// The `maxAwaitTimeMS` actually sent: at most half the socket timeout. An idle stream's
+    /// getMore is answered only after `maxAwaitTimeMS`; if that reaches the socket timeout,
+    /// libmongoc times out first, treats the timeout as resumable, resumes and waits again,
+    /// for ever inside one `next()` call (research note B, probe `cs_idle`). The other half
+    /// leaves room for the round trip and a busy server.
+    public func maxAwaitMilliseconds(socketTimeoutMS: Int32) -> Int64 {
+        min(max(1, maxAwaitMilliseconds), max(1, Int64(socketTimeoutMS) / 2))
+    }
 }
+
+@available(*, unavailable, message: "a change stream belongs to one thread")
+extension ChangeStream: Sendable {}
 
 /// A MongoDB change stream. It owns one pooled client for its lifetime (clients are not
 /// thread-safe) and must be used from one thread; `next()` blocks, so it runs on a
-/// dedicated thread, never on Swift's cooperative pool.
+/// dedicated thread, never on Swift's cooperative pool. It reads from the primary whatever
+/// the URL's `readPreference`.
 public final class ChangeStream {
     private let pool: MongoClientPool
     private let client: OpaquePointer
     private let stream: OpaquePointer
+    /// The `_id` of the `invalidate` event once one was returned (the database or collection
+    /// was dropped or renamed). The server has closed the stream: calling `next()` again
+    /// returns nothing and then fails with 260 (libmongoc resumes with `resumeAfter`). Open a
+    /// new stream with `startAfter` set to this token to continue.
+    public private(set) var invalidateToken: [UInt8]?
 
     init(pool: MongoClientPool, collection: String?, options: ChangeStreamOptions) throws(MongoError) {
-        self.pool = pool
-        client = mongoc_client_pool_pop(pool.pool)
+        // Every document is built before a client is taken, so a failure here leaks nothing.
         var opts = Document()
         if options.fullDocumentUpdateLookup { opts["fullDocument"] = .string("updateLookup") }
         if options.fullDocumentBeforeChange { opts["fullDocumentBeforeChange"] = .string("whenAvailable") }
-        opts["maxAwaitTimeMS"] = .int64(options.maxAwaitMilliseconds)
+        opts["maxAwaitTimeMS"] = .int64(options.maxAwaitMilliseconds(socketTimeoutMS: pool.socketTimeoutMS))
         opts["batchSize"] = .int32(options.batchSize)
+        if let comment = options.comment { opts["comment"] = .string(comment) }
         let pipeline = try BSONBox(document: ["pipeline": .array(options.pipeline.map(Value.document))])
         let optsBox = try BSONBox(document: opts)
-        if let token = options.resumeToken {
+        if let token = options.startAfter ?? options.resumeToken {
             guard let tokenBox = BSONBox(bytes: token) else {
-                mongoc_client_pool_push(pool.pool, client)
                 throw MongoError(kind: .invalidDocument, code: 260, message: "stored resume token is not valid BSON")
             }
-            bson_append_document(optsBox.pointer, "resumeAfter", -1, tokenBox.pointer)
+            bson_append_document(optsBox.pointer, options.startAfter != nil ? "startAfter" : "resumeAfter", -1, tokenBox.pointer)
         }
+        let primary = PrimaryReadPrefs()
+
+        self.pool = pool
+        client = mongoc_client_pool_pop(pool.pool)
         let made: OpaquePointer?
         if let collection {
             let coll = mongoc_client_get_collection(client, pool.databaseName, collection)!
+            mongoc_collection_set_read_prefs(coll, primary.pointer)
             made = mongoc_collection_watch(coll, pipeline.pointer, optsBox.pointer)
             mongoc_collection_destroy(coll)
         } else {
             let db = mongoc_client_get_database(client, pool.databaseName)!
+            mongoc_database_set_read_prefs(db, primary.pointer)
             made = mongoc_database_watch(db, pipeline.pointer, optsBox.pointer)
             mongoc_database_destroy(db)
         }
@@ -54,11 +86,10 @@ public final class ChangeStream {
             mongoc_client_pool_push(pool.pool, client)
             throw MongoError(kind: .server, message: "cannot open change stream")
         }
-        var error = bson_error_t()
-        if mongoc_change_stream_error_document(made, &error, nil) {
+        if let error = Self.error(of: made) {
             mongoc_change_stream_destroy(made)
             mongoc_client_pool_push(pool.pool, client)
-            throw MongoError.from(error)
+            throw error
         }
         // Assigned last: a throwing init with every property set would run deinit and free twice.
         stream = made
@@ -69,16 +100,25 @@ public final class ChangeStream {
         mongoc_client_pool_push(pool.pool, client)
     }
 
-    /// The next event, or nil when none arrived within `maxAwaitMilliseconds`.
+    private static func error(of stream: OpaquePointer) -> MongoError? {
+        var error = bson_error_t()
+        var reply: OpaquePointer?
+        guard mongoc_change_stream_error_document(stream, &error, &reply) else { return nil }
+        return MongoError.from(error: error, reply: reply.map { BSONReader.document($0) })
+    }
+
+    /// The next event, or nil when none arrived within `maxAwaitMilliseconds`. Errors carry
+    /// the server's labels (`MongoError.isHistoryLost` tells a position that is gone).
     public func next() throws(MongoError) -> Document? {
         var current: OpaquePointer?
         if mongoc_change_stream_next(stream, &current), let current {
-            return BSONReader.document(current)
+            let event = BSONReader.document(current)
+            if event["operationType"] == .string("invalidate") {
+                invalidateToken = BSONReader.embeddedDocumentBytes(current, key: "_id")
+            }
+            return event
         }
-        var error = bson_error_t()
-        if mongoc_change_stream_error_document(stream, &error, nil) {
-            throw MongoError.from(error)
-        }
+        if let error = Self.error(of: stream) { throw error }
         return nil
     }
 

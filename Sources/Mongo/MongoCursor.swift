@@ -1,22 +1,28 @@
 import CMongoC
 import SyncCore
 
+@available(*, unavailable, message: "a cursor belongs to one thread")
+extension MongoCursor: Sendable {}
+
 /// A pull-based query cursor for scanning a whole collection with bounded memory (the
 /// server sends batches; one document is copied out per `next()`). It owns its pooled client
-/// until released, and belongs to one thread.
+/// until released, and belongs to one thread. It reads from the primary whatever the URL's
+/// `readPreference` (see `MongoClient.find`).
 public final class MongoCursor {
     private let pool: MongoClientPool
     private let client: OpaquePointer
     private let collection: OpaquePointer
     private let cursor: OpaquePointer
 
-    public init(pool: MongoClientPool, collection name: String, filter: Document, options: Document) throws(MongoError) {
+    public init(pool: MongoClientPool, collection name: String, filter: Document, options: Document,
+                readConcern: ReadConcern? = nil) throws(MongoError) {
         let f = try BSONBox(document: filter)
-        let o = try BSONBox(document: options)
+        let o = try BSONBox(document: MongoClient.findOptions(options, readConcern: readConcern))
+        let primary = PrimaryReadPrefs()
         self.pool = pool
         client = mongoc_client_pool_pop(pool.pool)
         collection = mongoc_client_get_collection(client, pool.databaseName, name)!
-        cursor = mongoc_collection_find_with_opts(collection, f.pointer, o.pointer, nil)!
+        cursor = mongoc_collection_find_with_opts(collection, f.pointer, o.pointer, primary.pointer)!
     }
 
     deinit {
@@ -30,8 +36,7 @@ public final class MongoCursor {
         if mongoc_cursor_next(cursor, &current), let current {
             return BSONReader.document(current)
         }
-        var error = bson_error_t()
-        if mongoc_cursor_error(cursor, &error) { throw MongoError.from(error) }
+        if let error = MongoClient.cursorError(cursor) { throw error }
         return nil
     }
 }

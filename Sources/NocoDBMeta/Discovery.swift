@@ -28,6 +28,9 @@ public struct Discovery: Sendable {
             throw NocoDBError.rejected(operation: "find base", status: 0,
                                        message: "\(byTitle.count) bases are titled \"\(wanted)\"; set NOCODB_BASE to the base id")
         }
+        // The list is every base the token's user may see, however long: its pageInfo may
+        // say otherwise, but bases.service.ts:41-53 returns them all; so a base missing here
+        // is not one this token reaches.
         guard let base = byTitle.first else {
             throw NocoDBError.notFound("base \"\(wanted)\" (NOCODB_BASE: its id from the base's URL, or its title; bases visible to this token: \(bases.map(\.title).joined(separator: ", ")))")
         }

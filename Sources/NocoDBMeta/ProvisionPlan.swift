@@ -3,9 +3,13 @@ public struct MetaSnapshot: Sendable, Equatable {
     public struct Table: Sendable, Equatable {
         public var fields: Set<String>
         public var views: [String: View]
-        public init(fields: Set<String>, views: [String: View] = [:]) {
+        /// The display-value field's title: NocoDB's "hide all" keeps it visible in a grid
+        /// (models/View.ts:1505-1532), so a grid always shows it.
+        public var displayValue: String?
+        public init(fields: Set<String>, views: [String: View] = [:], displayValue: String? = nil) {
             self.fields = fields
             self.views = views
+            self.displayValue = displayValue
         }
     }
 
@@ -42,7 +46,7 @@ public enum ProvisionStep: Sendable, Equatable, CustomStringConvertible {
         case .addFilter(let table, let view, let f):
             "POST /api/v2/meta/views/{\(table)/\(view)}/filters — \(f.field) \(f.comparison)\(f.value.map { " \($0)" } ?? "")"
         case .showOnly(let table, let view, let fields):
-            "POST /api/v2/meta/views/{\(table)/\(view)}/hide-all, PATCH …/columns/{field} — show only \(fields.joined(separator: ", "))"
+            "POST /api/v2/meta/views/{\(table)/\(view)}/hide-all, then PATCH /api/v2/meta/views/{\(table)/\(view)}/columns/{column} for each of \(fields.joined(separator: ", "))"
         }
     }
 }
@@ -61,20 +65,31 @@ public enum ProvisionPlanner {
             for field in spec.fields where !table.fields.contains(field.title) {
                 steps.append(.createField(table: spec.title, field))
             }
-            for view in spec.views { steps += viewSteps(spec.title, view, existing: table.views[view.title]) }
+            for view in spec.views {
+                steps += viewSteps(spec.title, view, existing: table.views[view.title], displayValue: table.displayValue)
+            }
         }
         return steps
     }
 
-    private static func viewSteps(_ table: String, _ view: ViewSpec, existing: MetaSnapshot.View?) -> [ProvisionStep] {
+    private static func viewSteps(_ table: String, _ view: ViewSpec, existing: MetaSnapshot.View?,
+                                  displayValue: String? = nil) -> [ProvisionStep] {
         var steps: [ProvisionStep] = []
         if existing == nil { steps.append(.createView(table: table, view)) }
         if let filter = view.filter, (existing?.filters ?? 0) == 0 {
             steps.append(.addFilter(table: table, view: view.title, filter))
         }
-        if let shown = view.shownFields, existing?.shown != Set(shown) {
+        if let shown = view.shownFields, existing?.shown != expectedShown(view, shown, displayValue: displayValue) {
             steps.append(.showOnly(table: table, view: view.title, fields: shown))
         }
         return steps
+    }
+
+    /// What NocoDB shows once `showOnly` ran: in a grid the display value stays visible
+    /// whatever is asked, so expecting it away would plan the same step on every run.
+    static func expectedShown(_ view: ViewSpec, _ shown: [String], displayValue: String?) -> Set<String> {
+        var expected = Set(shown)
+        if view.kind == MetaView.grid, let displayValue { expected.insert(displayValue) }
+        return expected
     }
 }

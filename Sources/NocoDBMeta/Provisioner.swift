@@ -18,7 +18,8 @@ public struct Provisioner: Sendable {
             guard let summary = tables.first(where: { $0.title == spec.title }) else { continue }
             let table = try client.table(id: summary.id)
             let byID = Dictionary((table.columns ?? []).map { ($0.id, $0.title) }, uniquingKeysWith: { a, _ in a })
-            var state = MetaSnapshot.Table(fields: Set((table.columns ?? []).map(\.title)))
+            var state = MetaSnapshot.Table(fields: Set((table.columns ?? []).map(\.title)),
+                                           displayValue: table.columns?.first(where: \.pv)?.title)
             let views = try client.views(table: table.id)
             for viewSpec in spec.views {
                 guard let view = views.first(where: { $0.title == viewSpec.title }) else { continue }

@@ -11,6 +11,13 @@ public struct FieldSpec: Sendable, Equatable {
         self.options = options
     }
 
+    /// The primary key column NocoDB's web UI sends when it creates a table (nocodb-sdk
+    /// src/lib/sqlUi/PgUi.ts:107-131 getNewTableColumns): NocoDB 0.258.3 adds none itself,
+    /// and rows of a table without one cannot be edited in NocoDB; capture reads `id`.
+    public static let idColumn: [String: any Sendable] = [
+        "column_name": "id", "title": "Id", "uidt": "ID", "dt": "int4", "pk": true, "ai": true, "rqd": true, "un": false,
+    ]
+
     /// The `ColumnReq` body.
     public var request: [String: any Sendable] {
         var body: [String: any Sendable] = ["title": title, "uidt": uidt]

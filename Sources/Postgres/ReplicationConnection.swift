@@ -34,7 +34,7 @@ public final class ReplicationConnection {
     public func startReplication(slot: String, publication: String, from lsn: UInt64) throws(PostgresError) {
         let position = String(lsn >> 32, radix: 16, uppercase: true) + "/" + String(lsn & 0xFFFF_FFFF, radix: 16, uppercase: true)
         let command = "START_REPLICATION SLOT \(PostgresConnection.quoteIdentifier(slot)) LOGICAL \(position) "
-            + "(proto_version '1', publication_names '\(PostgresConnection.quoteIdentifier(publication))')"
+            + "(proto_version '1', publication_names '\(PostgresConnection.quoteIdentifier(publication))', messages 'true')"
         guard let result = PQexec(handle, command) else {
             throw PostgresError(kind: .connectionLost, message: PostgresError.connectionMessage(handle))
         }

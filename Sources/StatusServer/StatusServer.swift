@@ -1,4 +1,5 @@
 import Bridge
+import BuildInfo
 import Foundation
 import Hummingbird
 import ServiceLifecycle
@@ -9,8 +10,12 @@ public struct StatusServerConfiguration: Sendable {
     /// `STATUS_ADDR`, `host:port`; localhost by default so nothing is exposed by accident.
     public var host = "127.0.0.1"
     public var port = 8787
-    /// `STATUS_TOKEN`: when set, every endpoint except `/healthz` requires `Authorization: Bearer …`.
+    /// `STATUS_TOKEN`: when set, every endpoint except `/healthz` and the console's static
+    /// files requires `Authorization: Bearer …`.
     public var token: String?
+    /// How often the console's lag and throughput charts are sampled (`STATUS_SAMPLE_SECONDS`);
+    /// an hour of samples is kept at the default.
+    public var sampleInterval: Duration = .seconds(10)
 
     public init() {}
 
@@ -26,25 +31,30 @@ public struct StatusServerConfiguration: Sendable {
 }
 
 /// Builds the hummingbird application serving `/status` (alias `/api/sync/status`),
-/// `/metrics`, `/healthz` and `/readyz`; it runs as a service in the bridge's `ServiceGroup`.
+/// `/metrics`, `/healthz`, `/readyz` and the operator console (`/`, `/api/…`, see `Console`);
+/// it runs as a service in the bridge's `ServiceGroup`.
 public enum StatusServer {
     public static func application(configuration: StatusServerConfiguration, bridge: BridgeService,
                                    metrics: MetricsExport, logger: Logger) -> some ApplicationProtocol {
         let router = Router()
         let token = configuration.token
         let health: @Sendable () async -> BridgeHealth = {
-            await withCheckedContinuation { continuation in
+            var h = await withCheckedContinuation { continuation in
                 // Pings block in libpq/libmongoc: keep them off the cooperative pool.
-                Thread {
-                    continuation.resume(returning: BridgeHealth.collect(
-                        configuration: bridge.configuration, toMongo: bridge.toMongoStatistics, toNocoDB: bridge.toNocoDBStatistics))
-                }.start()
+                BlockingExecutor.start(name: "nocobridge-status") { continuation.resume(returning: bridge.health()) }
             }
+            h.version = BuildInfo.description
+            return h
         }
+        let console = Console(
+            bridge: bridge, database: ConsoleDatabase(url: bridge.configuration.postgresURL),
+            series: LiveSeries(capacity: max(Int(3600 / max(configuration.sampleInterval / .seconds(1), 0.1)), 1)),
+            resync: ConsoleResync(configuration: bridge.configuration, logger: logger),
+            access: ConsoleAccess(token: token, loopback: ConsoleAccess.isLoopbackAddress(configuration.host)),
+            health: health, sampleInterval: configuration.sampleInterval, logger: logger)
         @Sendable func authorized(_ request: Request) -> Bool {
             guard let token else { return true }
-            let given = request.headers[.authorization] ?? ""
-            return constantTimeEqual(Array(given.utf8), Array(("Bearer " + token).utf8))
+            return ConsoleAccess.bearer(request, matches: token)
         }
         @Sendable func respond(_ status: HTTPResponse.Status, _ body: String, _ type: String) -> Response {
             Response(status: status, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(string: body)))
@@ -64,10 +74,15 @@ public enum StatusServer {
         }
         router.get("/metrics") { request, _ -> Response in
             guard authorized(request) else { return respond(.unauthorized, "unauthorized\n", "text/plain") }
-            return respond(.ok, metrics.text(after: await health()), "text/plain; version=0.0.4")
+            async let h = health()
+            let figures = await console.inspection()
+            return respond(.ok, metrics.text(after: await h, inspection: figures, leader: console.role(figures) == "leader"),
+                           "text/plain; version=0.0.4")
         }
-        return Application(router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
-                           logger: logger)
+        console.addRoutes(to: router)
+        return Application(responder: SecureResponder(inner: router.buildResponder()),
+                           configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+                           services: [ConsoleService(console: console)], logger: logger)
     }
 
     /// Compares without an early exit, so response time does not reveal a token's prefix.

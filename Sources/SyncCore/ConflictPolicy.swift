@@ -227,13 +227,3 @@ extension Resolution {
         if side == .nocodb { writeNocoDB = state } else { writeMongo = state }
     }
 }
-
-/// MongoDB change stream errors on resume that mean the stored position can never be used
-/// again (the history is gone or the token is unusable), as opposed to transient failures.
-public enum ResumeFailure {
-    /// 286 ChangeStreamHistoryLost, 280 ChangeStreamFatalError, 260 InvalidResumeToken,
-    /// 9 FailedToParse (a corrupted token), 136 CappedPositionLost.
-    public static let historyLostCodes: Set<Int32> = [286, 280, 260, 9, 136]
-
-    public static func isHistoryLost(code: Int32) -> Bool { historyLostCodes.contains(code) }
-}

@@ -1,7 +1,8 @@
 /// Turns decoded `pgoutput` messages into the bridge's captured changes: per committed
-/// transaction, which records of which synced table changed. Transactions from the bridge's
-/// own replication origins are dropped (echo suppression); open transactions are held until
-/// their commit, so nothing uncommitted is ever applied. Pure: tested from messages alone.
+/// transaction, which records of which synced table changed. Transactions carrying the
+/// bridge's own logical decoding message are dropped (echo suppression); open transactions
+/// are held until their commit, so nothing uncommitted is ever applied. Pure: tested from
+/// messages alone.
 public struct LogicalChangeCollector: Sendable {
     public struct Batch: Sendable, Equatable {
         public var changes: [CapturedChange] = []
@@ -24,7 +25,6 @@ public struct LogicalChangeCollector: Sendable {
         let idIndex: Int?
     }
 
-    private let ownOrigins: Set<String>
     private var relations: [UInt32: Relation] = [:]
     private var open: [(table: String, operation: CapturedChange.Operation, key: String?, oldKey: String?, rowID: String?)]?
     private var skipping = false
@@ -34,9 +34,11 @@ public struct LogicalChangeCollector: Sendable {
     private var sequence: Int64 = 0
     public private(set) var pendingCount = 0
 
-    public init(ownOrigins: Set<String>) {
-        self.ownOrigins = ownOrigins
-    }
+    /// The prefix of the logical decoding message the bridge emits in each transaction that
+    /// writes NocoDB's tables (`BridgeOrigin.logicalMessage`).
+    public static let ownMessagePrefix = "nocobridge"
+
+    public init() {}
 
     /// No transaction open and nothing waiting to be applied.
     public var isIdle: Bool { open == nil && pendingCount == 0 }
@@ -51,8 +53,14 @@ public struct LogicalChangeCollector: Sendable {
             open = []
             skipping = false
             openXID = xid
-        case .origin(let name):
-            if ownOrigins.contains(name) { skipping = true }
+        case .origin:
+            // Replication origins marked the bridge's writes before the message did; an
+            // origin alone no longer means anything (other tools set them too).
+            break
+        case .message(let transactional, let prefix, _):
+            // The bridge marks its own writes with a transactional message (any number of
+            // sessions can, where a replication origin serves one session at a time).
+            if transactional, prefix == Self.ownMessagePrefix, open != nil { skipping = true }
         case .insert(let relation, let new):
             return record(relation, .insert, key: text(new, relation), oldKey: nil, rowID: rowID(new, relation))
         case .update(let relation, let old, let new):
@@ -72,7 +80,7 @@ public struct LogicalChangeCollector: Sendable {
             return "TRUNCATE of \(tables.joined(separator: ", ")) is not synced record by record; run `nocobridge resync`"
         case .commit(_, let end, let commitTime):
             defer { open = nil; skipping = false }
-            // A skipped (own-origin) transaction is done as soon as what came before it is.
+            // A skipped (the bridge's own) transaction is done as soon as what came before it is.
             pendingEnd = max(pendingEnd, end)
             guard let changes = open, !skipping else { return nil }
             let at = (commitTime + PgOutput.postgresEpochOffsetMicroseconds) / 1000

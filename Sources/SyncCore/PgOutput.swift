@@ -37,7 +37,10 @@ public enum PgOutput {
         case update(relation: UInt32, old: [TupleValue]?, new: [TupleValue])
         case delete(relation: UInt32, old: [TupleValue])
         case truncate(relations: [UInt32])
-        /// Anything else (logical decoding messages, streaming): ignored.
+        /// A logical decoding message (`pg_logical_emit_message`); a transactional one belongs
+        /// to the transaction it was emitted in.
+        case message(transactional: Bool, prefix: String, content: [UInt8])
+        /// Anything else (streaming): ignored.
         case other(kind: UInt8)
     }
 
@@ -120,6 +123,12 @@ public enum PgOutput {
             var ids: [UInt32] = []
             for _ in 0..<count { ids.append(try r.uint32()) }
             return .truncate(relations: ids)
+        case UInt8(ascii: "M"):
+            let transactional = try r.byte() & 1 == 1
+            _ = try r.uint64()  // LSN of the message
+            let prefix = try r.string()
+            let length = Int(try r.uint32())
+            return .message(transactional: transactional, prefix: prefix, content: try r.bytes(length))
         default:
             return .other(kind: kind)
         }
@@ -174,6 +183,12 @@ public enum PgOutput {
             guard let end = bytes[index...].firstIndex(of: 0) else { throw DecodeError(reason: "unterminated string") }
             defer { index = end + 1 }
             return String(decoding: bytes[index..<end], as: UTF8.self)
+        }
+
+        mutating func bytes(_ count: Int) throws(DecodeError) -> [UInt8] {
+            guard count >= 0, index + count <= bytes.count else { throw DecodeError(reason: "message ends early") }
+            defer { index += count }
+            return Array(bytes[index..<index + count])
         }
 
         mutating func tuple() throws(DecodeError) -> [TupleValue] {

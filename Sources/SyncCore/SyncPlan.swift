@@ -36,13 +36,17 @@ public struct LiveRow: Sendable, Equatable {
     /// PostgreSQL's row version (`xmin`) when read: the bridge holds no row lock while it
     /// talks to MongoDB, so a write back to this row applies only if it is still this version.
     public var rowVersion: String?
+    /// NocoDB's `updated_by` (the user id NocoDB stamps on edits through it), for history.
+    public var editedBy: String?
 
-    public init(values: [String?], deleted: Bool = false, version: Int64? = nil, editedAt: Int64? = nil, rowVersion: String? = nil) {
+    public init(values: [String?], deleted: Bool = false, version: Int64? = nil, editedAt: Int64? = nil, rowVersion: String? = nil,
+                editedBy: String? = nil) {
         self.values = values
         self.deleted = deleted
         self.version = version
         self.editedAt = editedAt
         self.rowVersion = rowVersion
+        self.editedBy = editedBy
     }
 }
 
@@ -118,6 +122,13 @@ public struct SyncPlan: Sendable {
         public var nocodb: RecordState
         public var mongo: RecordState
         public var resolution: Resolution.Conflict
+
+        public init(key: String, nocodb: RecordState, mongo: RecordState, resolution: Resolution.Conflict) {
+            self.key = key
+            self.nocodb = nocodb
+            self.mongo = mongo
+            self.resolution = resolution
+        }
     }
 
     public var mongoWrites: [MongoWrite] = []

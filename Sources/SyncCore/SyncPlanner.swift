@@ -142,10 +142,12 @@ public struct SyncPlanner: Sendable {
                 return .init(key: key, action: .insert(inserted), state: state)
             }
             // Only what differs, by `_id`: smaller writes, smaller change events; fields only
-            // MongoDB has survive.
+            // MongoDB has survive. The write holds only while every synced field is as the
+            // decision saw it: an app's change to any of them since is a change the policy
+            // must weigh, not one to write over or around.
             let changedFields = set.fields.filter { document[$0.key] != $0.value }
             guard !changedFields.isEmpty else { return nil }
-            let expected = Self.expected(changedFields.map(\.key), in: document)
+            let expected = Self.expected(codec.contentColumns.map(\.field), in: document)
             return .init(key: key, action: .update(id: id, set: Document(changedFields), expected: expected), state: state)
         case .absent:
             guard let document = record.document, let id = document["_id"] else { return nil }
@@ -154,11 +156,24 @@ public struct SyncPlanner: Sendable {
         }
     }
 
+    /// The document MongoDB holds when it holds the agreed state, as the bridge writes it:
+    /// what a decision presumes instead of reading MongoDB, when it has no reason to think an
+    /// app changed the document since (the write that follows is conditional, so a wrong
+    /// presumption costs a second round, never a lost update). Nil when the agreed state is a
+    /// tombstone or cannot be encoded.
+    public func presumedDocument(key: String, agreed: RecordState, id: Value) -> Document? {
+        guard case .present(let fields, let at) = agreed,
+              let set = try? codec.mongoFields(key: key, fields: fields, at: at, source: .nocodb, version: nil) else { return nil }
+        return Document([("_id", id)] + set.fields)
+    }
+
     /// The filter that matches `document` only while `fields` still hold what was read (a
-    /// missing field as null, which matches missing or null), leaving out large values.
+    /// missing field as null, which matches missing or null), leaving out large values and the
+    /// metadata fields, which never make records differ (and which a presumed document does not
+    /// know as MongoDB holds them).
     static func expected(_ fields: [String], in document: Document) -> Document {
         var out = Document()
-        for field in fields where field != "_id" {
+        for field in fields where field != "_id" && !RecordCodec.metadataFields.contains(field) {
             let value = document[field] ?? .null
             if case .string(let s) = value, s.utf8.count > largestExpectedValue { continue }
             if case .document = value, JSON.serialize(value).utf8.count > largestExpectedValue { continue }

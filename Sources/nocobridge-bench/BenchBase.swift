@@ -45,7 +45,7 @@ struct BenchBase {
         try admin.query("DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
         try admin.query("CREATE DATABASE \(database)")
         let url = PostgresConnection.url(settings.pgURL, database: database)
-        let mongo = try MongoClientPool(url: settings.mongoURL, database: database, appName: "bench-source")
+        let mongo = try MongoClientPool(url: settings.mongoURL, database: database, instance: "bench-source")
         try mongo.withClient { (c: MongoClient) throws(MongoError) in _ = try c.runCommand(["dropDatabase": .int32(1)]) }
         let pg = try PostgresConnection(url: url, applicationName: "bench-admin")
         try pg.execute(script: try String(contentsOfFile: "Scripts/demo-schema.sql", encoding: .utf8))

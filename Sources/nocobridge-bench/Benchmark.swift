@@ -10,6 +10,8 @@ struct Settings: Sendable {
         /// Raw bulk rates, bulk edits with head-of-line probes, backlogs after a restart.
         case bulk
         case resync
+        /// What record history costs per batch, with and without it.
+        case history
     }
 
     var quick = false
@@ -153,6 +155,9 @@ struct Benchmark {
         }
         if settings.phases.contains(.resync) {
             results.resync = try ResyncRun(harness: harness).run()
+        }
+        if settings.phases.contains(.history) {
+            results.history = try HistoryCost(settings: settings).run()
         }
         results.bridgeMemory.peakMib = harness.bridgePeakMiB > 0 ? harness.bridgePeakMiB : nil
         harness.stopObservers()

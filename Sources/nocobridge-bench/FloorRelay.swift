@@ -33,7 +33,7 @@ final class FloorRelay: Sendable {
 
     init(url: String, mongoURL: String, capture: NocoBridgeCLI.Capture, direction: Direction) throws {
         self.url = url
-        mongo = try MongoClientPool(url: mongoURL, database: BenchBase.database, appName: "bench-relay")
+        mongo = try MongoClientPool(url: mongoURL, database: BenchBase.database, instance: "bench-relay")
         self.capture = capture
         self.direction = direction
     }

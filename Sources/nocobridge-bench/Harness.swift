@@ -26,7 +26,7 @@ final class Harness {
         self.base = base
         self.children = children
         source = try base.connect()
-        observerPool = try MongoClientPool(url: base.mongoURL, database: BenchBase.database, appName: "bench-observer")
+        observerPool = try MongoClientPool(url: base.mongoURL, database: BenchBase.database, instance: "bench-observer")
         mongoObserver = MongoObserver(pool: observerPool, collections: BenchBase.observedCollections, arrivals: arrivals)
         postgresObserver = PostgresObserver(url: base.url, arrivals: arrivals)
         try mongoObserver.start()

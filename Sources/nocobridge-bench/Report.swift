@@ -90,6 +90,14 @@ struct Report {
                          + "= \(percent(r.ratioToSlowerScan)) of the slower raw sorted scan (PostgreSQL \(rate(r.rawScanPgRowsPerS)) rows, "
                          + "MongoDB \(rate(r.rawScanMongoDocsPerS)) docs); peak RSS \(mib(r.peakRssMib))")
         }
+        if let h = results.history {
+            for b in h.batches {
+                lines.append("RECORD HISTORY, batches of \(b.size): PostgreSQL writes p50 \(ms(b.postgresWriteP50MsWith)) with, \(ms(b.postgresWriteP50MsWithout)) without; "
+                             + "whole batch p50 \(ms(b.batchP50MsWith)) / \(ms(b.batchP50MsWithout)), p90 \(ms(b.batchP90MsWith)) / \(ms(b.batchP90MsWithout))")
+            }
+            lines.append("RECORD HISTORY: \(h.bytesPerEntryWithIndexes.map { String(format: "%.0f", $0) } ?? "-") bytes per entry with indexes "
+                         + "(\(h.bytesPerEntryHeap.map { String(format: "%.0f", $0) } ?? "-") in the table), \(h.entries) entries")
+        }
         if let s = results.seconds { lines.append("(\(results.mode) run, \(Int(s)) s)") }
     }
 

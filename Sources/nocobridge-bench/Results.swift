@@ -179,5 +179,6 @@ struct BenchResults: Codable, Sendable {
     var catchUp: CatchUp?
     var bridgeMemory = BridgeMemory()
     var resync: ResyncResult?
+    var history: HistoryCostResult?
     var seconds: Double?
 }

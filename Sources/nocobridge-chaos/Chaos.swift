@@ -114,12 +114,14 @@ struct Chaos {
             case .restartPostgres: try servers.restartPostgres()
             case .restartMongo: try servers.restartMongo()
             case .resync: try retrying { try cli(["resync"]) }
+            case .failover: try retrying { try Failover.inject(mongo: mongo, using: &rng) }
             }
             injected[fault, default: 0] += 1
         }
         nocodbWriter.stop()
         mongoWriter.stop()
         integrationWriter.stop()
+        try retrying { try Failover.end(mongo: mongo) }
         let loadSeconds = Date().timeIntervalSince(started)
         say("load stopped after \(String(format: "%.1f", loadSeconds)) s; waiting for both sides to converge")
 

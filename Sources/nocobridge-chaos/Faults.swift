@@ -1,4 +1,6 @@
 import Foundation
+import Mongo
+import SyncCore
 
 /// The faults a run injects, in a seeded order that repeats every five.
 enum Fault: String, CaseIterable, Sendable {
@@ -6,9 +8,12 @@ enum Fault: String, CaseIterable, Sendable {
     case restartPostgres = "restart PostgreSQL"
     case restartMongo = "restart MongoDB server"
     case resync = "resync while running"
+    /// MongoDB failing commands as a failover does: `failCommand` on a random command with a
+    /// failover's error (or a dropped connection), a few times, for every client.
+    case failover = "MongoDB failover errors"
 
     static func schedule(count: Int, using rng: inout SeededRandom) -> [Fault] {
-        let pattern = [Fault.killBridge, .killBridge, .restartPostgres, .restartMongo, .resync]
+        let pattern = [Fault.killBridge, .killBridge, .restartPostgres, .restartMongo, .resync, .failover]
         var out: [Fault] = []
         while out.count < count { out += pattern.shuffled(using: &rng) }
         return Array(out.prefix(count))
@@ -68,4 +73,35 @@ struct ServerControl {
 struct ChaosError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A failover as clients see it, through the server's `failCommand` failpoint (SecantusDB
+/// runs with test commands here): a random write, read or change stream command fails with
+/// PrimarySteppedDown, NotWritablePrimary, InterruptedDueToReplStateChange or
+/// ShutdownInProgress, or has its connection dropped, for the next few such commands of any
+/// client. Writers retry; the bridge must lose and duplicate nothing.
+enum Failover {
+    static let commands = ["insert", "update", "delete", "find", "aggregate", "getMore"]
+    static let codes: [Int32] = [189, 10107, 11602, 91]
+
+    static func inject(mongo: MongoClientPool, using rng: inout SeededRandom) throws {
+        var data: Document = ["failCommands": .array([.string(commands.randomElement(using: &rng)!)])]
+        if Int.random(in: 0..<4, using: &rng) == 0 {
+            data["closeConnection"] = .bool(true)
+        } else {
+            data["errorCode"] = .int32(codes.randomElement(using: &rng)!)
+        }
+        let times = Int32.random(in: 1...5, using: &rng)
+        try mongo.withClient { (c: MongoClient) throws(MongoError) in
+            _ = try c.runCommand(["configureFailPoint": .string("failCommand"), "mode": .document(["times": .int32(times)]),
+                                  "data": .document(data)], database: "admin")
+        }
+    }
+
+    /// Ends what is left of the last failover, before both sides are compared.
+    static func end(mongo: MongoClientPool) throws {
+        try mongo.withClient { (c: MongoClient) throws(MongoError) in
+            _ = try c.runCommand(["configureFailPoint": .string("failCommand"), "mode": .string("off")], database: "admin")
+        }
+    }
 }

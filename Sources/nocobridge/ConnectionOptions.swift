@@ -133,6 +133,12 @@ struct ConnectionOptions: ParsableArguments {
             }
             config.duplicateKeys = policy
         }
+        if let raw = env["SYNC_HISTORY_DAYS"], !raw.isEmpty {
+            guard let days = Int(raw), (0...3650).contains(days) else {
+                throw ConfigurationError(setting: "SYNC_HISTORY_DAYS", message: "\"\(raw)\" is not a number of days between 0 and 3650")
+            }
+            config.historyDays = days
+        }
         if let kinds = setting(columnTypes, "SYNC_COLUMN_TYPES") {
             config.columnKinds = try BridgeConfiguration.parseColumnKinds(kinds)
         }

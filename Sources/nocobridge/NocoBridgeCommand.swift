@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bridge
+import BuildInfo
 import Foundation
 import Logging
 import NocoDBMeta
@@ -11,7 +12,9 @@ struct NocoBridgeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nocobridge",
         abstract: "Keeps NocoDB (PostgreSQL) and MongoDB in sync, both ways.",
-        subcommands: [Run.self, Install.self, Provision.self, Uninstall.self, ResyncCommand.self, DLQCommand.self, SQL.self, Status.self]
+        version: BuildInfo.description,
+        subcommands: [Run.self, Install.self, Provision.self, Uninstall.self, ResyncCommand.self, DLQCommand.self,
+                      ConflictsCommand.self, HistoryCommand.self, SQL.self, Status.self]
     )
 }
 
@@ -80,9 +83,18 @@ struct Run: AsyncParsableCommand {
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: bridge)]
                 let address = env["STATUS_ADDR"] ?? "127.0.0.1:8787"
                 if address != "off" {
-                    let status = try StatusServerConfiguration(address: address, token: env["STATUS_TOKEN"])
+                    var status = try StatusServerConfiguration(address: address, token: env["STATUS_TOKEN"])
+                    if let raw = env["STATUS_SAMPLE_SECONDS"], !raw.isEmpty {
+                        guard let seconds = Double(raw), seconds >= 0.1, seconds <= 3600 else {
+                            throw ConfigurationError(setting: "STATUS_SAMPLE_SECONDS", message: "\"\(raw)\" is not a number of seconds between 0.1 and 3600")
+                        }
+                        status.sampleInterval = .milliseconds(Int(seconds * 1000))
+                    }
                     let http = StatusServer.application(configuration: status, bridge: bridge, metrics: metrics, logger: logger)
                     services.append(.init(service: NonFatalService(http, name: "status endpoint", logger: logger)))
+                }
+                if config.historyDays > 0 {
+                    services.append(.init(service: HistoryPruneService(postgresURL: config.postgresURL, days: config.historyDays, logger: logger)))
                 }
                 var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
                 groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
@@ -91,13 +103,14 @@ struct Run: AsyncParsableCommand {
                 let group = ServiceGroup(configuration: groupConfiguration)
                 do {
                     try bridge.preflight()
+                    try SchemaCheck.requireCurrent(configuration: config)
                     try await group.run()
                     return
                 } catch let lost as SlotLost where onHistoryLost == .resync {
                     logger.warning("logical replication slot lost; resyncing before streaming again", metadata: ["error": "\(lost)"])
                     let report = try Resync(configuration: config, options: ResyncOptions(), logger: logger, progress: progressPrinter()).run()
                     FileHandle.standardError.write(Data(report.text().utf8))
-                } catch let lost as ToNocoDBPipeline.HistoryLost where onHistoryLost == .resync {
+                } catch let lost as MongoHistoryLost where onHistoryLost == .resync {
                     logger.warning("MongoDB history lost; resyncing before streaming again", metadata: ["error": "\(lost)"])
                     var resync = ResyncOptions()
                     resync.resetStreamPosition = true

@@ -26,6 +26,17 @@ enum NocoDBSettings {
         return config
     }
 
+    /// `NOCODB_PUBLIC_URL`: the address staff open NocoDB at, for printed share links, when
+    /// the bridge reaches it at another (`http://nocodb:8080` inside a Compose network).
+    static func publicURL(_ env: [String: String]) throws -> String? {
+        guard let raw = env["NOCODB_PUBLIC_URL"], !raw.isEmpty else { return nil }
+        guard let parsed = URL(string: raw), let scheme = parsed.scheme, ["http", "https"].contains(scheme), parsed.host != nil,
+              parsed.user == nil, parsed.password == nil else {
+            throw ConfigurationError(setting: "NOCODB_PUBLIC_URL", message: "expected http(s)://host[:port][/path], without user info")
+        }
+        return raw
+    }
+
     static func client(_ env: [String: String]) throws -> NocoDBMetaClient? {
         try configuration(env).map { NocoDBMetaClient(configuration: $0, logger: makeLogger("nocobridge.nocodb")) }
     }

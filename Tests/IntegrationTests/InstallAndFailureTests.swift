@@ -27,6 +27,19 @@ import Testing
         #expect(try f.sql("SELECT count(*) FROM \(t)").rows[0][0] == "1")
     }
 
+    /// A unique violation's DETAIL quotes the row ("Key (card)=(4111…) already exists"), and
+    /// errors reach logs, `/status` and dead letters: they carry the server's message and
+    /// SQLSTATE, never the DETAIL.
+    @Test func postgresErrorsLeaveOutTheDetailThatQuotesRowValues() throws {
+        let c = try PostgresConnection(url: TestServers.fromEnvironment().adminURL)
+        try c.query("CREATE TEMP TABLE cards (card text PRIMARY KEY)")
+        try c.query("INSERT INTO cards VALUES ($1)", ["4111-1111-1111-1111"])
+        let error = #expect(throws: PostgresError.self) { try c.query("INSERT INTO cards VALUES ($1)", ["4111-1111-1111-1111"]) }
+        #expect(error?.sqlState == "23505")
+        #expect(error?.description.contains("duplicate key value violates unique constraint") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("4111") == false, "\(String(describing: error))")
+    }
+
     @Test func installIsIdempotentAndUninstallRemovesOnlyWhatItAdded() throws {
         let f = try BridgeFixture()
         let installer = Installer(configuration: f.ownerConfiguration, logger: testLogger())

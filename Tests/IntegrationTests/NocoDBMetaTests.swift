@@ -6,7 +6,7 @@ import Postgres
 import SyncCore
 import Testing
 
-/// The bridge against NocoDB's meta API (the spec-validating test server) and the tables it
+/// The bridge against NocoDB's meta API (the test double, Tests/Support/nocodb/) and the tables it
 /// makes in PostgreSQL. These run the bridge as the database owner: provisioning creates
 /// tables after the fixture's limited role was granted its rights.
 @Suite struct NocoDBMetaTests {
@@ -19,10 +19,22 @@ import Testing
         return env
     }
 
-    @Test func provisionIsIdempotentAndEveryCallMatchesTheSpec() throws {
+    /// The physical columns NocoDB gives a seed table: 0.258.3 appends its four system
+    /// columns after the request's (the `id` is ours); 2026 puts its roster first.
+    static func chefOrdersColumns(_ version: NocoDBTestServer.Version) -> String {
+        switch version {
+        case .v0_258_3: "id,externalId,updatedAt,source,version,items,status,created_at,updated_at,created_by,updated_by"
+        case .v2026: "id,created_at,updated_at,created_by,updated_by,nc_order,__nc_deleted,externalId,updatedAt,source,version,items,status"
+        }
+    }
+
+    /// The whole provisioning flow against each modelled NocoDB release: every table gets
+    /// an `id` primary key, a second run only reads, and the provisioned tables then sync.
+    @Test(arguments: NocoDBTestServer.Version.allCases)
+    func provisionIsIdempotentAndTheTablesSync(version: NocoDBTestServer.Version) throws {
         let f = try BridgeFixture(install: false)
         let base = "p" + randomSuffix(14)
-        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, version: version)
         let env = environment(f, server, tables: "waiter_ops,chef_orders,cashier_txns")
 
         let dry = try runCLI(["provision", "--dry-run"], environment: env)
@@ -37,8 +49,15 @@ import Testing
             FROM information_schema.columns WHERE table_schema = $1 GROUP BY 1 ORDER BY 1
             """, [base]).rows
         #expect(columns.map { $0[0] ?? "" } == ["cashier_txns", "chef_orders", "waiter_ops"])
-        #expect(columns.first { $0[0] == "chef_orders" }?[1]
-                == "id,created_at,updated_at,created_by,updated_by,nc_order,__nc_deleted,externalId,updatedAt,source,version,items,status")
+        #expect(columns.first { $0[0] == "chef_orders" }?[1] == Self.chefOrdersColumns(version))
+        let keys = try f.sql("""
+            SELECT c.relname, string_agg(a.attname, ',') FROM pg_constraint k
+            JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (k.conkey)
+            WHERE k.contype = 'p' AND n.nspname = $1 GROUP BY 1 ORDER BY 1
+            """, [base]).rows
+        #expect(keys.map { "\($0[0] ?? "").\($0[1] ?? "")" } == ["cashier_txns.id", "chef_orders.id", "waiter_ops.id"],
+                "every seed table has the primary key id")
         #expect(try f.sql("SELECT count(*) FROM nocobridge.synced_tables WHERE schema_name = $1", [base]).rows[0][0] == "3")
 
         let client = server.client()
@@ -54,7 +73,9 @@ import Testing
         #expect(waiter["Waiter Ops"]?.type == MetaView.grid && chef["Chef Orders Board"]?.type == MetaView.kanban)
         #expect(try client.filters(view: try #require(waiter["Waiter Ops"]).id).count == 1)
         #expect(try shown(waiter["Waiter Ops Form"], in: "waiter_ops") == ["action", "notes"])
-        #expect(try shown(cashier["Cashier Txns"], in: "cashier_txns") == ["amount", "currency", "method"])
+        // NocoDB keeps the display value (externalId, the first field) in a grid.
+        #expect(try shown(cashier["Cashier Txns"], in: "cashier_txns") == ["externalId", "amount", "currency", "method"])
+        #expect(try shown(chef["Chef Orders Board"], in: "chef_orders") == ["externalId", "status", "items"])
 
         let before = server.calls.count
         let second = try runCLI(["provision"], environment: env)
@@ -63,6 +84,87 @@ import Testing
         #expect(server.calls.count > 20)
         #expect(server.violations.isEmpty, "\(server.violations)")
         #expect(!(dry.output + first.output + second.output).contains(NocoDBTestServer.token))
+
+        // install again (idempotent) and a row each way through the provisioned tables.
+        var runEnv = env
+        runEnv["LOG_LEVEL"] = "warning"
+        let install = try runCLI(["install"], environment: runEnv)
+        #expect(install.status == 0, "\(install.output)")
+        let bridge = try BridgeProcess(environment: runEnv)
+        let physical = PostgresConnection.quoteIdentifier(base) + ".\"waiter_ops\""
+        try f.sql("INSERT INTO \(physical) (\"externalId\", \"table_no\", \"action\") VALUES ('n-1', 7, 'water')")
+        try eventually("a NocoDB row reaches MongoDB") {
+            try f.documents("waiter_ops", filter: ["externalId": .string("n-1")]).first?["table_no"] == .int64(7)
+        }
+        try f.mongoWrite { m throws(MongoError) in
+            try m.insertOne(["externalId": .string("m-1"), "table_no": .int64(3), "action": .string("bill")], collection: "waiter_ops")
+        }
+        try eventually("a MongoDB document reaches NocoDB's table with an id") {
+            try f.sql("SELECT \"action\", id IS NOT NULL FROM \(physical) WHERE \"externalId\" = 'm-1'").rows.first == ["bill", "t"]
+        }
+        bridge.kill(SIGTERM)
+        #expect(bridge.wait() == 0)
+
+        // A field added in NocoDB later is shown in forms too (models/View.ts:592-650), so
+        // the next provision restricts the form again.
+        try client.createField(table: try #require(tables["waiter_ops"]).id, field: FieldSpec("tip", "Decimal").request)
+        #expect(try shown(waiter["Waiter Ops Form"], in: "waiter_ops") == ["action", "notes", "tip"])
+        let again = try runCLI(["provision", "--dry-run"], environment: env)
+        #expect(again.status == 0 && again.output.contains("Would make 1 change(s)")
+                && again.output.contains("{waiter_ops/Waiter Ops Form}/hide-all"), "\(again.output)")
+    }
+
+    /// NocoDB's `GET /bases/` answers every base on "page 1" whatever page is asked, with
+    /// isLastPage false past DB_QUERY_LIMIT_MAX: the client must still stop.
+    @Test func aBaseListLongerThanNocoDBsPageEnds() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, extraBases: 25, limitMax: 10)
+        var env = environment(f, server, tables: "waiter_ops")
+        env["NOCODB_BASE"] = server.baseTitle
+        let dry = try runCLI(["provision", "--dry-run"], environment: env, timeoutSeconds: 30)
+        #expect(dry.status == 0 && dry.output.contains("Would make"), "\(dry.output)")
+        // All 26 bases come on "page 1" with isLastPage false; having totalRows of them ends it.
+        #expect(server.calls.filter { $0.path.hasPrefix("/api/v2/meta/bases/?") }.count == 1)
+        #expect(try server.client().bases().count == 26)
+    }
+
+    /// Both of NocoDB's error envelopes become one clear line, and a rename sends the whole
+    /// field back, as NocoDB's UI does, with the column name NocoDB renames the column after.
+    @Test func errorEnvelopesAndRenames() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let client = server.client()
+        #expect(throws: NocoDBError.notFound("read table mNope: Table 'mNope' not found (TABLE_NOT_FOUND)")) {
+            try client.table(id: "mNope")
+        }
+        let table = try client.createTable(base: base, title: "Tips & Notes", fields: [FieldSpec("Tip %", "Decimal").request])
+        #expect(table.tableName == "Tips & Notes")
+        #expect(table.columns?.first { $0.title == "Tip %" }?.columnName == "Tip__")
+        #expect(throws: NocoDBError.rejected(operation: "create field Tip %", status: 400, message: "Duplicate column alias")) {
+            try client.createField(table: table.id, field: FieldSpec("Tip %", "Decimal").request)
+        }
+        let tip = try #require(table.columns?.first { $0.title == "Tip %" })
+        func physical() throws -> [String] {
+            try f.sql("SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND column_name LIKE 'Tip%' ORDER BY 1",
+                      [base]).rows.map { $0[0] ?? "" }
+        }
+        // The partial body an API reader might send: NocoDB renames nothing and answers 400,
+        // since the column it ALTERs and updates is the one whose id the body carries.
+        let partial = try server.request("PATCH", "/api/v2/meta/columns/\(tip.id)",
+                                         json: ["title": "Tip (€)", "column_name": "Tip____", "uidt": "Decimal"])
+        #expect(partial.status == 400 && "\(partial.body ?? "")".contains("Undefined binding"), "\(partial)")
+        #expect(try client.table(id: table.id).columns?.first { $0.id == tip.id }?.title == "Tip %")
+        #expect(try physical() == ["Tip__"])
+
+        try client.renameField(id: tip.id, title: "Tip (€)")
+        let renamed = try client.table(id: table.id).columns?.first { $0.id == tip.id }
+        #expect(renamed?.title == "Tip (€)" && renamed?.columnName == "Tip____")
+        #expect(try physical() == ["Tip____"])
+        let patch = try #require(server.calls.last { $0.method == "PATCH" })
+        #expect(patch.status == 200 && patch.path == "/api/v2/meta/columns/\(tip.id)")
+        #expect(server.violations.isEmpty, "\(server.violations)")
     }
 
     /// Tables and fields named as managers see them; fields added, renamed and removed in
@@ -103,7 +205,7 @@ import Testing
         }
         // Renamed: the new title is the field name from then on.
         let notes = try #require(try client.table(id: table.id).columns?.first { $0.title == "Notes" })
-        try client.renameField(id: notes.id, title: "Remarks", uidt: "LongText")
+        try client.renameField(id: notes.id, title: "Remarks")
         try eventually("the renamed field is synced", seconds: 30) {
             try f.sql("UPDATE \(physical) SET \"Remarks\" = 'corner' || clock_timestamp()::text WHERE \"externalId\" = 'n-1'")
             usleep(300_000)
@@ -165,6 +267,21 @@ import Testing
             env["NOCODB_TIMEOUT_MS"] = "200"
             let slow = try runCLI(["provision", "--dry-run"], environment: env)
             #expect(slow.status == 1 && slow.output.contains("timed out"), "\(slow.output)")
+        }
+        do {
+            // NocoDB's error text quoting the password it was sent (a 4xx at once, a 5xx
+            // after the retries, which are logged): neither carries it on.
+            let password = "share-pw-s3cret"
+            let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base,
+                                              fail: ["PATCH /share$ 400 1", "PATCH /share$ 500 4"], failEcho: true)
+            for expected in ["refused set the password of shared view vwNope (400)", "did not answer set the password of shared view vwNope after 4 attempts"] {
+                do {
+                    try server.client().setSharePassword(view: "vwNope", password: password)
+                    Issue.record("the injected failure was not answered")
+                } catch {
+                    #expect("\(error)".contains(expected) && "\(error)".contains("<redacted>") && !"\(error)".contains(password), "\(error)")
+                }
+            }
         }
         do {
             let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, fail: ["POST /tables$ 422 1"])

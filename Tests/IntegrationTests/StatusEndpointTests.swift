@@ -108,10 +108,10 @@ import Testing
         let f = try BridgeFixture()
         var config = f.configuration
         config.mongoURL = "mongodb://127.0.0.1:1/?replicaSet=secantus&serverSelectionTimeoutMS=200"
-        let health = BridgeHealth.collect(configuration: config, toMongo: PipelineStatistics(direction: "to-mongo"), toNocoDB: PipelineStatistics(direction: "to-nocodb"))
+        let health = BridgeService(configuration: config, logger: testLogger()).health()
         #expect(health.status == .degraded && health.postgres && !health.mongo)
         #expect(MetricsExport().text(after: health).contains("nocobridge_up{server=\"mongo\"} 0"))
         config.postgresURL = "postgresql://nobody@127.0.0.1:1/none"
-        #expect(BridgeHealth.collect(configuration: config, toMongo: PipelineStatistics(direction: "to-mongo"), toNocoDB: PipelineStatistics(direction: "to-nocodb")).status == .down)
+        #expect(BridgeService(configuration: config, logger: testLogger()).health().status == .down)
     }
 }

@@ -51,6 +51,32 @@ import Testing
         ])
     }
 
+    /// NocoDB's "hide all" leaves a grid's display value visible: a grid showing it beside
+    /// the wanted fields is done, and a form is not exempt.
+    @Test func aGridsDisplayValueIsExpectedToStayVisible() {
+        var snapshot = Self.provisioned()
+        snapshot.tables["cashier_txns"]?.displayValue = "externalId"
+        snapshot.tables["cashier_txns"]?.views["Cashier Txns"]?.shown = ["externalId", "amount", "currency", "method"]
+        #expect(ProvisionPlanner.plan(SeedModel.tables, current: snapshot).isEmpty)
+        snapshot.tables["waiter_ops"]?.displayValue = "externalId"
+        snapshot.tables["waiter_ops"]?.views["Waiter Ops Form"]?.shown = ["externalId", "action", "notes"]
+        #expect(ProvisionPlanner.plan(SeedModel.tables, current: snapshot)
+                == [.showOnly(table: "waiter_ops", view: "Waiter Ops Form", fields: ["action", "notes"])])
+        // Without a known display value the grid must show exactly the wanted fields.
+        snapshot = Self.provisioned()
+        snapshot.tables["cashier_txns"]?.views["Cashier Txns"]?.shown = ["externalId", "amount", "currency", "method"]
+        #expect(ProvisionPlanner.plan(SeedModel.tables, current: snapshot).count == 1)
+    }
+
+    @Test func columnNamesFollowNocoDBsSanitizer() {
+        #expect(NocoDBNames.columnName(forTitle: "Table No") == "Table_No")
+        #expect(NocoDBNames.columnName(forTitle: "Tip (€)") == "Tip____")
+        #expect(NocoDBNames.columnName(forTitle: "Größe") == "Gr__e")
+        #expect(NocoDBNames.columnName(forTitle: "%%") == "field")
+        #expect(NocoDBNames.columnName(forTitle: String(repeating: "a", count: 80)).count == 54)
+        #expect(NocoDBNames.columnName(forTitle: "Tip 💶") == "Tip___", "beyond the BMP: two UTF-16 code units, two underscores")
+    }
+
     @Test func theSeedModelMatchesTheArchitectureNote() {
         for table in SeedModel.tables {
             let fields = table.fields.map(\.title)

@@ -168,10 +168,4 @@ import Testing
         let r = ConflictResolver.resolve(changed: .nocodb, nocodb: .absent(at: 300), mongo: Self.agreed, agreed: Self.agreed, policy: .init())
         #expect(r.writeMongo == .absent(at: 300) && r.agreed == .absent(at: 300))
     }
-
-    @Test(arguments: [Int32(286), 280, 260, 9, 136])
-    func historyLostCodes(code: Int32) { #expect(ResumeFailure.isHistoryLost(code: code)) }
-
-    @Test(arguments: [Int32(6), 7, 89, 91, 11600, 189, 13436, 0])
-    func transientCodesAreNotHistoryLost(code: Int32) { #expect(!ResumeFailure.isHistoryLost(code: code)) }
 }

@@ -16,7 +16,7 @@ import Testing
     static let y2000 = PgOutput.postgresEpochOffsetMicroseconds / 1000
 
     func collector(_ messages: [PgOutput.Message]) -> (LogicalChangeCollector, [String]) {
-        var c = LogicalChangeCollector(ownOrigins: ["own"])
+        var c = LogicalChangeCollector()
         var warnings: [String] = []
         for m in messages { if let w = c.add(m) { warnings.append(w) } }
         return (c, warnings)
@@ -54,23 +54,35 @@ import Testing
         #expect(c.pendingCount == 1)
     }
 
-    /// The bridge's own writes come back marked with its origin and are dropped; the
-    /// position still moves past them, so an idle slot does not hold WAL for them.
-    @Test func ownOriginTransactionsAreSkippedButAdvanceThePosition() {
+    static let own = PgOutput.Message.message(transactional: true, prefix: "nocobridge", content: Array("bridge".utf8))
+
+    /// The bridge's own writes come back marked with its transactional message and are
+    /// dropped; the position still moves past them, so an idle slot does not hold WAL for them.
+    /// A message from someone else, a non-transactional one, or a replication origin (which
+    /// marked the bridge's writes in older versions, and which other tools set) drops nothing.
+    @Test func ownTransactionsAreSkippedButAdvanceThePosition() {
         var (c, _) = collector([
             Self.relation,
-            .begin(finalLSN: 0x10, commitTime: 0, xid: 1), .origin(name: "own"),
+            .begin(finalLSN: 0x10, commitTime: 0, xid: 1), Self.own,
             .insert(relation: 7, new: Self.row("1", "echo")),
             .commit(commitLSN: 0x10, endLSN: 0x18, commitTime: 0),
-            .begin(finalLSN: 0x20, commitTime: 0, xid: 2), .origin(name: "someone else"),
+            .begin(finalLSN: 0x20, commitTime: 0, xid: 2), .message(transactional: true, prefix: "audit", content: []),
             .insert(relation: 7, new: Self.row("2", "theirs")),
             .commit(commitLSN: 0x20, endLSN: 0x28, commitTime: 0),
+            .begin(finalLSN: 0x30, commitTime: 0, xid: 3), .origin(name: "_to_nocodb"),
+            .insert(relation: 7, new: Self.row("3", "replicated")),
+            .commit(commitLSN: 0x30, endLSN: 0x38, commitTime: 0),
+            .message(transactional: false, prefix: "nocobridge", content: []),
+            .begin(finalLSN: 0x40, commitTime: 0, xid: 4),
+            .insert(relation: 7, new: Self.row("4", "after")),
+            .commit(commitLSN: 0x40, endLSN: 0x48, commitTime: 0),
         ])
         let (batches, end) = c.take()
-        #expect(batches["p1.waiter_ops"]?.changes.map(\.key) == ["theirs"])
-        #expect(end == 0x28)
-        var (only, _) = collector([Self.relation, .begin(finalLSN: 0x10, commitTime: 0, xid: 1), .origin(name: "own"),
-                                   .insert(relation: 7, new: Self.row("1", "echo")), .commit(commitLSN: 0x10, endLSN: 0x18, commitTime: 0)])
+        #expect(batches["p1.waiter_ops"]?.changes.map(\.key) == ["theirs", "replicated", "after"])
+        #expect(end == 0x48)
+        var (only, _) = collector([Self.relation, .begin(finalLSN: 0x10, commitTime: 0, xid: 1),
+                                   .insert(relation: 7, new: Self.row("1", "echo")), Self.own,
+                                   .commit(commitLSN: 0x10, endLSN: 0x18, commitTime: 0)])
         #expect(only.pendingCount == 0 && only.isIdle)
         #expect(only.take().end == 0x18)
     }

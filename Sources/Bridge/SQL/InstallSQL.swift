@@ -98,6 +98,9 @@ CREATE TABLE IF NOT EXISTS nocobridge.key_map (
     PRIMARY KEY (collection, mongo_id)
 );
 CREATE INDEX IF NOT EXISTS key_map_external_idx ON nocobridge.key_map (collection, external_id);
+-- When the pair was last seen: a key whose document was deleted and made again has several
+-- _ids, and the latest is its document now.
+ALTER TABLE nocobridge.key_map ADD COLUMN IF NOT EXISTS seen_at timestamptz NOT NULL DEFAULT clock_timestamp();
 
 -- Last state both sides agreed on, per record; deleted = tombstone.
 CREATE TABLE IF NOT EXISTS nocobridge.agreed_state (
@@ -127,6 +130,17 @@ CREATE TABLE IF NOT EXISTS nocobridge.write_intents (
 CREATE INDEX IF NOT EXISTS write_intents_key_idx ON nocobridge.write_intents (collection, external_id);
 CREATE INDEX IF NOT EXISTS write_intents_batch_idx ON nocobridge.write_intents (owner, batch_id);
 
+-- Collections held while MongoDB is restored under the running bridge (a synced collection
+-- dropped or renamed, its database dropped: how `mongorestore --drop` begins). Their changes
+-- wait; once the collection has been quiet for a few seconds the table is reconciled as after
+-- a restore of MongoDB (`resync --restored mongo`: NocoDB's newer state wins, deletions stay
+-- deleted) and the hold ends. Kept here so a bridge restarted meanwhile still holds.
+CREATE TABLE IF NOT EXISTS nocobridge.table_holds (
+    collection  text PRIMARY KEY,
+    reason      text NOT NULL,
+    since       timestamptz NOT NULL DEFAULT now()
+);
+
 -- Every resolved conflict: both versions, the winner and the rule that chose it.
 CREATE TABLE IF NOT EXISTS nocobridge.conflicts (
     id          bigserial PRIMARY KEY,
@@ -137,6 +151,47 @@ CREATE TABLE IF NOT EXISTS nocobridge.conflicts (
     winner      text NOT NULL,
     rule        text NOT NULL,
     at          timestamptz NOT NULL DEFAULT now()
+);
+
+-- Record history (the audit trail NocoDB's community edition lacks): per record, what changed
+-- on which side, who changed it where NocoDB knows (its updated_by), and what the bridge
+-- decided. Written by the bridge in the transaction that records the agreed state (one
+-- INSERT per batch), kept SYNC_HISTORY_DAYS, pruned in small batches by the running bridge.
+CREATE TABLE IF NOT EXISTS nocobridge.history (
+    id          bigserial PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT now(),
+    collection  text NOT NULL,
+    external_id text NOT NULL,
+    side        text NOT NULL,                   -- nocodb | mongo | both: who changed it since the agreed state
+    op          text NOT NULL,                   -- insert | update | delete | rejected
+    changed     jsonb,                           -- {field: [before, after]} as that side changed it
+    discarded   jsonb,                           -- conflicts: {side: {field: value}} the decision overwrote
+    edited_by   text,                            -- NocoDB's updated_by for a change made in NocoDB
+    decision    text NOT NULL,                   -- write-mongo | write-nocodb | write-both | agree | dead-letter
+    winner      text,                            -- conflicts: nocodb | mongo | merged
+    rule        text,                            -- conflicts: the rule that decided
+    via         text NOT NULL,                   -- stream | resync
+    note        text                             -- dead letters: the error
+);
+CREATE INDEX IF NOT EXISTS history_key_idx ON nocobridge.history (collection, external_id, at);
+-- Pruning finds old rows by time; a BRIN index is a few pages for an append-only table and
+-- costs the writer next to nothing.
+CREATE INDEX IF NOT EXISTS history_at_brin ON nocobridge.history USING brin (at);
+
+-- Progress of the last resync per table, updated at most once a second by whichever process
+-- runs it (CLI, console, `run --on-history-lost=resync`), so every console shows it. A row
+-- without finished_at whose pid is gone was interrupted.
+CREATE TABLE IF NOT EXISTS nocobridge.resync_progress (
+    table_name  text PRIMARY KEY,                -- schema.table
+    collection  text NOT NULL,
+    done        bigint NOT NULL DEFAULT 0,       -- keys compared so far
+    estimate    bigint NOT NULL DEFAULT 0,       -- the larger side's row count at the start
+    rate        double precision NOT NULL DEFAULT 0,
+    dry_run     boolean NOT NULL DEFAULT false,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    pid         integer NOT NULL DEFAULT pg_backend_pid()
 );
 
 CREATE TABLE IF NOT EXISTS nocobridge.meta (
@@ -681,8 +736,7 @@ $fn$;
 
 -- Grants a login role exactly what `nocobridge run`, `resync` and `dlq` need, so the daemon
 -- does not run as a superuser or as the tables' owner: the bridge schema's tables, and
--- SELECT/INSERT/UPDATE/DELETE on the synced tables (plus their sequences; with logical
--- capture, the replication origin function). Installing
+-- SELECT/INSERT/UPDATE/DELETE on the synced tables (plus their sequences). Installing
 -- (triggers, indexes) stays with the owner; the trigger functions run as their definer.
 -- Run again after attaching more tables.
 CREATE OR REPLACE FUNCTION nocobridge.grant_bridge_role(p_role text)
@@ -702,16 +756,9 @@ BEGIN
             EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO %I', s.seq, p_role);
         END LOOP;
     END LOOP;
-    -- Logical capture: the bridge marks its own writes with a replication origin, which
-    -- PostgreSQL reserves to superusers unless granted. Streaming the slot also needs the
-    -- role's REPLICATION attribute, which only a superuser can give (ALTER ROLE … REPLICATION).
-    IF EXISTS (SELECT 1 FROM nocobridge.synced_tables WHERE capture = 'logical') THEN
-        BEGIN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION pg_catalog.pg_replication_origin_session_setup(text) TO %I', p_role);
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING 'nocobridge: only a superuser can grant pg_replication_origin_session_setup(text) to %, which logical capture needs', p_role;
-        END;
-    END IF;
+    -- Logical capture also needs the role's REPLICATION attribute (to stream the slot), which
+    -- only a superuser can give: ALTER ROLE … REPLICATION. The bridge marks its own writes
+    -- with a logical decoding message, which needs no grant.
 END
 $fn$;
 """#

@@ -94,9 +94,36 @@ public enum DeadLetterStore {
             """, [id.map { String($0) }]).named.map(entry)
     }
 
+    /// Entries with their payloads for the console, newest first; `sources` narrows to a
+    /// table's names (`schema.table`, or an older row's `db.collection`), `key` to one record.
+    public static func entries(sources: [String]?, key: String?, limit: Int, on connection: PostgresConnection) throws -> [Entry] {
+        try connection.query("""
+            SELECT id, direction, source_name, key, field, error,
+                   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at, retries,
+                   jsonb_pretty(payload) AS payload
+            FROM nocobridge.dead_letters
+            WHERE ($1::text[] IS NULL OR source_name = ANY($1::text[])) AND ($2::text IS NULL OR key = $2)
+            ORDER BY id DESC LIMIT $3
+            """, [sources.map { PostgresConnection.arrayLiteral($0) }, key, String(limit)]).named.map(entry)
+    }
+
+    /// Entries by id (those that still exist), oldest first; every entry when `ids` is nil.
+    public static func entries(_ ids: [Int64]?, on connection: PostgresConnection) throws -> [Entry] {
+        try connection.query("""
+            SELECT id, direction, source_name, key, field, error, created_at::text AS created_at, retries, payload::text AS payload
+            FROM nocobridge.dead_letters WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[]) ORDER BY id
+            """, [ids.map { PostgresConnection.arrayLiteral($0.map { String($0) }) }]).named.map(entry)
+    }
+
     /// Deletes an entry; false when there was none.
     public static func delete(_ id: Int64, on connection: PostgresConnection) throws -> Bool {
-        try connection.query("DELETE FROM nocobridge.dead_letters WHERE id = $1", [String(id)]).affected == 1
+        try delete([id], on: connection) == 1
+    }
+
+    /// Deletes entries in one statement; returns how many existed.
+    public static func delete(_ ids: [Int64], on connection: PostgresConnection) throws -> Int {
+        try connection.query("DELETE FROM nocobridge.dead_letters WHERE id = ANY($1::bigint[])",
+                             [PostgresConnection.arrayLiteral(ids.map { String($0) })]).affected
     }
 
     /// A retry that failed again: the new reason and field, one more retry counted.

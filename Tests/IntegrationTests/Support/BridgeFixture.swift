@@ -170,62 +170,42 @@ final class BridgeFixture: @unchecked Sendable {
     }
 }
 
-/// A pipeline on its own thread, stopped and joined by `shutdown()`.
+/// The bridge's NocoDB → MongoDB direction, as `nocobridge run --direction to-mongo` runs it,
+/// stopped and joined by `shutdown()`.
 final class RunningPipeline: Sendable {
-    let stop = StopSignal()
-    let statistics = PipelineStatistics(direction: "to-mongo")
-    private let done = DispatchSemaphore(value: 0)
+    private let bridge: RunningBridge
+    var statistics: PipelineStatistics { bridge.toMongo }
 
     init(configuration: BridgeConfiguration, mongo: MongoClientPool) {
-        let run: @Sendable () -> Void
-        switch configuration.capture {
-        case .triggers:
-            let pipeline = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: statistics)
-            run = { pipeline.run() }
-        case .logical:
-            let pipeline = LogicalCapturePipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: statistics)
-            run = { _ = try? pipeline.run() }
-        }
-        let done = self.done
-        let thread = Thread {
-            run()
-            done.signal()
-        }
-        thread.start()
+        var config = configuration
+        config.direction = .toMongo
+        bridge = RunningBridge(configuration: config, mongo: mongo)
     }
 
-    func shutdown() {
-        stop.stop()
-        done.wait()
-    }
+    func shutdown() { bridge.shutdown() }
 }
 
-/// Both pipelines on their own threads, as `nocobridge run` runs them.
+/// The bridge as `nocobridge run` runs it (both directions, every table's flows), on its own
+/// thread, stopped and joined by `shutdown()`.
 final class RunningBridge: Sendable {
     let stop = StopSignal()
-    let toMongo: PipelineStatistics
-    let toNocoDB: PipelineStatistics
+    let service: BridgeService
+    var toMongo: PipelineStatistics { service.toMongoStatistics }
+    var toNocoDB: PipelineStatistics { service.toNocoDBStatistics }
     private let done = DispatchSemaphore(value: 0)
 
     init(configuration: BridgeConfiguration, mongo: MongoClientPool, metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
-        toMongo = PipelineStatistics(direction: "to-mongo", metrics: metrics)
-        toNocoDB = PipelineStatistics(direction: "to-nocodb", metrics: metrics)
-        let b = ToNocoDBPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toNocoDB)
-        let done = self.done
-        switch configuration.capture {
-        case .triggers:
-            let a = ToMongoPipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toMongo)
-            Thread { a.run(); done.signal() }.start()
-        case .logical:
-            let a = LogicalCapturePipeline(configuration: configuration, mongo: mongo, stop: stop, logger: testLogger(), statistics: toMongo)
-            Thread { _ = try? a.run(); done.signal() }.start()
-        }
-        Thread { _ = try? b.run(); done.signal() }.start()
+        let service = BridgeService(configuration: configuration, logger: testLogger(), metrics: metrics)
+        self.service = service
+        let stop = stop, done = done
+        Thread {
+            do { try service.run(until: stop) } catch { testLogger().error("bridge stopped: \(error)") }
+            done.signal()
+        }.start()
     }
 
     func shutdown() {
         stop.stop()
-        done.wait()
         done.wait()
     }
 }

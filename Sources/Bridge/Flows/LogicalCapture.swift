@@ -2,103 +2,169 @@ import Foundation
 import Logging
 import Mongo
 import Postgres
+import Synchronization
 import SyncCore
 
 /// NocoDB → MongoDB without triggers: PostgreSQL's own write-ahead log through a logical
-/// replication slot (`pgoutput`), decoded by `PgOutput` and applied by the same
-/// `NocoDBChangeApplier` as the changelog. The slot's flush position is confirmed only after
-/// a batch is committed in MongoDB and its position recorded in PostgreSQL, so a crash
-/// re-delivers and never skips. Transactions written by the bridge itself carry a
-/// replication origin and are skipped when decoded.
-public final class LogicalCapturePipeline: Sendable {
-    public static let publication = "nocobridge"
+/// replication slot (`pgoutput`). One reader per process streams the slot and decodes it
+/// (`LogicalChangeCollector`) into a `LogicalBacklog`; one `LogicalTableFlow` per table applies
+/// its table's changes with the same `NocoDBChangeApplier` as the changelog. The slot's flush
+/// position is confirmed only up to what every table has applied (committed in MongoDB and
+/// recorded in PostgreSQL), so a crash re-delivers and never skips. Transactions the bridge
+/// itself wrote carry a logical decoding message and are skipped when decoded.
+final class LogicalSlotReader: Sendable {
+    static let publication = "nocobridge"
 
-    private let configuration: BridgeConfiguration
+    private let environment: FlowEnvironment
+    private let backlog: LogicalBacklog
     private let logger: Logger
-    private let stop: StopSignal
-    private let mongo: MongoClientPool
-    public let statistics: PipelineStatistics
+    /// The position confirmed so far: where a reconnect resumes, and where work decoded after
+    /// it begins.
+    private let confirmedPosition = Mutex<PgOutput.LSN>(0)
 
-    public init(configuration: BridgeConfiguration, mongo: MongoClientPool, stop: StopSignal, logger: Logger,
-                statistics: PipelineStatistics = PipelineStatistics(direction: "to-mongo")) {
-        self.configuration = configuration
-        self.mongo = mongo
-        self.stop = stop
+    init(environment: FlowEnvironment, backlog: LogicalBacklog) {
+        self.environment = environment
+        self.backlog = backlog
+        var logger = environment.logger
+        logger[metadataKey: "flow"] = "logical-slot"
         self.logger = logger
-        self.statistics = statistics
     }
 
     /// Blocks until stopped; reconnects with backoff. Throws only `SlotLost`.
-    public func run() throws {
-        try runReconnecting("to-mongo", configuration: configuration, stop: stop, logger: logger,
-                            statistics: statistics, isFatal: { $0 is SlotLost }, runConnected)
+    func run() throws {
+        try runReconnecting("logical capture", configuration: environment.configuration, stop: environment.stop, logger: logger,
+                            statistics: environment.toMongo, isFatal: { $0 is SlotLost }, runConnected)
     }
 
-    private var applier: NocoDBChangeApplier { NocoDBChangeApplier(mongo: mongo, logger: logger, statistics: statistics) }
-
     private func runConnected(onConnected: () -> Void) throws {
-        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-mongo")
+        let configuration = environment.configuration
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-logical")
         let slot = try LogicalSlot.name(on: connection)
         try LogicalSlot.check(slot, on: connection)
-        try LogicalSlot.useOrigin(slot + LogicalSlot.toMongoOrigin, on: connection)
-        let shapes = try configuration.shapes(on: connection, logger: logger)
-        var schema = try SchemaWatch(tables: configuration.tables, interval: configuration.schemaCheckInterval, on: connection)
-        let journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
-        let synchronizers = try Dictionary(uniqueKeysWithValues: shapes.map {
-            ($0.mapping.qualifiedName, RecordSynchronizer(shape: $0, policy: configuration.policy,
-                                                          optimisticInserts: try Installer.hasKeyIndex(collection: $0.mapping.collection, pool: mongo),
-                                                          journal: journal, nocodbEditTime: configuration.nocodbEditTime))
-        })
-        let allSynchronizers = Array(synchronizers.values)
-        var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
-        try recovery.runIfDue(synchronizers: allSynchronizers, connection: connection)
-        // Changes the triggers captured before the switch to logical capture.
-        for shape in shapes {
-            let reader = ChangelogReader(shape: shape)
-            guard let synchronizer = synchronizers[shape.mapping.qualifiedName] else { continue }
-            while try applier.applyChangelogBatch(reader, limit: configuration.batchSize, synchronizer: synchronizer, connection: connection) > 0 {}
-        }
         let replication = try ReplicationConnection(url: configuration.postgresURL)
         try replication.startReplication(slot: slot, publication: Self.publication, from: 0)
         onConnected()
-        statistics.setConnected(true)
-        defer { statistics.setConnected(false) }
-        logger.info("to-mongo pipeline running (logical capture)", metadata: ["slot": "\(slot)"])
-
-        var decoder = LogicalChangeCollector(ownOrigins: [slot + LogicalSlot.toMongoOrigin, slot + LogicalSlot.toNocoDBOrigin])
-        var confirmed: PgOutput.LSN = 0
+        logger.info("logical capture running", metadata: ["slot": "\(slot)"])
+        var decoder = LogicalChangeCollector()
+        var decoded = confirmedPosition.withLock { $0 }
+        var confirmed = decoded
         var lastStatus = ContinuousClock.now
+        let stop = environment.stop
         while !stop.isStopped {
-            try schema.check(on: connection)
-            if decoder.isIdle { try recovery.runIfDue(synchronizers: allSynchronizers, connection: connection) }
             let bytes = try replication.read(timeoutMilliseconds: decoder.pendingCount > 0 ? 0 : configuration.idleSweepMilliseconds,
                                              wakeFD: stop.fileDescriptor)
             var replyRequested = false
-            // Asking for a keepalive after a batch or an idle wait lets an idle slot confirm
-            // the server's end of WAL (the bridge's own writes included) at once, not only
-            // when the server gets round to a keepalive of its own.
+            // Asking for a keepalive after handing over a batch or after an idle wait lets an
+            // idle slot confirm the server's end of WAL (the bridge's own writes included) at
+            // once, not only when the server gets round to a keepalive of its own.
             var askServer = bytes == nil && decoder.isIdle
+            var serverEnd: PgOutput.LSN?
             if let bytes {
                 switch try PgOutput.decodeEnvelope(bytes) {
                 case .keepalive(let walEnd, let reply):
                     replyRequested = reply
-                    // Everything before this keepalive was received; with nothing pending or
-                    // open, the server's end of WAL is as good as applied (an idle slot must
-                    // not hold WAL).
-                    if decoder.isIdle { confirmed = max(confirmed, walEnd) }
+                    serverEnd = walEnd
                 case .xLogData(_, _, let message):
                     if let warning = decoder.add(message) { logger.warning("\(warning)") }
                 }
             }
             if decoder.pendingCount > 0 && (bytes == nil || decoder.pendingCount >= configuration.batchSize) {
-                confirmed = max(confirmed, try flush(&decoder, synchronizers: synchronizers, connection: connection))
+                let (batches, end) = decoder.take()
+                backlog.add(batches, previousEnd: decoded)
+                decoded = max(decoded, end)
                 replyRequested = true
                 askServer = true
             }
-            if replyRequested || askServer || ContinuousClock.now - lastStatus > .seconds(5) {
+            // Everything before a keepalive was received; with nothing open, waiting or being
+            // applied, the server's end of WAL is as good as applied (an idle slot must not
+            // hold WAL).
+            if let serverEnd, decoder.isIdle, backlog.isEmpty { decoded = max(decoded, serverEnd) }
+            let confirmable = backlog.confirmable(decoded: decoded)
+            if confirmable > confirmed {
+                confirmed = confirmable
+                confirmedPosition.withLock { $0 = confirmed }
+                replyRequested = true
+            }
+            if replyRequested || askServer || ContinuousClock.now - lastStatus > .seconds(1) {
                 try replication.send(PgOutput.standbyStatus(flushed: confirmed, now: Int64(Date().timeIntervalSince1970 * 1_000_000),
                                                             replyRequested: askServer))
                 lastStatus = ContinuousClock.now
+            }
+        }
+    }
+}
+
+/// Applies one table's changes from the logical slot (`LogicalBacklog`) to MongoDB.
+final class LogicalTableFlow: Sendable {
+    let mapping: TableMapping
+    private let environment: FlowEnvironment
+    private let backlog: LogicalBacklog
+    private let logger: Logger
+
+    init(mapping: TableMapping, environment: FlowEnvironment, backlog: LogicalBacklog) {
+        self.mapping = mapping
+        self.environment = environment
+        self.backlog = backlog
+        logger = environment.logger("to-mongo", table: mapping)
+    }
+
+    private var configuration: BridgeConfiguration { environment.configuration }
+    private var statistics: PipelineStatistics { environment.toMongo }
+
+    func run() throws {
+        try runReconnecting("to-mongo \(mapping.qualifiedName)", configuration: configuration, stop: environment.stop, logger: logger,
+                            statistics: statistics, table: mapping.qualifiedName, runConnected)
+    }
+
+    private func runConnected(onConnected: () -> Void) throws {
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-mongo")
+        let shape = try configuration.shape(of: mapping, on: connection, logger: logger)
+        var schema = try SchemaWatch(tables: [mapping], interval: configuration.schemaCheckInterval, on: connection)
+        let synchronizer = environment.synchronizer(
+            shape, optimisticInserts: try Installer.hasKeyIndex(collection: mapping.collection, pool: environment.mongo))
+        var recovery = IntentRecovery(configuration: configuration, mongo: environment.mongo, logger: logger)
+        try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
+        let applier = NocoDBChangeApplier(mongo: environment.mongo, logger: logger, statistics: statistics)
+        // Changes the triggers captured before the switch to logical capture.
+        let reader = ChangelogReader(shape: shape)
+        while try applier.applyChangelogBatch(reader, limit: configuration.batchSize, synchronizer: synchronizer, connection: connection) > 0 {}
+        onConnected()
+        statistics.setConnected(true, table: mapping.qualifiedName)
+        defer { statistics.setConnected(false, table: mapping.qualifiedName) }
+        let stop = environment.stop
+        let table = mapping.qualifiedName
+        var hold = HoldWatch(collection: mapping.collection)
+        while !stop.isStopped {
+            try schema.check(on: connection)
+            try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
+            if try hold.isHeld(on: connection) {
+                stop.sleep(milliseconds: 1000)
+                continue
+            }
+            guard let work = backlog.take(table) else {
+                WakePipe.wait(for: [backlog.wakeFD(table) ?? stop.fileDescriptor, stop.fileDescriptor],
+                              milliseconds: configuration.idleSweepMilliseconds)
+                continue
+            }
+            do {
+                try apply(work, applier: applier, synchronizer: synchronizer, connection: connection)
+                backlog.finished(table)
+            } catch {
+                backlog.giveBack(table)
+                throw error
+            }
+        }
+    }
+
+    private func apply(_ work: LogicalBacklog.Work, applier: NocoDBChangeApplier, synchronizer: RecordSynchronizer,
+                       connection: PostgresConnection) throws {
+        try waitUntilVisible(work.transactionIDs, on: connection)
+        let changes = try assignKeys(work, table: mapping, connection: connection)
+        // A large transaction (a bulk UPDATE) is applied in batches of the usual size.
+        for start in stride(from: 0, to: changes.count, by: configuration.batchSize) {
+            let chunk = Array(changes[start..<min(start + configuration.batchSize, changes.count)])
+            try applier.apply(chunk, oldestChangedAtMs: work.oldest, synchronizer: synchronizer, connection: connection) { _, rejections in
+                try DeadLetterStore.record(.toMongo, source: mapping.qualifiedName, rejections, on: connection)
             }
         }
     }
@@ -131,13 +197,14 @@ public final class LogicalCapturePipeline: Sendable {
     /// trigger would have given them: one statement per batch, in a transaction with the
     /// bridge's origin (so not captured again); each row is then synced under its key. A row
     /// that meanwhile got a key keeps it; a deleted one is skipped.
-    private func assignKeys(_ batch: LogicalChangeCollector.Batch, table: TableMapping, connection: PostgresConnection) throws -> [CapturedChange] {
+    private func assignKeys(_ batch: LogicalBacklog.Work, table: TableMapping, connection: PostgresConnection) throws -> [CapturedChange] {
         guard !batch.keylessRows.isEmpty || !batch.insertedRows.isEmpty else { return batch.changes }
         let qualified = PostgresConnection.quoteIdentifier(table.schema) + "." + PostgresConnection.quoteIdentifier(table.table)
         let keyless = Array(Set(batch.keylessRows.values))
         let inserted = Array(Set(batch.insertedRows.values))
         // The final SELECT sees the table as before the UPDATE: a new key comes from RETURNING.
-        let rows = try connection.query(cached: """
+        // Written as the bridge (not captured again).
+        let rows = try connection.bridgeTransaction { try connection.query(BridgeOrigin.logicalMessage); return try connection.query(cached: """
             WITH keyless AS (SELECT unnest($1::text[]) AS id),
             inserted AS (SELECT unnest($2::text[]) AS id),
             renew AS (
@@ -155,7 +222,7 @@ public final class LogicalCapturePipeline: Sendable {
             SELECT w.id, coalesce(a.key, t."externalId") FROM (SELECT id FROM keyless UNION SELECT id FROM inserted) w
             LEFT JOIN assigned a ON a.id = w.id
             LEFT JOIN \(qualified) AS t ON t."id"::text = w.id
-            """, [PostgresConnection.arrayLiteral(keyless), PostgresConnection.arrayLiteral(inserted)]).rows
+            """, [PostgresConnection.arrayLiteral(keyless), PostgresConnection.arrayLiteral(inserted)]).rows }
         var keys: [String: String] = [:]
         for row in rows { if let id = row[0], let key = row[1], !key.isEmpty { keys[id] = key } }
         return batch.changes.compactMap { change in
@@ -169,32 +236,13 @@ public final class LogicalCapturePipeline: Sendable {
         }
     }
 
-    /// Applies the committed transactions collected so far and returns the end of the last
-    /// one: the position that may now be confirmed (the slot keeps it; nothing else does).
-    private func flush(_ decoder: inout LogicalChangeCollector, synchronizers: [String: RecordSynchronizer],
-                       connection: PostgresConnection) throws -> PgOutput.LSN {
-        let (byTable, end) = decoder.take()
-        try waitUntilVisible(byTable.values.reduce(into: Set<UInt32>()) { $0.formUnion($1.transactionIDs) }, on: connection)
-        for (table, batch) in byTable {
-            guard let synchronizer = synchronizers[table] else { continue }
-            let changes = try assignKeys(batch, table: synchronizer.writer.shape.mapping, connection: connection)
-            // A large transaction (a bulk UPDATE) is applied in batches of the usual size:
-            // MongoDB's reads and writes by key slow down per key in larger batches.
-            for start in stride(from: 0, to: changes.count, by: configuration.batchSize) {
-                let chunk = Array(changes[start..<min(start + configuration.batchSize, changes.count)])
-                try applier.apply(chunk, oldestChangedAtMs: batch.oldest, synchronizer: synchronizer, connection: connection) { _, rejections in
-                    try DeadLetterStore.record(.toMongo, source: table, rejections, on: connection)
-                }
-            }
-        }
-        return end
-    }
 }
 
-/// The slot of this database, its origins, and its health.
+/// The slot of this database and its health.
 public enum LogicalSlot {
-    static let toMongoOrigin = "_to_mongo"
-    static let toNocoDBOrigin = "_to_nocodb"
+    /// Replication origins of older versions, which marked the bridge's writes before the
+    /// logical decoding message did (one origin serves one session at a time); retired.
+    static let retiredOrigins = ["_to_mongo", "_to_nocodb"]
 
     public static func name(on connection: PostgresConnection) throws -> String {
         try connection.query("SELECT nocobridge.slot_name()").rows.first?.first.flatMap { $0 } ?? "nocobridge"
@@ -213,25 +261,15 @@ public enum LogicalSlot {
     }
 
     /// What a role without superuser needs for logical capture, checked at start so a
-    /// missing grant is one clear line rather than a retry loop.
+    /// missing attribute is one clear line rather than a retry loop.
     static func checkPrivileges(on connection: PostgresConnection) throws {
         let row = try connection.query("""
-            SELECT current_user, rolsuper OR rolreplication,
-                   has_function_privilege('pg_catalog.pg_replication_origin_session_setup(text)', 'EXECUTE')
-            FROM pg_roles WHERE rolname = current_user
-            """).rows.first
-        let role = row?[0] ?? "?"
-        guard row?[1] == "t" else {
+            SELECT current_user AS role, rolsuper OR rolreplication AS replication FROM pg_roles WHERE rolname = current_user
+            """).named.first
+        let role = row?["role"] ?? "?"
+        guard row?["replication"] == "t" else {
             throw ConfigurationError(setting: "PG_URL", message: "logical capture streams a replication slot, which needs the REPLICATION attribute: as a superuser, ALTER ROLE \(PostgresConnection.quoteIdentifier(role)) REPLICATION")
         }
-        guard row?[2] == "t" else {
-            throw ConfigurationError(setting: "PG_URL", message: "role \(role) may not mark its writes with a replication origin: as a superuser, run `nocobridge install --grant-to \(role)` or GRANT EXECUTE ON FUNCTION pg_replication_origin_session_setup(text) TO \(PostgresConnection.quoteIdentifier(role))")
-        }
-    }
-
-    /// Marks this session's writes with `origin`, so logical capture skips them.
-    static func useOrigin(_ origin: String, on connection: PostgresConnection) throws {
-        try connection.query("SELECT pg_replication_origin_session_setup($1)", [origin])
     }
 
     /// Recreates the slot when it is missing or invalidated; called by resync before its scan,

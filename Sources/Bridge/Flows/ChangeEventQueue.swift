@@ -3,9 +3,10 @@ import Mongo
 import Synchronization
 import SyncCore
 
-/// Hands change stream events from the reader thread (blocked in `next()`) to the processor
+/// Hands change stream events from the reader thread (blocked in `next()`) to the flow's
 /// thread, which takes whatever has accumulated as one batch: no added latency when idle,
-/// natural batching under load. Bounded, so a slow destination cannot grow memory.
+/// natural batching under load. Bounded, so a slow destination cannot grow memory: a full
+/// queue holds the reader until the flow takes some.
 public final class ChangeEventQueue: Sendable {
     public enum Item: Sendable {
         /// An event, with the resume token just after it.
@@ -16,46 +17,43 @@ public final class ChangeEventQueue: Sendable {
     }
 
     private let items = Mutex<[Item]>([])
-    private let wakeRead: Int32
-    private let wakeWrite: Int32
+    private let filled = WakePipe()
+    private let emptied = WakePipe()
     public let capacity: Int
 
     public init(capacity: Int = 10_000) {
-        var fds: [Int32] = [0, 0]
-        pipe(&fds)
-        _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
-        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
-        wakeRead = fds[0]
-        wakeWrite = fds[1]
         self.capacity = capacity
-    }
-
-    deinit {
-        close(wakeRead)
-        close(wakeWrite)
     }
 
     public var count: Int { items.withLock { $0.count } }
 
-    /// Appends an item; waits (politely) while the queue is full unless `stop` is set.
+    /// Appends an item, waiting while the queue is full unless `stop` is set.
     public func push(_ item: Item, stop: StopSignal) {
-        while count >= capacity && !stop.isStopped { stop.sleep(milliseconds: 1) }
-        items.withLock { $0.append(item) }
-        var byte: UInt8 = 1
-        _ = write(wakeWrite, &byte, 1)
+        while !stop.isStopped {
+            emptied.drain()
+            let added = items.withLock { queue -> Bool in
+                guard queue.count < capacity else { return false }
+                queue.append(item)
+                return true
+            }
+            if added {
+                filled.ring()
+                return
+            }
+            WakePipe.wait(for: [emptied.fileDescriptor, stop.fileDescriptor], milliseconds: -1)
+        }
     }
 
     /// Takes up to `limit` items, waiting up to `timeoutMilliseconds` for the first one (or
     /// until `stop` fires).
     public func take(limit: Int, timeoutMilliseconds: Int32, stop: StopSignal) -> [Item] {
         var taken = takeNow(limit)
-        if !taken.isEmpty { return taken }
-        var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: stop.fileDescriptor, events: Int16(POLLIN), revents: 0)]
-        _ = poll(&fds, 2, timeoutMilliseconds)
-        var sink = [UInt8](repeating: 0, count: 256)
-        while read(wakeRead, &sink, 256) > 0 {}
-        taken = takeNow(limit)
+        if taken.isEmpty {
+            WakePipe.wait(for: [filled.fileDescriptor, stop.fileDescriptor], milliseconds: timeoutMilliseconds)
+            filled.drain()
+            taken = takeNow(limit)
+        }
+        if !taken.isEmpty { emptied.ring() }
         return taken
     }
 

@@ -1,0 +1,372 @@
+import Foundation
+import Logging
+import Mongo
+import Postgres
+import SyncCore
+
+/// MongoDB → NocoDB for one collection: its own change stream (on the database, filtered to
+/// the collection, so positions are interchangeable between collections) → decide → write the
+/// NocoDB table and the stream position in one transaction, so a crash neither loses nor
+/// double-applies. Each collection has its own flow (thread, stream, connection, position),
+/// so a bulk change of one collection never holds up another's next change.
+///
+/// A collection dropped or renamed (or its database dropped) under the running bridge is how
+/// `mongorestore --drop` begins: the documents that follow are older than what NocoDB holds.
+/// The flow then holds the table (its changes wait, in this flow and the NocoDB → MongoDB
+/// one) until the collection has been quiet for `restoreQuietPeriod`, reconciles the table as
+/// `resync --restored mongo` would (NocoDB's newer state wins, deletions stay deleted,
+/// records created since the backup come back), recreates the bridge's indexes, and goes on.
+final class ChangeStreamFlow: Sendable {
+    let mapping: TableMapping
+    let environment: FlowEnvironment
+    private let logger: Logger
+
+    /// The stream ended (`invalidate`: the database was dropped): it continues from just
+    /// after that event on the next connection.
+    struct Invalidated: Error, CustomStringConvertible {
+        let token: [UInt8]
+        var description: String { "the change stream was invalidated (the database was dropped); reopening after it" }
+    }
+
+    init(mapping: TableMapping, environment: FlowEnvironment) {
+        self.mapping = mapping
+        self.environment = environment
+        logger = environment.logger("to-nocodb", table: mapping)
+    }
+
+    private var configuration: BridgeConfiguration { environment.configuration }
+    private var statistics: PipelineStatistics { environment.toNocoDB }
+    private var mongo: MongoClientPool { environment.mongo }
+
+    var streamName: String { Self.streamName(database: configuration.mongoDatabase, collection: mapping.collection) }
+
+    static func streamName(database: String, collection: String) -> String { "mongo:" + database + "." + collection }
+
+    /// Where positions were kept while one stream served every collection.
+    static func legacyStreamName(database: String) -> String { "mongo:" + database }
+
+    /// Blocks until stopped; reconnects with backoff. Throws only `MongoHistoryLost`.
+    func run() throws {
+        var startAfter: [UInt8]?
+        try runReconnecting("to-nocodb \(mapping.qualifiedName)", configuration: configuration, stop: environment.stop,
+                            logger: logger, statistics: statistics, table: mapping.qualifiedName,
+                            isFatal: { $0 is MongoHistoryLost }) { onConnected in
+            do {
+                try runConnected(startAfter: startAfter, onConnected: onConnected)
+            } catch let invalidated as Invalidated {
+                startAfter = invalidated.token
+                throw invalidated
+            }
+            startAfter = nil
+        }
+    }
+
+    private func runConnected(startAfter: [UInt8]?, onConnected: () -> Void) throws {
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-nocodb")
+        let shape = try configuration.shape(of: mapping, on: connection, logger: logger)
+        var schema = try SchemaWatch(tables: [mapping], interval: configuration.schemaCheckInterval, on: connection)
+        let synchronizer = environment.synchronizer(shape)
+        var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
+        try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
+        var hold = try TableHoldStore.reason(mapping.collection, on: connection).map { Hold(reason: $0) }
+        let token = try PositionStore.load(streamName, on: connection)
+            ?? PositionStore.load(Self.legacyStreamName(database: configuration.mongoDatabase), on: connection)
+        var options = ChangeStreamOptions()
+        options.resumeToken = startAfter == nil ? token : nil
+        options.startAfter = startAfter
+        options.fullDocumentBeforeChange = configuration.usePreImages
+        options.pipeline = ChangeStreamPipeline.stages(collections: [mapping.collection])
+        let stream = try openStream(options: options, resuming: token != nil || startAfter != nil)
+        let queue = ChangeEventQueue(capacity: max(configuration.batchSize * 4, 1000))
+        let readerStop = environment.stop.child()
+        let readerDone = Completion()
+        let reader = StreamReader(stream: stream)
+        BlockingExecutor.start(name: "nocobridge-stream-\(mapping.collection)") {
+            reader.run(into: queue, stop: readerStop)
+            readerDone.signal()
+        }
+        defer {
+            readerStop.stop()
+            readerDone.wait()
+        }
+        onConnected()
+        statistics.setConnected(true, table: mapping.qualifiedName)
+        defer { statistics.setConnected(false, table: mapping.qualifiedName) }
+        logger.info("to-nocodb flow running", metadata: ["resumed": "\(token != nil)"])
+        let stop = environment.stop
+        while !stop.isStopped {
+            try schema.check(on: connection)
+            try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
+            if let current = hold, current.isQuiet(for: configuration.restoreQuietPeriod) {
+                try endHold(current, synchronizer: synchronizer, connection: connection)
+                hold = nil
+            }
+            let items = queue.take(limit: configuration.batchSize, timeoutMilliseconds: configuration.idleSweepMilliseconds, stop: stop)
+            guard !items.isEmpty else { continue }
+            var changes: [MongoChange] = []
+            var lastToken: [UInt8]?
+            for item in items {
+                switch item {
+                case .change(let change):
+                    if change.collection == mapping.collection || change.renamedTo == mapping.collection || !change.isDocumentChange {
+                        if let reason = Self.holdReason(change, collection: mapping.collection) {
+                            try beginHold(reason, changes: &changes, token: change.token, synchronizer: synchronizer,
+                                          connection: connection, hold: &hold)
+                            if change.operation == .invalidate, let token = change.token { throw Invalidated(token: token) }
+                        } else if hold != nil {
+                            hold?.sawActivity()
+                        } else {
+                            changes.append(change)
+                        }
+                    }
+                    if let token = change.token { lastToken = token }
+                case .idle(let token):
+                    lastToken = token
+                case .failed(let error):
+                    try process(changes, token: lastToken, synchronizer: synchronizer, connection: connection)
+                    if error.isHistoryLost {
+                        throw MongoHistoryLost(code: error.code, message: error.message)
+                    }
+                    throw error
+                }
+            }
+            try process(changes, token: lastToken, synchronizer: synchronizer, connection: connection)
+        }
+    }
+
+    private func openStream(options: ChangeStreamOptions, resuming: Bool) throws -> ChangeStream {
+        do {
+            return try mongo.watch(collection: nil, options: options)
+        } catch {
+            if resuming && error.isHistoryLost {
+                throw MongoHistoryLost(code: error.code, message: error.message)
+            }
+            throw error
+        }
+    }
+
+    // MARK: Restores under the running bridge
+
+    /// A restore in progress: its changes are skipped (the reconcile reads the result) until
+    /// the collection is quiet.
+    struct Hold {
+        let reason: String
+        private(set) var lastActivity = ContinuousClock.now
+
+        init(reason: String) { self.reason = reason }
+
+        mutating func sawActivity() { lastActivity = .now }
+
+        func isQuiet(for period: Duration) -> Bool { ContinuousClock.now - lastActivity >= period }
+    }
+
+    /// Why an event begins a hold of `collection`, or nil.
+    static func holdReason(_ change: MongoChange, collection: String) -> String? {
+        switch change.operation {
+        case .drop where change.collection == collection: "the collection was dropped"
+        case .rename where change.collection == collection: "the collection was renamed to \(change.renamedTo ?? "?")"
+        case .rename where change.renamedTo == collection: "another collection (\(change.collection ?? "?")) was renamed onto it"
+        case .dropDatabase: "the database was dropped"
+        case .invalidate: "the change stream was invalidated"
+        default: nil
+        }
+    }
+
+    private func beginHold(_ reason: String, changes: inout [MongoChange], token: [UInt8]?, synchronizer: RecordSynchronizer,
+                           connection: PostgresConnection, hold: inout Hold?) throws {
+        try process(changes, token: nil, synchronizer: synchronizer, connection: connection)
+        changes.removeAll()
+        try connection.bridgeTransaction {
+            try TableHoldStore.hold(mapping.collection, reason: reason, on: connection)
+            if let token { try PositionStore.save(streamName, position: token, on: connection) }
+        }
+        if hold == nil {
+            logger.warning("MongoDB collection replaced under the bridge (a restore?); holding its changes until it is quiet, then reconciling it as after a restore of MongoDB",
+                           metadata: ["reason": "\(reason)", "collection": "\(configuration.mongoDatabase).\(mapping.collection)"])
+        }
+        hold = Hold(reason: reason)
+    }
+
+    private func endHold(_ hold: Hold, synchronizer: RecordSynchronizer, connection: PostgresConnection) throws {
+        logger.warning("reconciling the table after its collection was replaced", metadata: ["reason": "\(hold.reason)"])
+        var options = ResyncOptions()
+        options.restored = .mongo
+        var single = configuration
+        single.tables = [mapping]
+        let report = try Resync(configuration: single, options: options, logger: logger).reconcileTables()
+        try Installer.createKeyIndex(collection: mapping.collection, pool: mongo)
+        try connection.bridgeTransaction { try TableHoldStore.release(mapping.collection, on: connection) }
+        logger.warning("table reconciled after the collection was replaced; syncing again",
+                       metadata: ["report": "\(report.text().trimmingCharacters(in: .whitespacesAndNewlines))"])
+    }
+
+    // MARK: Applying
+
+    /// One batch: its records decided and written, and the position, in one transaction. When
+    /// PostgreSQL refuses a value the mapper let through, the events are applied again one at
+    /// a time so only the bad record goes to dead letters.
+    func process(_ changes: [MongoChange], token: [UInt8]?, synchronizer: RecordSynchronizer,
+                 connection: PostgresConnection) throws {
+        guard !changes.isEmpty || token != nil else { return }
+        let started = wallClockMilliseconds()
+        let begun = monotonicNanoseconds()
+        let outcome = try applyIsolatingBadRecords(changes, token: token, synchronizer: synchronizer, connection: connection)
+        guard !changes.isEmpty else { return }
+        statistics.record(.init(table: mapping.qualifiedName, changes: changes.count,
+                                writes: outcome.mongoWrites + outcome.nocodbWrites,
+                                rejected: outcome.rejections.count, conflictsByRule: outcome.conflictsByRule,
+                                lagMilliseconds: changes.first?.time.map { started - $0 },
+                                applyNanoseconds: monotonicNanoseconds() - begun))
+        logger.info("batch applied", metadata: [
+            "direction": "to-nocodb", "events": "\(changes.count)", "nocodb_writes": "\(outcome.nocodbWrites)",
+            "mongo_writes": "\(outcome.mongoWrites)", "conflicts": "\(outcome.conflicts)",
+            "dead_letters": "\(outcome.rejections.count)", "echoes": "\(outcome.echoes)",
+            "lag_ms": "\(changes.first?.time.map { started - $0 } ?? 0)", "stages_ms": "\(outcome.timings.summary)",
+        ])
+    }
+
+    private func applyIsolatingBadRecords(_ changes: [MongoChange], token: [UInt8]?, synchronizer: RecordSynchronizer,
+                                          connection: PostgresConnection) throws -> RecordSynchronizer.Outcome {
+        do {
+            return try connection.bridgeTransaction {
+                let outcome = try apply(changes, synchronizer: synchronizer, connection: connection)
+                if let token { try PositionStore.save(streamName, position: token, on: connection) }
+                return outcome
+            }
+        } catch let error as PostgresError where error.isDataError {
+            guard changes.count > 1 else {
+                try deadLetter(changes.first, error: error, token: token, connection: connection)
+                return RecordSynchronizer.Outcome()
+            }
+            logger.warning("PostgreSQL refused a value in the batch; applying its events one by one", metadata: [
+                "events": "\(changes.count)", "error": "\(error)",
+            ])
+            var outcome = RecordSynchronizer.Outcome()
+            for change in changes {
+                outcome += try applyIsolatingBadRecords([change], token: nil, synchronizer: synchronizer, connection: connection)
+            }
+            if let token { try connection.bridgeTransaction { try PositionStore.save(streamName, position: token, on: connection) } }
+            return outcome
+        }
+    }
+
+    /// Records an event PostgreSQL refused, with its key and the server's reason, and moves on.
+    private func deadLetter(_ change: MongoChange?, error: PostgresError, token: [UInt8]?, connection: PostgresConnection) throws {
+        let key = change?.key ?? change?.documentID.map { "_id " + JSON.serialize($0) } ?? "-"
+        let reason = "PostgreSQL refused the record: \(error)"
+        logger.error("change sent to dead letters", metadata: ["key": "\(key)", "error": "\(reason)"])
+        try connection.bridgeTransaction {
+            try DeadLetterStore.record(.toNocoDB, source: mapping.qualifiedName,
+                                       [Rejection(key: key, field: nil, reason: reason, payload: change?.document.map { JSON.serialize(.document($0)) })],
+                                       on: connection)
+            if let token { try PositionStore.save(streamName, position: token, on: connection) }
+        }
+    }
+
+    /// The records the events name, decided inside the caller's transaction.
+    private func apply(_ changes: [MongoChange], synchronizer: RecordSynchronizer,
+                       connection: PostgresConnection) throws -> RecordSynchronizer.Outcome {
+        // Deletes carry only _id: find their keys (pre-image, else the key map). An update may
+        // have changed externalId itself: compare with the key known for its _id.
+        let unknownIDs = changes.compactMap { change in change.key == nil || change.isUpdate ? change.documentID : nil }
+        let mapped = try synchronizer.keyMap.keys(forMongoIDs: unknownIDs, on: connection)
+        var keyChanges: [Rejection] = []
+        var hints: [String: RecordSynchronizer.Hint] = [:]
+        var order: [String] = []
+        var writeBacks: [BulkWrite] = []
+        // Keys met earlier in this batch: a document inserted and deleted within one batch has
+        // no key-map entry yet when its delete is read.
+        var batchKeys: [Value: String] = [:]
+        for change in changes {
+            let at = change.time ?? wallClockMilliseconds()
+            var key = change.key
+            let id = change.documentID
+            if key == nil, let id { key = batchKeys[id] ?? mapped[id] }
+            var eventDocument = change.documentTooLarge ? nil : change.document
+            if key == nil, change.document != nil, let id {
+                // Inserted without externalId: derive one from _id and write it back first, so
+                // the decision reads the document by key like any other.
+                let derived = RecordCodec.derivedKey(from: id)
+                key = derived
+                eventDocument = nil
+                writeBacks.append(.updateOne(filter: ["_id": id, RowMapper.keyField: .document(["$exists": .bool(false)])],
+                                             update: ["$set": .document([RowMapper.keyField: .string(derived)])], upsert: false))
+            }
+            guard let key else {
+                logger.warning("change event for a document the bridge never saw; nothing to apply",
+                               metadata: ["operation": "\(change.operation.rawValue)"])
+                continue
+            }
+            if let id, change.isUpdate, let known = batchKeys[id] ?? mapped[id], known != key {
+                keyChanges.append(Rejection(key: known, field: RowMapper.keyField, reason: """
+                    externalId changed from "\(known)" to "\(key)" on an existing document; NocoDB keeps the \
+                    record under "\(known)": set it back in MongoDB, or delete the document and insert it anew
+                    """))
+                continue
+            }
+            if let id { batchKeys[id] = key }
+            if var existing = hints[key] {
+                existing.changedAt = max(existing.changedAt, at)
+                existing.eventDocument = eventDocument
+                hints[key] = existing
+            } else {
+                order.append(key)
+                hints[key] = RecordSynchronizer.Hint(key: key, changedAt: at, eventDocument: eventDocument)
+            }
+        }
+        var outcome = try synchronizer.synchronize(mode: .change(.mongo), hints: order.compactMap { hints[$0] },
+                                                   writeBacks: writeBacks, connection: connection, mongo: mongo)
+        outcome.rejections += keyChanges
+        if !outcome.rejections.isEmpty {
+            for r in outcome.rejections {
+                logger.error("change sent to dead letters", metadata: [
+                    "collection": "\(configuration.mongoDatabase).\(mapping.collection)",
+                    "key": "\(r.key ?? "-")", "field": "\(r.field ?? "-")", "error": "\(r.reason)",
+                ])
+            }
+            try DeadLetterStore.record(.toNocoDB, source: mapping.qualifiedName, outcome.rejections, on: connection)
+        }
+        return outcome
+    }
+}
+
+/// The stored stream position is unusable (history lost, invalid token): streaming from
+/// anywhere else would leave a silent gap, so the bridge stops and asks for a resync.
+public struct MongoHistoryLost: Error, CustomStringConvertible {
+    public let code: Int32
+    public let message: String
+    public var description: String {
+        "the stored MongoDB change stream position is no longer usable (error \(code): \(message)); changes may have been missed: run `nocobridge resync`, then start the bridge again"
+    }
+}
+
+/// Owns the change stream on the reader thread (libmongoc clients are single-threaded).
+final class StreamReader: @unchecked Sendable {
+    // @unchecked: the stream is touched only by the reader thread after construction; the
+    // constructing thread hands it over and never uses it again.
+    private let stream: ChangeStream
+
+    init(stream: ChangeStream) {
+        self.stream = stream
+    }
+
+    func run(into queue: ChangeEventQueue, stop: StopSignal) {
+        var lastIdleToken: [UInt8]?
+        while !stop.isStopped {
+            do {
+                if let event = try stream.next() {
+                    let change = MongoChange(event: event, token: stream.resumeToken)
+                    queue.push(.change(change), stop: stop)
+                    // Nothing follows an invalidate on this stream.
+                    if change.operation == .invalidate { return }
+                } else if let token = stream.resumeToken, token != lastIdleToken {
+                    lastIdleToken = token
+                    queue.push(.idle(token: token), stop: stop)
+                }
+            } catch {
+                queue.push(.failed(error), stop: stop)
+                return
+            }
+        }
+    }
+}
