@@ -229,6 +229,19 @@ public struct RecordSynchronizer: Sendable {
             plan.mongoWrites.isEmpty ? nil : try journal.record(plan.mongoWrites.map { ($0.key, $0.state) }, collection: collection)
         }
         outcome.timings.journal += lap()
+        do {
+            return try settle(plan, batch: batch, keys: keys, agreed: agreed, rows: rows, mode: mode, lap: lap,
+                              into: &outcome, connection: connection, mongo: mongo)
+        } catch {
+            if let batch { journal?.abandon(batch) }
+            throw error
+        }
+    }
+
+    /// The planned writes and the bookkeeping that records them, in the caller's transaction.
+    private func settle(_ plan: SyncPlan, batch: WriteJournal.Batch?, keys: [String], agreed: [String: RecordState],
+                        rows: [String: LiveRow], mode: SyncMode, lap: () -> Double, into outcome: inout Outcome,
+                        connection: PostgresConnection, mongo: MongoClientPool) throws -> Set<String> {
         let report = try write(plan.mongoWrites, mongo: mongo)
         var (settled, again) = plan.settled(by: report)
         outcome.timings.mongoWrite += lap()

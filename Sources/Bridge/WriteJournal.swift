@@ -72,6 +72,43 @@ public final class WriteJournal: Sendable {
         }
     }
 
+    /// A batch whose transaction will not commit: its MongoDB write failed part-way, or
+    /// something after the write did (a read that checks it, NocoDB's write, the bookkeeping).
+    /// MongoDB may hold some of it already while the agreed state does not, and the owner is
+    /// alive, so recovery would never look: a record NocoDB deletes before the retry would
+    /// then look new on the MongoDB side and come back (a chaos run with failovers found 36).
+    /// Its intents go to an owner nobody holds, so recovery settles them before those records
+    /// are decided again. Should that fail too, this writer starts over under a new name,
+    /// which makes every intent of the old one a dead writer's.
+    func abandon(_ batch: Batch) {
+        abandon(batchID: batch.id, owner: batch.owner, collection: nil)
+    }
+
+    /// Every intent of this writer for `collection`: called when a flow (re)starts, since a
+    /// transaction that failed at COMMIT, after its MongoDB write, left its intents behind.
+    /// A batch still in flight on the other flow of the collection is safe: recovery takes
+    /// the records' locks first, which that batch holds until its transaction ends.
+    public func abandonAll(collection: String) {
+        let owner = state.withLock { $0.owner }
+        abandon(batchID: nil, owner: owner, collection: collection)
+    }
+
+    private func abandon(batchID: Int64?, owner: String, collection: String?) {
+        state.withLock { state in
+            do {
+                guard let connection = state.connection, connection.isConnected, state.owner == owner else {
+                    // Its session is gone (or the owner was replaced): already a dead writer's.
+                    return
+                }
+                try IntentStore.reassign(owner: owner, batchID: batchID, collection: collection, to: Self.newOwner(instanceID),
+                                         on: connection)
+            } catch {
+                state.connection = nil
+                state.owner = Self.newOwner(instanceID)
+            }
+        }
+    }
+
     private func connected(_ state: inout State) throws -> PostgresConnection {
         if let connection = state.connection, connection.isConnected { return connection }
         state.connection = nil

@@ -91,7 +91,10 @@ public final class MongoClientPool: @unchecked Sendable {
         self.identity = identity
         self.appName = appName
         self.socketTimeoutMS = mongoc_uri_get_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, Self.libmongocDefaultSocketTimeoutMS)
-        defaultWriteConcern = mongoc_uri_has_option(uri, MONGOC_URI_W) ? nil : .majority(wtimeoutMS: socketTimeoutMS / 5 * 4)
+        // Below the socket timeout, so a majority that cannot be reached is reported by the
+        // server as a write concern error rather than as a dropped socket.
+        let effectiveSocketTimeout = self.socketTimeoutMS > 0 ? self.socketTimeoutMS : Self.libmongocDefaultSocketTimeoutMS
+        defaultWriteConcern = mongoc_uri_has_option(uri, MONGOC_URI_W) ? nil : .majority(wtimeoutMS: effectiveSocketTimeout / 5 * 4)
     }
 
     deinit {

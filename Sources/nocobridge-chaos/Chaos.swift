@@ -103,8 +103,18 @@ struct Chaos {
         var rng = SeededRandom(seed: s.seed)
         var injected: [Fault: Int] = [:]
         let started = Date()
+        // A bridge that ends by itself (no fault of ours killed it) is a defect even when the
+        // sides later converge: said, counted, and restarted as a service manager would.
+        var selfExits: [String] = []
+        func checkBridge(_ when: String) throws {
+            guard let status = bridge.exited() else { return }
+            selfExits.append("exit \(status) \(when)")
+            say("the bridge exited by itself with status \(status) \(when); restarting it")
+            bridge = try startBridge()
+        }
         for (i, fault) in Fault.schedule(count: s.faults, using: &rng).enumerated() {
             usleep(UInt32(Int.random(in: s.faultIntervalMilliseconds / 2...s.faultIntervalMilliseconds * 3 / 2, using: &rng) * 1000))
+            try checkBridge("before fault \(i + 1)")
             say("fault \(i + 1)/\(s.faults): \(fault.rawValue) (\(expected.operations) operations so far)")
             switch fault {
             case .killBridge:
@@ -122,6 +132,7 @@ struct Chaos {
         mongoWriter.stop()
         integrationWriter.stop()
         try retrying { try Failover.end(mongo: mongo) }
+        try checkBridge("after the last fault")
         let loadSeconds = Date().timeIntervalSince(started)
         say("load stopped after \(String(format: "%.1f", loadSeconds)) s; waiting for both sides to converge")
 
@@ -134,6 +145,7 @@ struct Chaos {
             comparison = try Comparison.run(expected: expected.records, postgres: checker, schema: schema, mongo: mongo)
         }
         let convergeSeconds = Date().timeIntervalSince(stoppedAt)
+        try checkBridge("while converging")
         bridge.kill(SIGTERM)
         let exitStatus = bridge.wait()
 
@@ -147,9 +159,14 @@ struct Chaos {
               mismatches:         \(comparison.mismatches.count)
               load time:          \(String(format: "%.1f", loadSeconds)) s; converged \(String(format: "%.1f", convergeSeconds)) s after the load stopped
               bridge exit on SIGTERM: \(exitStatus)
+              bridge exits by itself: \(selfExits.isEmpty ? "none" : selfExits.joined(separator: ", "))
             """)
         for m in comparison.mismatches.prefix(20) { say("  mismatch: \(m)") }
-        return comparison.mismatches.isEmpty && exitStatus == 0
+        for (table, key) in comparison.mismatchedKeys.prefix(3) {
+            say("  history of \(table) \(key):")
+            for line in (try? Comparison.history(table: table, key: key, postgres: checker)) ?? ["(not readable)"] { say("    \(line)") }
+        }
+        return comparison.mismatches.isEmpty && exitStatus == 0 && selfExits.isEmpty
     }
 
     /// A resync started just as a server comes back may fail to connect; the operator would

@@ -7,6 +7,8 @@ import SyncCore
 struct Comparison {
     var records = 0
     var mismatches: [String] = []
+    /// (table, key) of each mismatch, for the record history printed after a failed run.
+    var mismatchedKeys: [(table: String, key: String)] = []
 
     /// Field values as canonical text, as the expected state keeps them.
     static func text(_ value: Value) -> String? {
@@ -53,10 +55,21 @@ struct Comparison {
             for key in keys.sorted() {
                 let w = wanted[key], n = nocodb[key], m = mongoDocs[key]
                 if w != n || w != m {
+                    result.mismatchedKeys.append((table, key))
                     result.mismatches.append("\(table) \(key): expected \(w.map { "\($0)" } ?? "absent"), NocoDB \(n.map { "\($0)" } ?? "absent"), MongoDB \(m.map { "\($0)" } ?? "absent")")
                 }
             }
         }
         return result
+    }
+
+    /// What the bridge decided for a record, from its history (`nocobridge.history`), so a
+    /// failed run says how a record went wrong, not only that it did.
+    static func history(table: String, key: String, postgres: PostgresConnection) throws -> [String] {
+        try postgres.query("""
+            SELECT to_char(at, 'HH24:MI:SS.MS'), side, op, coalesce(changed::text, ''), coalesce(discarded::text, ''),
+                   decision, coalesce(winner, ''), coalesce(rule, ''), via, coalesce(note, '')
+            FROM nocobridge.history WHERE collection = $1 AND external_id = $2 ORDER BY id
+            """, [table, key]).rows.map { row in row.map { $0 ?? "" }.filter { !$0.isEmpty }.joined(separator: " ") }
     }
 }

@@ -43,6 +43,16 @@ final class ChildProcess {
 
     func kill(_ signal: Int32) { _ = Glibc.kill(pid, signal) }
 
+    /// The exit status if the process has ended (reaped now), nil while it runs.
+    func exited() -> Int32? {
+        var status: Int32 = 0
+        var rc: pid_t
+        repeat { rc = waitpid(pid, &status, WNOHANG) } while rc < 0 && errno == EINTR
+        guard rc == pid else { return nil }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
     /// The exit status, or 128 + signal number.
     @discardableResult
     func wait() -> Int32 {

@@ -102,7 +102,7 @@ struct Run: AsyncParsableCommand {
                 groupConfiguration.maximumCancellationDuration = .seconds(2)
                 let group = ServiceGroup(configuration: groupConfiguration)
                 do {
-                    try bridge.preflight()
+                    try bridge.preflightWaitingForServers()
                     try SchemaCheck.requireCurrent(configuration: config)
                     try await group.run()
                     return

@@ -73,6 +73,42 @@ import Testing
         #expect(dead.count == 1 && dead.first?[1] == "r1" && dead.first?[3]?.contains("121") == true, "\(dead)")
     }
 
+    /// A bulk whose insert lands while its delete fails (a failover answering every delete)
+    /// is retried; meanwhile NocoDB deletes the record the insert created. The landed insert
+    /// must be settled as the bridge's own write, so NocoDB's delete reaches MongoDB, and a
+    /// resync afterwards must not take the document for an app's insert and bring the record
+    /// back on both sides (found by the chaos run's failover fault).
+    @Test func aBulkThatFailedAfterItsInsertLandedLeavesNoRecordToComeBack() throws {
+        let own = try OwnSecantus()
+        let f = try Self.fixture(own)
+        let bridge = f.startToMongo()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        try f.sql("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('old', 1)")
+        try eventually("old crossed") { try f.document("waiter_ops", key: "old") != nil }
+        try f.waitCaughtUp()
+        try Self.failCommand(f, times: 10_000, ["failCommands": .array([.string("delete")]), "errorCode": .int32(189)])
+        defer { Self.failpointOff(f) }
+        try f.pg.execute(script: """
+            BEGIN;
+            INSERT INTO \(t) ("externalId", table_no) VALUES ('new', 2);
+            DELETE FROM \(t) WHERE "externalId" = 'old';
+            COMMIT;
+            """)
+        try eventually("the insert landed while the delete keeps failing") { try f.document("waiter_ops", key: "new") != nil }
+        #expect(try f.document("waiter_ops", key: "old") != nil)
+        try f.sql("DELETE FROM \(t) WHERE \"externalId\" = 'new'")
+        Thread.sleep(forTimeInterval: 1)
+        Self.failpointOff(f)
+        try eventually("both deletes reached MongoDB", seconds: 30) { try f.count("waiter_ops") == 0 }
+        try f.waitCaughtUp()
+        var config = f.configuration
+        config.tables = [config.tables[0]]
+        _ = try Resync(configuration: config, options: ResyncOptions(), logger: testLogger()).run()
+        #expect(try f.count("waiter_ops") == 0)
+        #expect(try f.sql("SELECT count(*) FROM \(t)").rows[0][0] == "0", "a deleted record came back in NocoDB")
+    }
+
     /// An app made the key in MongoDB first; the bridge's insert of NocoDB's new record meets
     /// the duplicate key. The record is decided by the conflict policy (no `$set` of the
     /// generated `_id`, which MongoDB refuses with code 66), alone and with a failover on the
@@ -181,6 +217,37 @@ import Testing
         let generation = try f.sql("SELECT value FROM nocobridge.meta WHERE key = 'generation'").rows[0][0].flatMap { Int64($0) }
         let marker = try f.documents(GenerationMarker.collection).first?["value"]
         #expect(generation.map(Value.int64) == marker, "PostgreSQL \(String(describing: generation)), MongoDB \(String(describing: marker))")
+    }
+
+    /// A bridge started (by its service manager, after a crash) while MongoDB fails over
+    /// waits it out rather than exiting with nobody syncing; a start that cannot succeed
+    /// (a table that is not there) still ends at once with its reason.
+    @Test func aStartDuringAFailoverWaitsItOut() throws {
+        let own = try OwnSecantus()
+        let f = try Self.fixture(own)
+        let service = BridgeService(configuration: f.configuration, logger: testLogger())
+        try Self.failCommand(f, times: 6, ["failCommands": .array([.string("find"), .string("insert"), .string("update")]),
+                                           "errorCode": .int32(189)])
+        defer { Self.failpointOff(f) }
+        #expect(throws: MongoError.self) { try service.preflightWaitingForServers(maxAttempts: 1) }
+        try service.preflightWaitingForServers()
+        let generation = try f.sql("SELECT value FROM nocobridge.meta WHERE key = 'generation'").rows[0][0].flatMap { Int64($0) }
+        let marker = try f.documents(GenerationMarker.collection).first?["value"]
+        #expect(generation != nil && generation.map(Value.int64) == marker)
+
+        var wrong = f.configuration
+        wrong.tables = [TableMapping(schema: f.configuration.tables[0].schema, table: "no_such_table", collection: "no_such_table")]
+        let missing = wrong
+        let ended = DispatchSemaphore(value: 0)
+        let outcome = Mutex<(any Error)?>(nil)
+        Thread {
+            do { try BridgeService(configuration: missing, logger: testLogger()).preflightWaitingForServers(maxAttempts: 100) } catch {
+                outcome.withLock { $0 = error }
+            }
+            ended.signal()
+        }.start()
+        #expect(ended.wait(timeout: .now() + 30) == .success, "a missing table was retried")
+        #expect(String(describing: outcome.withLock { $0 }).contains("no_such_table"))
     }
 
     /// Every answer MongoDB gives for a position it can no longer resume from stops the

@@ -66,6 +66,9 @@ final class ChangeStreamFlow: Sendable {
         let shape = try configuration.shape(of: mapping, on: connection, logger: logger)
         var schema = try SchemaWatch(tables: [mapping], interval: configuration.schemaCheckInterval, on: connection)
         let synchronizer = environment.synchronizer(shape)
+        // What this flow's last connection left unsettled (a transaction that failed after
+        // its MongoDB write) is settled before anything is decided again.
+        environment.journal.abandonAll(collection: mapping.collection)
         var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         var hold = try TableHoldStore.reason(mapping.collection, on: connection).map { Hold(reason: $0) }

@@ -40,6 +40,9 @@ final class ChangelogFlow: Sendable {
         let reader = ChangelogReader(shape: shape)
         let synchronizer = environment.synchronizer(
             shape, optimisticInserts: try Installer.hasKeyIndex(collection: mapping.collection, pool: environment.mongo))
+        // What this flow's last connection left unsettled (a transaction that failed after
+        // its MongoDB write) is settled before anything is decided again.
+        environment.journal.abandonAll(collection: mapping.collection)
         var recovery = IntentRecovery(configuration: configuration, mongo: environment.mongo, logger: logger)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         let applier = NocoDBChangeApplier(mongo: environment.mongo, logger: logger, statistics: statistics)

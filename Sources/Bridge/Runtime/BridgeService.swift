@@ -1,3 +1,4 @@
+import Foundation
 import CoreMetrics
 import Logging
 import Mongo
@@ -29,6 +30,38 @@ public struct BridgeService: Service {
     /// The bridge's health now (blocking: call from a thread, not the cooperative pool).
     public func health() -> BridgeHealth {
         BridgeHealth.collect(configuration: configuration, probe: probe, toMongo: toMongoStatistics, toNocoDB: toNocoDBStatistics)
+    }
+
+    /// `preflight`, waiting out what a restart or a failover causes (a server not reachable
+    /// yet, a primary stepping down): a bridge started by its service manager while MongoDB
+    /// elects a new primary must not exit and leave both sides unsynced until someone
+    /// notices. Each attempt that fails for such a reason is one warning line; what retrying
+    /// cannot fix (schema not installed, a mongos, a missing table) ends the start at once.
+    public func preflightWaitingForServers(maxAttempts: Int = .max) throws {
+        var backoff = Backoff(baseMilliseconds: configuration.reconnectBaseMilliseconds,
+                              maxMilliseconds: configuration.reconnectMaxMilliseconds)
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try preflight()
+            } catch where Self.isTransient(error) && attempt < maxAttempts {
+                let delay = backoff.next()
+                logger.warning("start: a server is not available yet; retrying",
+                               metadata: ["error": "\(error)", "retry.in_ms": "\(delay)", "attempt": "\(attempt)"])
+                usleep(useconds_t(delay) * 1000)
+            }
+        }
+    }
+
+    /// A connection that failed or was lost, or a MongoDB node that is not (or no longer)
+    /// primary: the next attempt may succeed.
+    static func isTransient(_ error: any Error) -> Bool {
+        switch error {
+        case let e as MongoError: e.kind == .connection || e.hasLabel("RetryableWriteError") || e.hasLabel("TransientTransactionError")
+        case let e as PostgresError: e.isConnectionProblem
+        default: false
+        }
     }
 
     /// Checks at start what would otherwise fail in a retry loop: both servers reachable,

@@ -52,6 +52,16 @@ enum IntentStore {
             """, [collection, PostgresConnection.arrayLiteral(keys), PostgresConnection.arrayLiteral(owners)]))
     }
 
+    /// Hands intents of a live owner to `heir`, an owner nobody holds: a dead writer's, for
+    /// recovery to settle. One batch (`batchID`), or every batch of `collection`.
+    static func reassign(owner: String, batchID: Int64?, collection: String?, to heir: String,
+                         on connection: PostgresConnection) throws(PostgresError) {
+        try connection.query(cached: """
+            UPDATE nocobridge.write_intents SET owner = $4
+            WHERE owner = $1 AND ($2::bigint IS NULL OR batch_id = $2::bigint) AND ($3::text IS NULL OR collection = $3)
+            """, [owner, batchID.map { String($0) }, collection, heir])
+    }
+
     static func delete(collection: String, keys: [String], owners: [String], on connection: PostgresConnection) throws(PostgresError) {
         try connection.query("""
             DELETE FROM nocobridge.write_intents
