@@ -11,18 +11,18 @@ import SyncCore
 /// transaction) and the whole batch (decide, write MongoDB, commit); and the bytes an entry
 /// takes on disk with its indexes. Inserts are the largest entries (every field in `changed`).
 struct HistoryCost {
-    let settings: Benchmark.Settings
+    let settings: Settings
 
-    func run() throws -> [String: Any] {
+    func run() throws -> HistoryCostResult {
         let admin = try PostgresConnection(url: settings.pgURL)
         try admin.query("DROP DATABASE IF EXISTS bench_history WITH (FORCE)")
         try admin.query("CREATE DATABASE bench_history")
-        let url = BenchURL.database(settings.pgURL, "bench_history")
+        let url = PostgresConnection.url(settings.pgURL, database: "bench_history")
         let pg = try PostgresConnection(url: url)
         try pg.execute(script: try String(contentsOfFile: "Scripts/demo-schema.sql", encoding: .utf8))
         let mongo = try MongoClientPool(url: settings.mongoURL, database: "bench_history")
         try mongo.withClient { (c: MongoClient) throws(MongoError) in _ = try c.runCommand(["dropDatabase": .int32(1)]) }
-        let schema = BridgeRuns.schema
+        let schema = BenchBase.schema
         let config = BridgeConfiguration(postgresURL: url, mongoURL: settings.mongoURL, mongoDatabase: "bench_history",
                                          tables: [TableMapping(schema: schema, table: "waiter_ops", collection: "waiter_ops")])
         var quiet = Logger(label: "bench")
@@ -43,14 +43,14 @@ struct HistoryCost {
                 """, [String(first), String(first + size - 1)])
             let now = Int64(Date().timeIntervalSince1970 * 1000)
             let hints = (first..<(first + size)).map { RecordSynchronizer.Hint(key: "h-\($0)", changedAt: now) }
-            let t0 = nowMicros()
+            let t0 = Clock.micros()
             // As the pipelines do (`bridgeTransaction`): one transaction marked as the bridge's.
             try writer.execute(script: BridgeOrigin.begin)
             let outcome = try sync.synchronize(mode: .change(.nocodb), hints: hints, connection: writer, mongo: mongo)
             try writer.query("COMMIT")
-            return (outcome.timings.postgresWrite * 1000, nowMicros() - t0)
+            return (outcome.timings.postgresWrite * 1000, Clock.micros() - t0)
         }
-        var out: [String: Any] = [:]
+        var out = HistoryCostResult()
         for (size, rounds) in [(1, settings.quick ? 200 : 1000), (100, settings.quick ? 30 : 100), (1000, settings.quick ? 8 : 30)] {
             var pgOn = Samples(), pgOff = Samples(), totalOn = Samples(), totalOff = Samples()
             for round in 0..<rounds {
@@ -61,13 +61,13 @@ struct HistoryCost {
                     if withHistory { pgOn.add(r.pgWrite); totalOn.add(r.total) } else { pgOff.add(r.pgWrite); totalOff.add(r.total) }
                 }
             }
-            out["batch_\(size)"] = [
-                "rounds": Double(rounds),
-                "pg_write_p50_us_on": pgOn.percentile(50), "pg_write_p50_us_off": pgOff.percentile(50),
-                "batch_p50_us_on": totalOn.percentile(50), "batch_p50_us_off": totalOff.percentile(50),
-                "batch_p90_us_on": totalOn.percentile(90), "batch_p90_us_off": totalOff.percentile(90),
-            ]
-            log("history, batches of \(size): pg_write p50 \(Int(pgOn.percentile(50))) us with, \(Int(pgOff.percentile(50))) us without; batch p50 \(Int(totalOn.percentile(50))) / \(Int(totalOff.percentile(50))) us")
+            func ms(_ us: Double?) -> Double? { us.map { $0 / 1000 } }
+            out.batches.append(HistoryCostResult.Batch(
+                size: size, rounds: rounds,
+                postgresWriteP50MsWith: ms(pgOn.percentile(50)), postgresWriteP50MsWithout: ms(pgOff.percentile(50)),
+                batchP50MsWith: ms(totalOn.percentile(50)), batchP50MsWithout: ms(totalOff.percentile(50)),
+                batchP90MsWith: ms(totalOn.percentile(90)), batchP90MsWithout: ms(totalOff.percentile(90))))
+            Progress.note("history, batches of \(size): pg_write p50 \(Int(pgOn.percentile(50) ?? 0)) us with, \(Int(pgOff.percentile(50) ?? 0)) us without; batch p50 \(Int(totalOn.percentile(50) ?? 0)) / \(Int(totalOff.percentile(50) ?? 0)) us")
         }
         try pg.query("VACUUM ANALYZE nocobridge.history")
         let size = try pg.query("""
@@ -75,11 +75,30 @@ struct HistoryCost {
             FROM nocobridge.history
             """).rows[0]
         let entries = Double(size[0] ?? "0") ?? 0
-        out["entries"] = entries
-        out["bytes_per_entry_with_indexes"] = entries > 0 ? (Double(size[1] ?? "0") ?? 0) / entries : .nan
-        out["bytes_per_entry_heap"] = entries > 0 ? (Double(size[2] ?? "0") ?? 0) / entries : .nan
+        out.entries = Int(entries)
+        out.bytesPerEntryWithIndexes = entries > 0 ? (Double(size[1] ?? "0") ?? 0) / entries : nil
+        out.bytesPerEntryHeap = entries > 0 ? (Double(size[2] ?? "0") ?? 0) / entries : nil
         try admin.query("DROP DATABASE IF EXISTS bench_history WITH (FORCE)")
         try mongo.withClient { (c: MongoClient) throws(MongoError) in _ = try c.runCommand(["dropDatabase": .int32(1)]) }
         return out
     }
+}
+
+/// Record history's cost per batch size (medians and p90, ms) and its size on disk.
+struct HistoryCostResult: Codable, Sendable {
+    struct Batch: Codable, Sendable {
+        var size: Int
+        var rounds: Int
+        var postgresWriteP50MsWith: Double?
+        var postgresWriteP50MsWithout: Double?
+        var batchP50MsWith: Double?
+        var batchP50MsWithout: Double?
+        var batchP90MsWith: Double?
+        var batchP90MsWithout: Double?
+    }
+
+    var batches: [Batch] = []
+    var entries = 0
+    var bytesPerEntryWithIndexes: Double?
+    var bytesPerEntryHeap: Double?
 }
