@@ -45,7 +45,9 @@ struct BenchBase {
         try admin.query("DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
         try admin.query("CREATE DATABASE \(database)")
         let url = PostgresConnection.url(settings.pgURL, database: database)
-        let mongo = try MongoClientPool(url: settings.mongoURL, database: database, instance: "bench-source")
+        // The benchmark's own bulk statements (a 20,000-document updateMany takes ~17 s on
+        // SecantusDB) outlast the 10 s socket timeout the bridge's pools default to.
+        let mongo = try MongoClientPool(url: settings.mongoURL, database: database, instance: "bench-source", socketTimeoutMS: 300_000)
         try mongo.withClient { (c: MongoClient) throws(MongoError) in _ = try c.runCommand(["dropDatabase": .int32(1)]) }
         let pg = try PostgresConnection(url: url, applicationName: "bench-admin")
         try pg.execute(script: try String(contentsOfFile: "Scripts/demo-schema.sql", encoding: .utf8))
