@@ -2,7 +2,8 @@
 # Benchmark: starts its own PostgreSQL and a fresh SecantusDB (or uses PG_URL/MONGO_URL when
 # both are set), builds release, measures raw baselines then the bridge in the same run, and
 # prints a table; JSON goes to $BENCH_JSON (default bench-results.json).
-#   Scripts/bench.sh [--quick]
+#   Scripts/bench.sh [--quick] [--instances-only]
+#   (--instances-only: just the phase with 1, 2 and 3 bridges sharing six tables)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 nb_ensure_swift

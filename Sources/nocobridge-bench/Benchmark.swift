@@ -44,14 +44,25 @@ struct Benchmark {
         settings.quick = args.contains("--quick")
         if let i = args.firstIndex(of: "--json"), i + 1 < args.count { settings.jsonPath = args[i + 1] }
         var results: [String: Any] = ["mode": settings.quick ? "quick" : "full", "started": ISO8601DateFormatter().string(from: Date())]
+        if args.contains("--instances-only") {
+            // Only the scale-out phase: 1, 2 and 3 bridges sharing the tables.
+            let instances = try InstanceRuns(settings: settings).run()
+            results["instances"] = instances
+            let data = try JSONSerialization.data(withJSONObject: jsonSafe(results), options: [.prettyPrinted, .sortedKeys])
+            if let path = settings.jsonPath { try data.write(to: URL(fileURLWithPath: path)) }
+            FileHandle.standardOutput.write(Data(Report.instances(instances).utf8))
+            return
+        }
         let raw = try RawBaselines(settings: settings).run()
         results["raw"] = raw
         var bridge = try BridgeRuns(settings: settings, raw: raw).run()
         bridge["history"] = try HistoryCost(settings: settings).run()
         results["bridge"] = bridge
+        let instances = try InstanceRuns(settings: settings).run()
+        results["instances"] = instances
         let data = try JSONSerialization.data(withJSONObject: jsonSafe(results), options: [.prettyPrinted, .sortedKeys])
         if let path = settings.jsonPath { try data.write(to: URL(fileURLWithPath: path)) }
-        FileHandle.standardOutput.write(Data(Report.table(raw: raw, bridge: bridge).utf8))
+        FileHandle.standardOutput.write(Data((Report.table(raw: raw, bridge: bridge) + Report.instances(instances)).utf8))
     }
 }
 

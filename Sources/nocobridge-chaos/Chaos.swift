@@ -22,6 +22,11 @@ struct Chaos {
         var convergeTimeoutSeconds = 180.0
         /// `triggers` or `logical` (SYNC_CAPTURE of the bridge under test).
         var capture = "triggers"
+        /// Bridge processes sharing the tables through leases; a SIGKILL picks one at random.
+        var instances = 1
+        /// `SYNC_LEASE_SECONDS` with several instances: short, so a frozen one loses its
+        /// leases within the run's pace.
+        var leaseSeconds = 3
     }
 
     static let schema = "pnocobridgedemo"
@@ -54,6 +59,10 @@ struct Chaos {
             guard ["triggers", "logical"].contains(v) else { throw ChaosError("--capture takes triggers or logical") }
             s.capture = v
         }
+        if let v = value("--instances") {
+            guard let n = Int(v), (1...8).contains(n) else { throw ChaosError("--instances takes a number from 1 to 8") }
+            s.instances = n
+        }
         if let v = value("--seed") { guard let n = UInt64(v) else { throw ChaosError("--seed takes a number") }; s.seed = n }
         return s
     }
@@ -75,6 +84,7 @@ struct Chaos {
         env["STATUS_ADDR"] = "off"
         env["LOG_LEVEL"] = env["LOG_LEVEL"] ?? "warning"
         env["SYNC_CAPTURE"] = s.capture
+        if s.instances > 1 { env["SYNC_LEASE_SECONDS"] = String(s.leaseSeconds) }
         let logPath = "\(s.servicesDirectory)/chaos-bridge.log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -85,12 +95,17 @@ struct Chaos {
         try cli(s.capture == "logical" ? ["install", "--replica-identity-full"] : ["install"])
         // The script stops a bridge left behind by an interrupted run through this file.
         let pidFile = "\(s.servicesDirectory)/bridge.pid"
-        func startBridge() throws -> ChildProcess {
-            let child = try ChildProcess(s.bridgeBinary, ["run"], environment: env, logFD: log.fileDescriptor)
-            try "\(child.pid)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
-            return child
+        var bridges: [ChildProcess] = []
+        func writePIDs() throws {
+            try bridges.map { "\($0.pid)\n" }.joined().write(toFile: pidFile, atomically: true, encoding: .utf8)
         }
-        var bridge = try startBridge()
+        func startBridge() throws -> ChildProcess {
+            try ChildProcess(s.bridgeBinary, ["run"], environment: env, logFD: log.fileDescriptor)
+        }
+        for _ in 0..<s.instances {
+            bridges.append(try startBridge())
+            try writePIDs()
+        }
 
         let expected = ExpectedState()
         let nocodbWriter = WriterLoop(writer: NocoDBWriter(url: url, schema: schema),
@@ -103,14 +118,21 @@ struct Chaos {
         var rng = SeededRandom(seed: s.seed)
         var injected: [Fault: Int] = [:]
         let started = Date()
-        for (i, fault) in Fault.schedule(count: s.faults, using: &rng).enumerated() {
+        for (i, fault) in Fault.schedule(count: s.faults, instances: s.instances, using: &rng).enumerated() {
             usleep(UInt32(Int.random(in: s.faultIntervalMilliseconds / 2...s.faultIntervalMilliseconds * 3 / 2, using: &rng) * 1000))
             say("fault \(i + 1)/\(s.faults): \(fault.rawValue) (\(expected.operations) operations so far)")
             switch fault {
             case .killBridge:
-                bridge.kill(SIGKILL)
-                bridge.wait()
-                bridge = try startBridge()
+                let victim = Int.random(in: 0..<bridges.count, using: &rng)
+                bridges[victim].kill(SIGKILL)
+                bridges[victim].wait()
+                bridges[victim] = try startBridge()
+                try writePIDs()
+            case .freezeBridge:
+                let victim = Int.random(in: 0..<bridges.count, using: &rng)
+                bridges[victim].kill(SIGSTOP)
+                usleep(UInt32((s.leaseSeconds * 1000 + 1500) * 1000))
+                bridges[victim].kill(SIGCONT)
             case .restartPostgres: try servers.restartPostgres()
             case .restartMongo: try servers.restartMongo()
             case .resync: try retrying { try cli(["resync"]) }
@@ -134,19 +156,19 @@ struct Chaos {
             comparison = try Comparison.run(expected: expected.records, postgres: checker, schema: schema, mongo: mongo)
         }
         let convergeSeconds = Date().timeIntervalSince(stoppedAt)
-        bridge.kill(SIGTERM)
-        let exitStatus = bridge.wait()
+        for bridge in bridges { bridge.kill(SIGTERM) }
+        let exitStatus = bridges.map { $0.wait() }.max() ?? 0
 
         let faults = Fault.allCases.map { "\($0.rawValue) ×\(injected[$0] ?? 0)" }.joined(separator: ", ")
         say("""
 
-            CHAOS SUMMARY (seed \(s.seed), \(s.capture) capture)
+            CHAOS SUMMARY (seed \(s.seed), \(s.capture) capture, \(s.instances) instance\(s.instances == 1 ? "" : "s"))
               operations issued:  \(expected.operations) (retried after errors: \([nocodbWriter, mongoWriter, integrationWriter].map { $0.retries.load(ordering: .relaxed) }.reduce(0, +)))
               faults injected:    \(injected.values.reduce(0, +)) (\(faults))
               records compared:   \(comparison.records)
               mismatches:         \(comparison.mismatches.count)
               load time:          \(String(format: "%.1f", loadSeconds)) s; converged \(String(format: "%.1f", convergeSeconds)) s after the load stopped
-              bridge exit on SIGTERM: \(exitStatus)
+              bridge exit on SIGTERM: \(exitStatus) (the highest of every instance's)
             """)
         for m in comparison.mismatches.prefix(20) { say("  mismatch: \(m)") }
         return comparison.mismatches.isEmpty && exitStatus == 0
