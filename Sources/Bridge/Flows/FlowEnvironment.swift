@@ -3,12 +3,12 @@ import Mongo
 import SyncCore
 
 /// What the flows of one lease share: the settings, the MongoDB pool, the write journal (one
-/// PostgreSQL session for all the process's intents), the statistics behind `/status` and
-/// `/metrics`, the signal that ends the holding, and its fence.
+/// PostgreSQL session for the holding's intents, closed with its last flow), the statistics
+/// behind `/status` and `/metrics`, the signal that ends the holding, and its fence.
 struct FlowEnvironment: Sendable {
     let configuration: BridgeConfiguration
     let mongo: MongoClientPool
-    let journal: WriteJournal
+    var journal: WriteJournal
     let logger: Logger
     var stop: StopSignal
     let toMongo: PipelineStatistics

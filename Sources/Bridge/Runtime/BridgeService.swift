@@ -116,6 +116,11 @@ public struct BridgeService: Service {
             var unitEnvironment = environment
             unitEnvironment.stop = unitStop
             unitEnvironment.fence = fence
+            // A journal (writer) per holding: once the unit's flows end, for whatever reason,
+            // its session and so its owner lock go with them, and the intents a lost lease
+            // left behind (written to MongoDB, the commit refused by the fence) belong to a
+            // dead writer, settled by whichever instance holds the unit next, this one included.
+            unitEnvironment.journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
             return Self.startFlows(unit: unit, environment: unitEnvironment)
         })
         defer {
