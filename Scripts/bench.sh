@@ -4,7 +4,8 @@
 # binary as a child process and measures it against raw floors taken in the same run on the
 # same servers. Prints a table; JSON goes to $BENCH_JSON (default bench-results.json), the
 # bridge's own log to $BENCH_BRIDGE_LOG (default beside the JSON).
-#   Scripts/bench.sh [--quick] [--phases steady,logical,bulk,resync]
+#   Scripts/bench.sh [--quick] [--phases steady,logical,bulk,resync,history,instances]
+#   (instances: 1, 2 and 3 bridges sharing six tables through leases)
 # Run it alone on the machine: flock /tmp/nocobridge-heavy.lock bash Scripts/bench.sh --quick
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

@@ -22,4 +22,6 @@ swift test --skip-build "$@"
 if [ "$#" -eq 0 ]; then
   bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 1 --capture triggers
   bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 5 --capture logical
+  # Three bridges sharing the tables (about 1.5 min here).
+  bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 3 --instances 3
 fi

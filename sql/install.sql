@@ -190,6 +190,33 @@ CREATE TABLE IF NOT EXISTS nocobridge.resync_progress (
     pid         integer NOT NULL DEFAULT pg_backend_pid()
 );
 
+-- Work shared between several `nocobridge run` processes: one lease per unit (a synced table's
+-- qualified name, both directions together, or 'logical:<slot>' for logical capture, which one
+-- instance runs alone). A lease is held while `expires_at` is ahead; its holder renews it every
+-- tick. `token` is taken from `lease_token` at each acquisition and checked, FOR SHARE, right
+-- before every commit the holder makes for the unit: a holder that lost the lease (frozen past
+-- the expiry, partitioned) cannot commit for it afterwards.
+CREATE SEQUENCE IF NOT EXISTS nocobridge.lease_token;
+CREATE TABLE IF NOT EXISTS nocobridge.leases (
+    unit        text PRIMARY KEY,
+    holder      text,                            -- instance id; NULL: free
+    token       bigint NOT NULL DEFAULT 0,       -- the fencing token of the current holding
+    expires_at  timestamptz NOT NULL DEFAULT '-infinity',
+    acquired_at timestamptz
+);
+
+-- The running instances, each renewing its row every tick. An instance is alive while its row
+-- has not expired and its lease session holds the advisory lock on its id, so a killed one
+-- (session gone) is known dead at the next tick rather than after the expiry.
+CREATE TABLE IF NOT EXISTS nocobridge.instances (
+    id           text PRIMARY KEY,
+    host         text,
+    pid          integer,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS nocobridge.meta (
     key   text PRIMARY KEY,
     value text NOT NULL

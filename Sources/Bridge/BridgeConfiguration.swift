@@ -91,6 +91,17 @@ public struct BridgeConfiguration: Sendable {
     /// How often a running pipeline looks for write intents left by a writer that died
     /// (a killed `resync`, say); it always looks when it (re)connects.
     public var intentRecoveryInterval: Duration = .seconds(10)
+    /// How long a table's lease lasts without renewal (`SYNC_LEASE_SECONDS`): how soon the
+    /// others take over from an instance that froze or was cut off (a dead one is noticed at
+    /// the next tick), and the longest a pause may last without costing the leases.
+    public var leaseDuration: Duration = .seconds(10)
+    /// How often leases are renewed and rebalanced (`SYNC_LEASE_TICK_MS`); at most a fifth of
+    /// the lease, so a few late renewals do not lose it.
+    public var leaseTick: Duration {
+        get { min(leaseTickSetting, leaseDuration / 5) }
+        set { leaseTickSetting = newValue }
+    }
+    private var leaseTickSetting: Duration = .milliseconds(1000)
 
 
     public init(postgresURL: String, mongoURL: String, mongoDatabase: String, tables: [TableMapping]) {

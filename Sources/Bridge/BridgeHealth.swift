@@ -43,11 +43,37 @@ public struct BridgeHealth: Sendable, Codable {
     /// MongoDB's clock minus PostgreSQL's: both date changes for `last_write_wins` and
     /// tombstones (`clockSkew.isLarge` above a second).
     public var clockSkew: ServerCheck.Skew?
+    /// This process (`BridgeConfiguration.instanceID`).
+    public var instance: String?
+    /// Every unit's lease and who holds it; `mine` marks this instance's.
+    public var leases: [LeaseStatus]?
+    /// The instances sharing the work, with the units each holds.
+    public var instances: [InstanceStatus]?
+    /// The tables whose pipelines run in this process: the per-table counters above count
+    /// only the work done here (another instance counts its own tables).
+    public var runningHere: [String]?
+
+    public struct LeaseStatus: Sendable, Codable {
+        public var unit: String
+        public var holder: String?
+        public var token: Int64
+        public var expiresInMs: Int64
+        public var mine: Bool
+    }
+
+    public struct InstanceStatus: Sendable, Codable {
+        public var id: String
+        public var host: String
+        public var pid: Int
+        public var heartbeatAgeMs: Int64
+        public var units: [String]
+    }
 
     /// Pings both servers through the probe's long-lived connections (blocking: call from a
     /// thread, not the cooperative pool).
+    /// - Parameter held: the leases this process holds (unit → token).
     public static func collect(configuration: BridgeConfiguration, probe: HealthProbe, toMongo: PipelineStatistics,
-                               toNocoDB: PipelineStatistics) -> BridgeHealth {
+                               toNocoDB: PipelineStatistics, held: [String: Int64] = [:]) -> BridgeHealth {
         let reading = probe.read()
         let backlog = reading.backlog ?? [:]
         let postgresUp = reading.backlog != nil
@@ -75,8 +101,22 @@ public struct BridgeHealth: Sendable, Codable {
         var directions: [String: Direction] = [:]
         if configuration.direction.includesToMongo { directions["to-mongo"] = a }
         if configuration.direction.includesToNocoDB { directions["to-nocodb"] = b }
-        return BridgeHealth(status: overall, logicalSlot: slot, postgres: postgresUp, mongo: mongoUp, directions: directions,
-                            checkedAt: formatter.string(from: Date()), version: nil, clockSkew: reading.skew)
+        var health = BridgeHealth(status: overall, logicalSlot: slot, postgres: postgresUp, mongo: mongoUp, directions: directions,
+                                  checkedAt: formatter.string(from: Date()), version: nil, clockSkew: reading.skew)
+        health.instance = configuration.instanceID
+        health.leases = reading.leases?.map {
+            LeaseStatus(unit: $0.unit, holder: $0.holder, token: $0.token, expiresInMs: $0.expiresInMs,
+                        mine: $0.holder == configuration.instanceID && held[$0.unit] == $0.token)
+        }
+        if let leases = reading.leases {
+            health.instances = reading.instances?.map { i in
+                InstanceStatus(id: i.id, host: i.host, pid: i.pid, heartbeatAgeMs: i.heartbeatAgeMs,
+                               units: leases.filter { $0.holder == i.id }.map(\.unit))
+            }
+        }
+        let logicalHeld = held.keys.contains { $0.hasPrefix("logical:") }
+        health.runningHere = configuration.tables.map(\.qualifiedName).filter { logicalHeld || held[$0] != nil }
+        return health
     }
 
     public var ready: Bool { status == .ok }

@@ -15,10 +15,13 @@ public enum BridgeOrigin {
 extension PostgresConnection {
     /// A transaction whose writes the capture triggers neither stamp nor record (echo
     /// suppression), begun and marked in one round trip; rolled back if `body` throws.
-    func bridgeTransaction<T>(_ body: () throws -> T) throws -> T {
+    /// - Parameter fence: the lease the transaction is made under, checked right before
+    ///   COMMIT (nil for the CLI's own work, which holds no lease).
+    func bridgeTransaction<T>(fence: Fence? = nil, _ body: () throws -> T) throws -> T {
         try execute(script: BridgeOrigin.begin)
         do {
             let value = try body()
+            try fence?.check(on: self)
             try query("COMMIT")
             return value
         } catch {

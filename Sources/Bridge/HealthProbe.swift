@@ -21,6 +21,8 @@ public final class HealthProbe: Sendable {
         var slot: BridgeHealth.Slot?
         var mongoUp = false
         var skew: ServerCheck.Skew?
+        var leases: [Inspection.Lease]?
+        var instances: [Inspection.Instance]?
     }
 
     /// Blocking: call from a thread, not the cooperative pool.
@@ -41,6 +43,9 @@ public final class HealthProbe: Sendable {
                     reading.slot = BridgeHealth.Slot(retainedWalBytes: retained.bytes, walStatus: retained.status)
                 }
                 postgresOffset = try ServerCheck.postgresOffset(on: session)
+                let (leases, instances) = try Inspection.leases(on: session)
+                reading.leases = leases
+                reading.instances = instances
             } catch {
                 c = nil
             }

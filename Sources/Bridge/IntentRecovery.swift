@@ -12,6 +12,11 @@ import SyncCore
 /// write happened and that state becomes the agreed one; either way the record is
 /// reconciled once, as a resync would, since the change that touched it may already have
 /// been consumed.
+///
+/// A lease taken over from another instance that is still listed (frozen past its lease, or
+/// cut off) is settled the same way for that instance's intents on the unit's collections,
+/// once, before anything is decided: its process may be alive, but its writes are over once
+/// MongoDB lists none running, and its fence keeps it from committing anything afterwards.
 struct IntentRecovery {
     let mongo: MongoClientPool
     let logger: Logger
@@ -22,8 +27,14 @@ struct IntentRecovery {
     let interval: Duration
     var fenceTimeout: Duration = .seconds(30)
     private var lastRun: ContinuousClock.Instant?
+    /// The lease the settling transactions commit under.
+    let fence: Fence?
+    /// The instance the lease was taken from, until its intents are settled.
+    private var previousHolder: String?
 
-    init(configuration: BridgeConfiguration, mongo: MongoClientPool, logger: Logger) {
+    init(configuration: BridgeConfiguration, mongo: MongoClientPool, logger: Logger, fence: Fence? = nil) {
+        self.fence = fence
+        previousHolder = fence?.previousHolder.flatMap { $0 == configuration.instanceID ? nil : $0 }
         self.mongo = mongo
         self.logger = logger
         instanceID = configuration.instanceID
@@ -35,13 +46,21 @@ struct IntentRecovery {
     mutating func runIfDue(synchronizers: [RecordSynchronizer], connection: PostgresConnection) throws {
         if let lastRun, ContinuousClock.now - lastRun < interval { return }
         lastRun = .now
-        try run(synchronizers: synchronizers, connection: connection)
+        if let previous = previousHolder {
+            try run(synchronizers: synchronizers, connection: connection, takingOverFrom: previous)
+            previousHolder = nil
+        } else {
+            try run(synchronizers: synchronizers, connection: connection)
+        }
     }
 
     /// Returns how many records were settled.
     @discardableResult
-    func run(synchronizers: [RecordSynchronizer], connection: PostgresConnection) throws -> Int {
-        let dead = try IntentStore.deadOwners(on: connection)
+    func run(synchronizers: [RecordSynchronizer], connection: PostgresConnection, takingOverFrom previous: String? = nil) throws -> Int {
+        var dead = try IntentStore.deadOwners(on: connection)
+        if let previous {
+            dead = Array(Set(dead + (try IntentStore.owners(ofInstance: previous, on: connection))))
+        }
         guard !dead.isEmpty else { return 0 }
         for instance in Set(dead.map(WriteJournal.instance(ofOwner:))) where instance != instanceID {
             waitForOperations(ofInstance: String(instance))
@@ -63,7 +82,7 @@ struct IntentRecovery {
     }
 
     private func settle(_ keys: [String], sync: RecordSynchronizer, deadOwners: [String], connection: PostgresConnection) throws -> Int {
-        let touched: [String] = try connection.bridgeTransaction {
+        let touched: [String] = try connection.bridgeTransaction(fence: fence) {
             try sync.agreedStore.lock(keys, on: connection)
             let intents = try IntentStore.latest(collection: sync.collection, keys: keys, owners: deadOwners, on: connection)
             guard !intents.isEmpty else { return [] }
@@ -76,15 +95,29 @@ struct IntentRecovery {
                 current[key] = (try? sync.writer.codec.state(document: doc, fallbackAt: 0)) ?? .absent(at: nil)
             }
             let now = wallClockMilliseconds()
-            let landed = intents.filter { key, intent in (current[key] ?? .absent(at: nil)).sameContent(as: intent) }
+            var landed = intents.filter { key, intent in (current[key] ?? .absent(at: nil)).sameContent(as: intent) }
                 .map { key, intent in (key: key, state: intent.dated(deletedAt: now)) }
+            // A writer that lost its lease may have journalled a later write it then did not
+            // make (its fence stopped it): an earlier intent of the same writer may be the one
+            // MongoDB holds.
+            var open = Set(intents.keys).subtracting(landed.map(\.key))
+            var rank = 2
+            while !open.isEmpty && rank <= 5 {
+                let earlier = try IntentStore.latest(collection: sync.collection, keys: Array(open), owners: deadOwners, rank: rank, on: connection)
+                if earlier.isEmpty { break }
+                for (key, intent) in earlier where (current[key] ?? .absent(at: nil)).sameContent(as: intent) {
+                    landed.append((key: key, state: intent.dated(deletedAt: now)))
+                    open.remove(key)
+                }
+                rank += 1
+            }
             try sync.agreedStore.save(landed, on: connection)
             try IntentStore.delete(collection: sync.collection, keys: keys, owners: deadOwners, on: connection)
             return Array(intents.keys)
         }
         guard !touched.isEmpty else { return 0 }
         let now = wallClockMilliseconds()
-        try connection.bridgeTransaction {
+        try connection.bridgeTransaction(fence: fence) {
             let outcome = try sync.synchronize(mode: .reconcile(restored: nil), hints: touched.map { .init(key: $0, changedAt: now) },
                                                connection: connection, mongo: mongo)
             try DeadLetterStore.record(.recovery, source: sync.writer.shape.mapping.qualifiedName, outcome.rejections, on: connection)

@@ -31,14 +31,19 @@ public struct RecordSynchronizer: Sendable {
     /// Where each batch's decisions are recorded (`HistoryLog`); nil: no history.
     public let history: HistoryLog?
 
+    /// The lease this table is decided under (nil: the CLI, which holds none). MongoDB
+    /// cannot check a token, so each bulk write is preceded by a local validity check.
+    let fence: Fence?
+
     /// How many times a record that keeps changing while it is decided is read again.
     static let rounds = 3
 
     /// - Parameter capture: how NocoDB's changes are captured: with logical capture nothing
     ///   stamps NocoDB edits' times, and the bridge's own NocoDB writes are marked in the WAL.
     public init(shape: TableShape, policy: ConflictPolicy, capture: BridgeConfiguration.Capture = .triggers,
-                optimisticInserts: Bool = false, journal: WriteJournal? = nil, history: HistoryLog? = nil) {
+                optimisticInserts: Bool = false, journal: WriteJournal? = nil, history: HistoryLog? = nil, fence: Fence? = nil) {
         self.history = history
+        self.fence = fence
         writer = TableWriter(shape: shape, marksLogicalDecoding: capture == .logical)
         planner = SyncPlanner(codec: writer.codec, policy: policy, editTime: capture == .logical ? .latestKnown : .updatedAtColumn)
         agreedStore = AgreedStateStore(collection: shape.mapping.collection)
@@ -133,6 +138,7 @@ public struct RecordSynchronizer: Sendable {
         var outcome = Outcome()
         guard !hints.isEmpty || !writeBacks.isEmpty else { return outcome }
         if !writeBacks.isEmpty {
+            try fence?.checkValid()
             _ = try mongo.withClient { (client: MongoClient) throws(MongoError) in try client.bulkWrite(writeBacks, collection: collection) }
         }
         var pending = hints
@@ -225,6 +231,8 @@ public struct RecordSynchronizer: Sendable {
         }
         let plan = planner.plan(snapshots, mode: mode, now: wallClockMilliseconds(), newDocumentID: { .objectId(.generate()) })
         _ = lap()
+        // A holder that lost its lease journals nothing more (nor writes).
+        if !plan.mongoWrites.isEmpty { try fence?.checkValid() }
         let batch = try journal.flatMap { journal in
             plan.mongoWrites.isEmpty ? nil : try journal.record(plan.mongoWrites.map { ($0.key, $0.state) }, collection: collection)
         }
@@ -242,6 +250,7 @@ public struct RecordSynchronizer: Sendable {
     private func settle(_ plan: SyncPlan, batch: WriteJournal.Batch?, keys: [String], agreed: [String: RecordState],
                         rows: [String: LiveRow], mode: SyncMode, lap: () -> Double, into outcome: inout Outcome,
                         connection: PostgresConnection, mongo: MongoClientPool) throws -> Set<String> {
+        if !plan.mongoWrites.isEmpty { try fence?.checkValid() }
         let report = try write(plan.mongoWrites, mongo: mongo)
         var (settled, again) = plan.settled(by: report)
         outcome.timings.mongoWrite += lap()

@@ -99,15 +99,12 @@ struct Console: Sendable {
         return try? await database.run { c in try Inspection.read(configuration: configuration, on: c) }
     }
 
-    /// This instance's part: `leader` while its pipelines run; otherwise `standby` when
-    /// another instance holds the lock, `starting` when nobody does yet.
+    /// This instance's part: `leader` while it holds at least one lease (its pipelines for
+    /// those tables run); otherwise `standby` when other instances hold them all, `starting`
+    /// when nobody holds any yet.
     func role(_ inspection: Inspection?) -> String {
-        if let holder = inspection?.leaderInstance, !holder.isEmpty {
-            return holder == configuration.instanceID ? "leader" : "standby"
-        }
-        let running = [bridge.toMongoStatistics, bridge.toNocoDBStatistics].contains { $0.snapshot.connected }
-        if running { return "leader" }
-        return inspection?.leaderLockHeld == true ? "standby" : "starting"
+        if !bridge.leases.units.isEmpty { return "leader" }
+        return inspection?.anyLeaseHeld == true ? "standby" : "starting"
     }
 
     func overview() async throws -> Response {
@@ -132,6 +129,7 @@ struct Console: Sendable {
                     "throughput": sample.map { .double($0.throughput) } ?? .null,
                     "deadLettersWaiting": figures?.deadLetters[mapping.qualifiedName].map { .int64(Int64($0)) } ?? .null,
                     "conflictsLastDay": figures?.conflictsLastDay[mapping.qualifiedName].map { .int64(Int64($0)) } ?? .null,
+                    "heldBy": figures?.holder(of: mapping.qualifiedName).map(Value.string) ?? .null,
                 ]))
             }
         }
@@ -143,7 +141,13 @@ struct Console: Sendable {
         let body: Document = [
             "version": .string(BuildInfo.description),
             "status": .string(h.status.rawValue), "postgres": .bool(h.postgres), "mongo": .bool(h.mongo), "checkedAt": .string(h.checkedAt),
-            "role": .string(role(figures)), "leaderSession": figures?.leaderSession.map(Value.string) ?? .null,
+            "role": .string(role(figures)),
+            "leases": .int64(Int64(bridge.leases.units.count)),
+            "instances": .array((figures?.instances ?? []).map { i in
+                .document(["id": .string(i.id), "host": .string(i.host), "pid": .int64(Int64(i.pid)),
+                           "heartbeatAgeMs": .int64(i.heartbeatAgeMs),
+                           "units": .array((figures?.unitsByInstance[i.id] ?? []).map(Value.string))])
+            }),
             "instance": .string(configuration.instanceID),
             "capture": .string(configuration.capture.rawValue),
             "slot": h.logicalSlot.map { .document(["retainedWalBytes": .int64($0.retainedWalBytes), "walStatus": .string($0.walStatus)]) } ?? .null,

@@ -32,8 +32,9 @@ public struct MetricsExport: Sendable {
     /// - Parameters:
     ///   - inspection: the database figures of this scrape (nil when PostgreSQL did not answer:
     ///     those gauges keep their last values, and `nocobridge_up{server="postgres"}` says why).
-    ///   - leader: this instance's pipelines run (it holds the leader lock).
-    public func text(after health: BridgeHealth, inspection: Inspection? = nil, leader: Bool? = nil) -> String {
+    ///   - leader: this instance holds at least one lease (its pipelines for those tables run).
+    ///   - leasesHeld: how many leases this instance holds.
+    public func text(after health: BridgeHealth, inspection: Inspection? = nil, leader: Bool? = nil, leasesHeld: Int? = nil) -> String {
         registry.makeGauge(descriptor: Help.up, labels: [("server", "postgres")]).set(to: health.postgres ? 1.0 : 0.0)
         registry.makeGauge(descriptor: Help.up, labels: [("server", "mongo")]).set(to: health.mongo ? 1.0 : 0.0)
         for direction in health.directions.values {
@@ -48,6 +49,9 @@ public struct MetricsExport: Sendable {
         if let leader {
             registry.makeGauge(descriptor: Help.leader).set(to: leader ? 1 : 0)
         }
+        if let leasesHeld {
+            registry.makeGauge(descriptor: Help.leasesHeld).set(to: Double(leasesHeld))
+        }
         if let inspection {
             for (table, n) in inspection.deadLetters {
                 registry.makeGauge(descriptor: Help.deadLettersWaiting, labels: [("table", table)]).set(to: Double(n))
@@ -56,6 +60,7 @@ public struct MetricsExport: Sendable {
                 registry.makeGauge(descriptor: Help.oldestChange, labels: [("table", table)]).set(to: age)
             }
             registry.makeGauge(descriptor: Help.resyncRunning).set(to: inspection.resyncRunning ? 1 : 0)
+            registry.makeGauge(descriptor: Help.leaseUnits).set(to: Double(inspection.leases.count))
         }
         return registry.emitToString()
     }
@@ -77,7 +82,15 @@ public struct MetricsExport: Sendable {
         }
         static var leader: MetricNameDescriptor {
             MetricNameDescriptor(metricName: ConsoleMetricName.leader, unitName: "",
-                                 helpText: "1 while this instance holds the leader lock and syncs; 0 for a standby.")
+                                 helpText: "1 while this instance holds at least one table's lease and syncs it; 0 for a standby.")
+        }
+        static var leasesHeld: MetricNameDescriptor {
+            MetricNameDescriptor(metricName: ConsoleMetricName.leasesHeld, unitName: "",
+                                 helpText: "Leases (tables, or the logical slot) this instance holds and syncs.")
+        }
+        static var leaseUnits: MetricNameDescriptor {
+            MetricNameDescriptor(metricName: ConsoleMetricName.leaseUnits, unitName: "",
+                                 helpText: "Leases there are to hold in nocobridge.leases (at scrape).")
         }
         static var deadLettersWaiting: MetricNameDescriptor {
             MetricNameDescriptor(metricName: ConsoleMetricName.deadLettersWaiting, unitName: "",
@@ -115,6 +128,8 @@ public struct MetricsExport: Sendable {
 public enum ConsoleMetricName {
     public static let buildInfo = "nocobridge_build_info"
     public static let leader = "nocobridge_leader"
+    public static let leasesHeld = "nocobridge_leases_held"
+    public static let leaseUnits = "nocobridge_lease_units"
     public static let deadLettersWaiting = "nocobridge_dead_letters_waiting"
     public static let oldestChange = "nocobridge_changelog_oldest_change_seconds"
     public static let resyncRunning = "nocobridge_resync_running"

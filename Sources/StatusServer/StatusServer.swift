@@ -76,7 +76,8 @@ public enum StatusServer {
             guard authorized(request) else { return respond(.unauthorized, "unauthorized\n", "text/plain") }
             async let h = health()
             let figures = await console.inspection()
-            return respond(.ok, metrics.text(after: await h, inspection: figures, leader: console.role(figures) == "leader"),
+            return respond(.ok, metrics.text(after: await h, inspection: figures, leader: console.role(figures) == "leader",
+                                                leasesHeld: console.bridge.leases.units.count),
                            "text/plain; version=0.0.4")
         }
         console.addRoutes(to: router)

@@ -12,6 +12,8 @@ struct Settings: Sendable {
         case resync
         /// What record history costs per batch, with and without it.
         case history
+        /// 1, 2 and 3 bridges sharing six tables through leases.
+        case instances
     }
 
     var quick = false
@@ -158,6 +160,9 @@ struct Benchmark {
         }
         if settings.phases.contains(.history) {
             results.history = try HistoryCost(settings: settings).run()
+        }
+        if settings.phases.contains(.instances) {
+            results.instances = try InstanceRuns(settings: settings).run()
         }
         results.bridgeMemory.peakMib = harness.bridgePeakMiB > 0 ? harness.bridgePeakMiB : nil
         harness.stopObservers()

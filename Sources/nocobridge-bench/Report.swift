@@ -98,6 +98,15 @@ struct Report {
             lines.append("RECORD HISTORY: \(h.bytesPerEntryWithIndexes.map { String(format: "%.0f", $0) } ?? "-") bytes per entry with indexes "
                          + "(\(h.bytesPerEntryHeap.map { String(format: "%.0f", $0) } ?? "-") in the table), \(h.entries) entries")
         }
+        if let r = results.instances {
+            lines.append("SEVERAL INSTANCES (\(r.tables) tables, \(r.rowsPerTable) NocoDB inserts each, drained to MongoDB)")
+            for run in r.runs {
+                let per = run.perInstance.map { i in
+                    "\(i.tables) tables (\(percent(i.share)), cpu \(i.cpuSeconds.map { String(format: "%.1f s", $0) } ?? "-"))"
+                }.joined(separator: ", ")
+                lines.append("  \(run.instances) instance\(run.instances == 1 ? " " : "s"): \(rate(run.changesPerS)) in \(String(format: "%.1f", run.seconds)) s; \(per)")
+            }
+        }
         if let s = results.seconds { lines.append("(\(results.mode) run, \(Int(s)) s)") }
     }
 

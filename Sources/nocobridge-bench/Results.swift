@@ -180,5 +180,6 @@ struct BenchResults: Codable, Sendable {
     var bridgeMemory = BridgeMemory()
     var resync: ResyncResult?
     var history: HistoryCostResult?
+    var instances: InstancesResult?
     var seconds: Double?
 }

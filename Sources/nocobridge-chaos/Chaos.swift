@@ -22,6 +22,11 @@ struct Chaos {
         var convergeTimeoutSeconds = 180.0
         /// `triggers` or `logical` (SYNC_CAPTURE of the bridge under test).
         var capture = "triggers"
+        /// Bridge processes sharing the tables through leases; a SIGKILL picks one at random.
+        var instances = 1
+        /// `SYNC_LEASE_SECONDS` with several instances: short, so a frozen one loses its
+        /// leases within the run's pace.
+        var leaseSeconds = 3
     }
 
     static let schema = "pnocobridgedemo"
@@ -54,6 +59,10 @@ struct Chaos {
             guard ["triggers", "logical"].contains(v) else { throw ChaosError("--capture takes triggers or logical") }
             s.capture = v
         }
+        if let v = value("--instances") {
+            guard let n = Int(v), (1...8).contains(n) else { throw ChaosError("--instances takes a number from 1 to 8") }
+            s.instances = n
+        }
         if let v = value("--seed") { guard let n = UInt64(v) else { throw ChaosError("--seed takes a number") }; s.seed = n }
         return s
     }
@@ -75,6 +84,7 @@ struct Chaos {
         env["STATUS_ADDR"] = "off"
         env["LOG_LEVEL"] = env["LOG_LEVEL"] ?? "warning"
         env["SYNC_CAPTURE"] = s.capture
+        if s.instances > 1 { env["SYNC_LEASE_SECONDS"] = String(s.leaseSeconds) }
         let logPath = "\(s.servicesDirectory)/chaos-bridge.log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -85,12 +95,17 @@ struct Chaos {
         try cli(s.capture == "logical" ? ["install", "--replica-identity-full"] : ["install"])
         // The script stops a bridge left behind by an interrupted run through this file.
         let pidFile = "\(s.servicesDirectory)/bridge.pid"
-        func startBridge() throws -> ChildProcess {
-            let child = try ChildProcess(s.bridgeBinary, ["run"], environment: env, logFD: log.fileDescriptor)
-            try "\(child.pid)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
-            return child
+        var bridges: [ChildProcess] = []
+        func writePIDs() throws {
+            try bridges.map { "\($0.pid)\n" }.joined().write(toFile: pidFile, atomically: true, encoding: .utf8)
         }
-        var bridge = try startBridge()
+        func startBridge() throws -> ChildProcess {
+            try ChildProcess(s.bridgeBinary, ["run"], environment: env, logFD: log.fileDescriptor)
+        }
+        for _ in 0..<s.instances {
+            bridges.append(try startBridge())
+            try writePIDs()
+        }
 
         let expected = ExpectedState()
         let nocodbWriter = WriterLoop(writer: NocoDBWriter(url: url, schema: schema),
@@ -106,21 +121,31 @@ struct Chaos {
         // A bridge that ends by itself (no fault of ours killed it) is a defect even when the
         // sides later converge: said, counted, and restarted as a service manager would.
         var selfExits: [String] = []
-        func checkBridge(_ when: String) throws {
-            guard let status = bridge.exited() else { return }
-            selfExits.append("exit \(status) \(when)")
-            say("the bridge exited by itself with status \(status) \(when); restarting it")
-            bridge = try startBridge()
+        func checkBridges(_ when: String) throws {
+            for i in bridges.indices {
+                guard let status = bridges[i].exited() else { continue }
+                selfExits.append("exit \(status) \(when)")
+                say("a bridge exited by itself with status \(status) \(when); restarting it")
+                bridges[i] = try startBridge()
+                try writePIDs()
+            }
         }
-        for (i, fault) in Fault.schedule(count: s.faults, using: &rng).enumerated() {
+        for (i, fault) in Fault.schedule(count: s.faults, instances: s.instances, using: &rng).enumerated() {
             usleep(UInt32(Int.random(in: s.faultIntervalMilliseconds / 2...s.faultIntervalMilliseconds * 3 / 2, using: &rng) * 1000))
-            try checkBridge("before fault \(i + 1)")
+            try checkBridges("before fault \(i + 1)")
             say("fault \(i + 1)/\(s.faults): \(fault.rawValue) (\(expected.operations) operations so far)")
             switch fault {
             case .killBridge:
-                bridge.kill(SIGKILL)
-                bridge.wait()
-                bridge = try startBridge()
+                let victim = Int.random(in: 0..<bridges.count, using: &rng)
+                bridges[victim].kill(SIGKILL)
+                bridges[victim].wait()
+                bridges[victim] = try startBridge()
+                try writePIDs()
+            case .freezeBridge:
+                let victim = Int.random(in: 0..<bridges.count, using: &rng)
+                bridges[victim].kill(SIGSTOP)
+                usleep(UInt32((s.leaseSeconds * 1000 + 1500) * 1000))
+                bridges[victim].kill(SIGCONT)
             case .restartPostgres: try servers.restartPostgres()
             case .restartMongo: try servers.restartMongo()
             case .resync: try retrying { try cli(["resync"]) }
@@ -132,7 +157,7 @@ struct Chaos {
         mongoWriter.stop()
         integrationWriter.stop()
         try retrying { try Failover.end(mongo: mongo) }
-        try checkBridge("after the last fault")
+        try checkBridges("after the last fault")
         let loadSeconds = Date().timeIntervalSince(started)
         say("load stopped after \(String(format: "%.1f", loadSeconds)) s; waiting for both sides to converge")
 
@@ -145,20 +170,20 @@ struct Chaos {
             comparison = try Comparison.run(expected: expected.records, postgres: checker, schema: schema, mongo: mongo)
         }
         let convergeSeconds = Date().timeIntervalSince(stoppedAt)
-        try checkBridge("while converging")
-        bridge.kill(SIGTERM)
-        let exitStatus = bridge.wait()
+        try checkBridges("while converging")
+        for bridge in bridges { bridge.kill(SIGTERM) }
+        let exitStatus = bridges.map { $0.wait() }.max() ?? 0
 
         let faults = Fault.allCases.map { "\($0.rawValue) ×\(injected[$0] ?? 0)" }.joined(separator: ", ")
         say("""
 
-            CHAOS SUMMARY (seed \(s.seed), \(s.capture) capture)
+            CHAOS SUMMARY (seed \(s.seed), \(s.capture) capture, \(s.instances) instance\(s.instances == 1 ? "" : "s"))
               operations issued:  \(expected.operations) (retried after errors: \([nocodbWriter, mongoWriter, integrationWriter].map { $0.retries.load(ordering: .relaxed) }.reduce(0, +)))
               faults injected:    \(injected.values.reduce(0, +)) (\(faults))
               records compared:   \(comparison.records)
               mismatches:         \(comparison.mismatches.count)
               load time:          \(String(format: "%.1f", loadSeconds)) s; converged \(String(format: "%.1f", convergeSeconds)) s after the load stopped
-              bridge exit on SIGTERM: \(exitStatus)
+              bridge exit on SIGTERM: \(exitStatus) (the highest of every instance's)
               bridge exits by itself: \(selfExits.isEmpty ? "none" : selfExits.joined(separator: ", "))
             """)
         for m in comparison.mismatches.prefix(20) { say("  mismatch: \(m)") }
@@ -170,10 +195,11 @@ struct Chaos {
     }
 
     /// A resync started just as a server comes back may fail to connect; the operator would
-    /// run it again.
+    /// run it again. More attempts than a failover fault fails commands (at most five), so a resync that
+    /// alone meets every failure of the failpoint still runs in the end.
     static func retrying(_ body: () throws -> Void) throws {
-        for attempt in 1...5 {
-            do { return try body() } catch where attempt < 5 { sleep(2) }
+        for attempt in 1...8 {
+            do { return try body() } catch where attempt < 8 { sleep(2) }
         }
     }
 }

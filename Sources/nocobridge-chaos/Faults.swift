@@ -11,9 +11,13 @@ enum Fault: String, CaseIterable, Sendable {
     /// MongoDB failing commands as a failover does: `failCommand` on a random command with a
     /// failover's error (or a dropped connection), a few times, for every client.
     case failover = "MongoDB failover errors"
+    /// With several instances: one frozen (SIGSTOP) past its lease, the others take its
+    /// tables over, then it resumes and must not commit what it decided before the freeze.
+    case freezeBridge = "SIGSTOP bridge past its lease"
 
-    static func schedule(count: Int, using rng: inout SeededRandom) -> [Fault] {
-        let pattern = [Fault.killBridge, .killBridge, .restartPostgres, .restartMongo, .resync, .failover]
+    static func schedule(count: Int, instances: Int = 1, using rng: inout SeededRandom) -> [Fault] {
+        var pattern = [Fault.killBridge, .killBridge, .restartPostgres, .restartMongo, .resync, .failover]
+        if instances > 1 { pattern.append(.freezeBridge) }
         var out: [Fault] = []
         while out.count < count { out += pattern.shuffled(using: &rng) }
         return Array(out.prefix(count))

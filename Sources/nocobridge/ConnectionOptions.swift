@@ -139,6 +139,18 @@ struct ConnectionOptions: ParsableArguments {
             }
             config.historyDays = days
         }
+        if let raw = env["SYNC_LEASE_SECONDS"], !raw.isEmpty {
+            guard let seconds = Double(raw), seconds >= 1, seconds <= 3600 else {
+                throw ConfigurationError(setting: "SYNC_LEASE_SECONDS", message: "\"\(raw)\" is not a number of seconds between 1 and 3600")
+            }
+            config.leaseDuration = .milliseconds(Int(seconds * 1000))
+        }
+        if let raw = env["SYNC_LEASE_TICK_MS"], !raw.isEmpty {
+            guard let ms = Int(raw), ms >= 50, ms <= 60000 else {
+                throw ConfigurationError(setting: "SYNC_LEASE_TICK_MS", message: "\"\(raw)\" is not a number of milliseconds between 50 and 60000")
+            }
+            config.leaseTick = .milliseconds(ms)
+        }
         if let kinds = setting(columnTypes, "SYNC_COLUMN_TYPES") {
             config.columnKinds = try BridgeConfiguration.parseColumnKinds(kinds)
         }

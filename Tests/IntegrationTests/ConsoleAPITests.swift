@@ -226,25 +226,56 @@ struct HTTPExchange {
         #expect(tables.first { ($0["table"] as? String)?.hasSuffix(".waiter_ops") == true }?["done"] as? Int == 4)
     }
 
-    @Test func aStandbyKnowsItIsOneAndMetricsSayWhichInstanceLeads() throws {
+    /// Two instances share the four tables 2/2: each overview says who holds which table and
+    /// lists both instances, each exports `nocobridge_leader 1` and two leases held; the one
+    /// left after a SIGKILL holds all four.
+    @Test func everyInstanceShowsWhoHoldsWhichTableAndMetricsCountLeases() throws {
         let f = try BridgeFixture()
-        let (leader, leaderBase) = try startBridge(f, token: nil)
-        _ = leader
-        try eventually("first instance leads", seconds: 30) {
-            try HTTPExchange.send(leaderBase + "/api/overview").json?["role"] as? String == "leader"
+        let (first, firstBase) = try startBridge(f, token: nil)
+        try eventually("first instance holds every table", seconds: 30) {
+            try HTTPExchange.send(firstBase + "/api/overview").json?["leases"] as? Int == 4
         }
-        let (standby, standbyBase) = try startBridge(f, token: nil)
-        let overview = try #require(try HTTPExchange.send(standbyBase + "/api/overview").json)
-        #expect(overview["role"] as? String == "standby")
-        #expect((overview["leaderSession"] as? String)?.hasPrefix("from ") == true)
-        #expect(try HTTPExchange.send(leaderBase + "/metrics").body.contains("\nnocobridge_leader 1.0"))
-        #expect(try HTTPExchange.send(standbyBase + "/metrics").body.contains("\nnocobridge_leader 0.0"))
-        leader.kill(SIGKILL)
-        leader.wait()
-        try eventually("standby takes over", seconds: 30) {
-            try HTTPExchange.send(standbyBase + "/api/overview").json?["role"] as? String == "leader"
+        let (second, secondBase) = try startBridge(f, token: nil)
+        _ = second
+        try eventually("two leases each", seconds: 30) {
+            try HTTPExchange.send(firstBase + "/api/overview").json?["leases"] as? Int == 2
+                && HTTPExchange.send(secondBase + "/api/overview").json?["leases"] as? Int == 2
         }
-        _ = standby
+        let a = try #require(try HTTPExchange.send(firstBase + "/api/overview").json)
+        let b = try #require(try HTTPExchange.send(secondBase + "/api/overview").json)
+        let idA = try #require(a["instance"] as? String), idB = try #require(b["instance"] as? String)
+        #expect(a["role"] as? String == "leader" && b["role"] as? String == "leader")
+        let heldBy = (a["tables"] as? [[String: Any]] ?? []).compactMap { $0["heldBy"] as? String }
+        #expect(heldBy.count == 2 * BridgeFixture.tables.count)  // both directions of every table
+        #expect(heldBy.filter { $0 == idA }.count == 4 && heldBy.filter { $0 == idB }.count == 4)
+        let instances = (b["instances"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        #expect(Set(instances) == [idA, idB])
+        for base in [firstBase, secondBase] {
+            let metrics = try HTTPExchange.send(base + "/metrics").body
+            #expect(metrics.contains("\nnocobridge_leader 1.0") && metrics.contains("\nnocobridge_leases_held 2.0"), "\(metrics)")
+            #expect(metrics.contains("\nnocobridge_lease_units 4.0"))
+        }
+        first.kill(SIGKILL)
+        first.wait()
+        try eventually("the second holds all four", seconds: 30) {
+            try HTTPExchange.send(secondBase + "/api/overview").json?["leases"] as? Int == 4
+        }
+    }
+
+    @Test func anInstanceWithNoLeaseIsAStandby() throws {
+        let f = try BridgeFixture(capture: .logical)
+        let (first, firstBase) = try startBridge(f, token: nil)
+        _ = first
+        try eventually("first instance holds the slot", seconds: 30) {
+            try HTTPExchange.send(firstBase + "/api/overview").json?["role"] as? String == "leader"
+        }
+        let (second, secondBase) = try startBridge(f, token: nil)
+        _ = second
+        try eventually("second is a standby", seconds: 30) {
+            try HTTPExchange.send(secondBase + "/api/overview").json?["role"] as? String == "standby"
+        }
+        #expect(try HTTPExchange.send(secondBase + "/metrics").body.contains("\nnocobridge_leader 0.0"))
+        #expect(try HTTPExchange.send(secondBase + "/metrics").body.contains("\nnocobridge_leases_held 0.0"))
     }
 
     @Test func versionIsTheCommitBuiltFromEverywhere() throws {

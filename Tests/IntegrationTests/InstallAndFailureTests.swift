@@ -49,11 +49,14 @@ import Testing
                 SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE $1
                 UNION ALL SELECT 'index ' || indexname FROM pg_indexes WHERE schemaname = $2
                 UNION ALL SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname = 'nocobridge'
+                UNION ALL SELECT 'table ' || tablename FROM pg_tables WHERE schemaname = 'nocobridge' AND tablename IN ('leases', 'instances')
+                UNION ALL SELECT 'sequence ' || sequencename FROM pg_sequences WHERE schemaname = 'nocobridge' AND sequencename = 'lease_token'
                 ORDER BY 1
                 """, ["%\(f.schema)%", f.schema]).rows.map { $0[0] ?? "" }
         }
         let installed = try objects()
         #expect(installed.contains("schema nocobridge"))
+        #expect(installed.contains("table leases") && installed.contains("table instances") && installed.contains("sequence lease_token"))
         // Per table: the stamp row trigger, two statement marks, three capture triggers.
         #expect(installed.filter { $0.hasPrefix("trigger") }.count == 6 * BridgeFixture.tables.count)
         #expect(installed.contains("index waiter_ops_externalId_nb_key"))
@@ -64,7 +67,7 @@ import Testing
         try installer.uninstall()
         try installer.uninstall()
         let left = try objects()
-        #expect(!left.contains { $0.hasPrefix("trigger") || $0.contains("nb_key") || $0 == "schema nocobridge" })
+        #expect(!left.contains { $0.hasPrefix("trigger") || $0.contains("nb_key") || $0 == "schema nocobridge" || $0.hasPrefix("table") || $0.hasPrefix("sequence") })
         #expect(left.contains("index waiter_ops_order_idx") && left.contains("index waiter_ops_pkey"))
         let after = try f.mongo.withClient { (c: MongoClient) throws(MongoError) in
             try c.runCommand(["listIndexes": .string("waiter_ops")])

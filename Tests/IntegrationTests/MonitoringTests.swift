@@ -40,7 +40,7 @@ import Testing
         }
         // A reconnect: PostgreSQL ends the MongoDB → NocoDB flows' sessions (one per
         // collection, so the counter reaches one per flow that was connected).
-        let ended = try f.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'nocobridge-to-nocodb' AND datname = current_database()").rows[0][0]
+        let ended = try f.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'nocobridge-to-nocodb/%' AND datname = current_database()").rows[0][0]
         #expect((Int(ended ?? "0") ?? 0) >= 1)
         try eventually("reconnected", seconds: 30) {
             let body = (try? HTTPExchange.send(base + "/metrics").body) ?? ""

@@ -62,14 +62,14 @@ final class ChangeStreamFlow: Sendable {
     }
 
     private func runConnected(startAfter: [UInt8]?, onConnected: () -> Void) throws {
-        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-nocodb")
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: environment.applicationName("nocobridge-to-nocodb", table: mapping))
         let shape = try configuration.shape(of: mapping, on: connection, logger: logger)
         var schema = try SchemaWatch(tables: [mapping], interval: configuration.schemaCheckInterval, on: connection)
         let synchronizer = environment.synchronizer(shape)
         // What this flow's last connection left unsettled (a transaction that failed after
         // its MongoDB write) is settled before anything is decided again.
         environment.journal.abandonAll(collection: mapping.collection)
-        var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger)
+        var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger, fence: environment.fence)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         var hold = try TableHoldStore.reason(mapping.collection, on: connection).map { Hold(reason: $0) }
         let token = try PositionStore.load(streamName, on: connection)
@@ -179,7 +179,7 @@ final class ChangeStreamFlow: Sendable {
                            connection: PostgresConnection, hold: inout Hold?) throws {
         try process(changes, token: nil, synchronizer: synchronizer, connection: connection)
         changes.removeAll()
-        try connection.bridgeTransaction {
+        try connection.bridgeTransaction(fence: environment.fence) {
             try TableHoldStore.hold(mapping.collection, reason: reason, on: connection)
             if let token { try PositionStore.save(streamName, position: token, on: connection) }
         }
@@ -198,7 +198,7 @@ final class ChangeStreamFlow: Sendable {
         single.tables = [mapping]
         let report = try Resync(configuration: single, options: options, logger: logger).reconcileTables()
         try Installer.createKeyIndex(collection: mapping.collection, pool: mongo)
-        try connection.bridgeTransaction { try TableHoldStore.release(mapping.collection, on: connection) }
+        try connection.bridgeTransaction(fence: environment.fence) { try TableHoldStore.release(mapping.collection, on: connection) }
         logger.warning("table reconciled after the collection was replaced; syncing again",
                        metadata: ["report": "\(report.text().trimmingCharacters(in: .whitespacesAndNewlines))"])
     }
@@ -231,7 +231,7 @@ final class ChangeStreamFlow: Sendable {
     private func applyIsolatingBadRecords(_ changes: [MongoChange], token: [UInt8]?, synchronizer: RecordSynchronizer,
                                           connection: PostgresConnection) throws -> RecordSynchronizer.Outcome {
         do {
-            return try connection.bridgeTransaction {
+            return try connection.bridgeTransaction(fence: environment.fence) {
                 let outcome = try apply(changes, synchronizer: synchronizer, connection: connection)
                 if let token { try PositionStore.save(streamName, position: token, on: connection) }
                 return outcome
@@ -248,7 +248,7 @@ final class ChangeStreamFlow: Sendable {
             for change in changes {
                 outcome += try applyIsolatingBadRecords([change], token: nil, synchronizer: synchronizer, connection: connection)
             }
-            if let token { try connection.bridgeTransaction { try PositionStore.save(streamName, position: token, on: connection) } }
+            if let token { try connection.bridgeTransaction(fence: environment.fence) { try PositionStore.save(streamName, position: token, on: connection) } }
             return outcome
         }
     }
@@ -258,7 +258,7 @@ final class ChangeStreamFlow: Sendable {
         let key = change?.key ?? change?.documentID.map { "_id " + JSON.serialize($0) } ?? "-"
         let reason = "PostgreSQL refused the record: \(error)"
         logger.error("change sent to dead letters", metadata: ["key": "\(key)", "error": "\(reason)"])
-        try connection.bridgeTransaction {
+        try connection.bridgeTransaction(fence: environment.fence) {
             try DeadLetterStore.record(.toNocoDB, source: mapping.qualifiedName,
                                        [Rejection(key: key, field: nil, reason: reason, payload: change?.document.map { JSON.serialize(.document($0)) })],
                                        on: connection)

@@ -31,7 +31,7 @@ final class ChangelogFlow: Sendable {
     }
 
     private func runConnected(onConnected: () -> Void) throws {
-        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-mongo")
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: environment.applicationName("nocobridge-to-mongo", table: mapping))
         // LISTEN before the first read: a change committed after it is either in that read or
         // announced by a notification that will be seen.
         try connection.listen(Self.channel)
@@ -43,9 +43,9 @@ final class ChangelogFlow: Sendable {
         // What this flow's last connection left unsettled (a transaction that failed after
         // its MongoDB write) is settled before anything is decided again.
         environment.journal.abandonAll(collection: mapping.collection)
-        var recovery = IntentRecovery(configuration: configuration, mongo: environment.mongo, logger: logger)
+        var recovery = IntentRecovery(configuration: configuration, mongo: environment.mongo, logger: logger, fence: environment.fence)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
-        let applier = NocoDBChangeApplier(mongo: environment.mongo, logger: logger, statistics: statistics)
+        let applier = NocoDBChangeApplier(mongo: environment.mongo, logger: logger, statistics: statistics, fence: environment.fence)
         onConnected()
         statistics.setConnected(true, table: mapping.qualifiedName)
         defer { statistics.setConnected(false, table: mapping.qualifiedName) }

@@ -117,7 +117,7 @@ final class LogicalTableFlow: Sendable {
     }
 
     private func runConnected(onConnected: () -> Void) throws {
-        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-to-mongo")
+        let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: environment.applicationName("nocobridge-to-mongo", table: mapping))
         let shape = try configuration.shape(of: mapping, on: connection, logger: logger)
         var schema = try SchemaWatch(tables: [mapping], interval: configuration.schemaCheckInterval, on: connection)
         let synchronizer = environment.synchronizer(
@@ -125,9 +125,9 @@ final class LogicalTableFlow: Sendable {
         // What this flow's last connection left unsettled (a transaction that failed after
         // its MongoDB write) is settled before anything is decided again.
         environment.journal.abandonAll(collection: mapping.collection)
-        var recovery = IntentRecovery(configuration: configuration, mongo: environment.mongo, logger: logger)
+        var recovery = IntentRecovery(configuration: configuration, mongo: environment.mongo, logger: logger, fence: environment.fence)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
-        let applier = NocoDBChangeApplier(mongo: environment.mongo, logger: logger, statistics: statistics)
+        let applier = NocoDBChangeApplier(mongo: environment.mongo, logger: logger, statistics: statistics, fence: environment.fence)
         // Changes the triggers captured before the switch to logical capture.
         let reader = ChangelogReader(shape: shape)
         while try applier.applyChangelogBatch(reader, limit: configuration.batchSize, synchronizer: synchronizer, connection: connection) > 0 {}
@@ -207,7 +207,7 @@ final class LogicalTableFlow: Sendable {
         let inserted = Array(Set(batch.insertedRows.values))
         // The final SELECT sees the table as before the UPDATE: a new key comes from RETURNING.
         // Written as the bridge (not captured again).
-        let rows = try connection.bridgeTransaction { try connection.query(BridgeOrigin.logicalMessage); return try connection.query(cached: """
+        let rows = try connection.bridgeTransaction(fence: environment.fence) { try connection.query(BridgeOrigin.logicalMessage); return try connection.query(cached: """
             WITH keyless AS (SELECT unnest($1::text[]) AS id),
             inserted AS (SELECT unnest($2::text[]) AS id),
             renew AS (

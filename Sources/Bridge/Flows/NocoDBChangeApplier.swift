@@ -12,6 +12,8 @@ struct NocoDBChangeApplier {
     let mongo: MongoClientPool
     let logger: Logger
     let statistics: PipelineStatistics
+    /// Checked before each commit (`bridgeTransaction(fence:)`).
+    var fence: Fence? = nil
 
     /// One batch from the trigger changelog, acknowledged by deleting its rows; returns how
     /// many changes it read (0: the changelog is empty).
@@ -38,7 +40,7 @@ struct NocoDBChangeApplier {
         /// Syncs `keys` and acknowledges `ids` in one transaction.
         func apply(_ keys: [String], acknowledging ids: [Int64], rejections: inout [Rejection]) throws -> RecordSynchronizer.Outcome {
             var found = rejections
-            let outcome = try connection.bridgeTransaction {
+            let outcome = try connection.bridgeTransaction(fence: fence) {
                 let hints = keys.map { RecordSynchronizer.Hint(key: $0, changedAt: groups.latestChange($0)) }
                 let outcome = try synchronizer.synchronize(mode: .change(.nocodb), hints: hints, connection: connection, mongo: mongo)
                 for r in outcome.rejections { found += groups.reject(r.key ?? "", field: r.field, reason: r.reason) }
@@ -60,7 +62,7 @@ struct NocoDBChangeApplier {
             outcome = RecordSynchronizer.Outcome()
             var done: [Rejection] = []
             if !rejections.isEmpty {
-                try connection.bridgeTransaction { try acknowledge(rejections.compactMap(\.changeID), rejections) }
+                try connection.bridgeTransaction(fence: fence) { try acknowledge(rejections.compactMap(\.changeID), rejections) }
                 done = rejections
             }
             for key in groups.keys {
@@ -70,7 +72,7 @@ struct NocoDBChangeApplier {
                     outcome += try apply([key], acknowledging: ids, rejections: &found)
                 } catch let error as PostgresError where error.isDataError {
                     found = groups.reject(key, field: nil, reason: "PostgreSQL refused the record: \(error)")
-                    try connection.bridgeTransaction { try acknowledge(ids, found) }
+                    try connection.bridgeTransaction(fence: fence) { try acknowledge(ids, found) }
                 }
                 done += found
             }

@@ -53,6 +53,11 @@ final class ThreadGroup: Sendable {
         }
     }
 
+    /// Whether every job has ended, and the first failure, without waiting.
+    var outcome: (finished: Bool, error: (any Error)?) {
+        state.withLock { ($0.running == 0, $0.firstError) }
+    }
+
     /// Waits until every job has ended; throws the first failure.
     func join() throws {
         while state.withLock({ $0.running }) > 0 {

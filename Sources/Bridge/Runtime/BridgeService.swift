@@ -16,6 +16,8 @@ public struct BridgeService: Service {
     public let toNocoDBStatistics: PipelineStatistics
     /// Long-lived connections for `/status`, `/readyz` and `/metrics`.
     public let probe: HealthProbe
+    /// The leases this instance holds now.
+    public let leases = LeaseBoard()
 
     /// - Parameter metrics: where the pipelines report (the Prometheus registry behind
     ///   `/metrics` in `run`); no-op by default.
@@ -29,7 +31,8 @@ public struct BridgeService: Service {
 
     /// The bridge's health now (blocking: call from a thread, not the cooperative pool).
     public func health() -> BridgeHealth {
-        BridgeHealth.collect(configuration: configuration, probe: probe, toMongo: toMongoStatistics, toNocoDB: toNocoDBStatistics)
+        BridgeHealth.collect(configuration: configuration, probe: probe, toMongo: toMongoStatistics, toNocoDB: toNocoDBStatistics,
+                             held: leases.units)
     }
 
     /// `preflight`, waiting out what a restart or a failover causes (a server not reachable
@@ -92,6 +95,11 @@ public struct BridgeService: Service {
             logger.warning("MongoDB's and PostgreSQL's clocks are more than a second apart; last_write_wins and tombstones compare their times (synchronise both hosts' clocks)",
                            metadata: ["clock.skew_ms": "\(skew.milliseconds)", "clock.uncertainty_ms": "\(skew.uncertaintyMilliseconds)"])
         }
+        // Instances starting together would otherwise interleave their marker writes into
+        // something that looks like a restore.
+        let generationLock = "hashtextextended('nocobridge.generation', 0)"
+        try connection.query("SELECT pg_advisory_lock(\(generationLock))")
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(generationLock))") }
         try GenerationMarker().checkAndAdvance(connection: connection, mongo: pool)
     }
 
@@ -120,63 +128,71 @@ public struct BridgeService: Service {
         }
     }
 
-    /// The bridge until `stop`, on the calling thread (every flow on a thread of its own):
-    /// one leadership term per iteration. Losing the lock's session (a PostgreSQL restart, a
-    /// network cut) stops the term's work at once, so a standby can never work beside it, and
-    /// this instance queues for the lock again.
+    /// The bridge until `stop`, on the calling thread: the lease keeper ticks here and starts
+    /// each unit's flows (every flow on a thread of its own) when it takes the unit's lease,
+    /// and stops them when it gives the lease back or loses it. Losing the lease session (a
+    /// PostgreSQL restart, a network cut) stops every unit's work at once, so no other
+    /// instance ever works on a table beside this one.
     public func run(until stop: StopSignal) throws {
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
                                         instance: configuration.instanceID)
-        while !stop.isStopped {
-            let term = stop.child()
-            let leader = LeaderLock(postgresURL: configuration.postgresURL, mongoDatabase: configuration.mongoDatabase, logger: logger,
-                                    instanceID: configuration.instanceID)
-            guard leader.waitForLock(stop: term) else {
-                leader.release()
-                break
-            }
-            let lost = Mutex(false)
-            let watching = ThreadGroup(stop: term)
-            watching.start("nocobridge-leader") { lost.withLock { $0 = leader.watchSession(stop: term) } }
-            do {
-                try runFlows(mongo: mongo, stop: term)
-            } catch {
-                term.stop()
-                try? watching.join()
-                leader.release()
-                throw error
-            }
-            term.stop()
-            try? watching.join()
-            leader.release()
-            if lost.withLock({ $0 }) && !stop.isStopped {
-                logger.warning("leader lock lost; waiting to take it again")
-                continue
-            }
-            break
-        }
-    }
-
-    /// One flow per table and direction, each on its own thread (plus, with logical capture,
-    /// the slot's reader); a flow that fails for good stops the others.
-    private func runFlows(mongo: MongoClientPool, stop: StopSignal) throws {
         let environment = FlowEnvironment(configuration: configuration, mongo: mongo,
                                           journal: WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID),
                                           logger: logger, stop: stop, toMongo: toMongoStatistics, toNocoDB: toNocoDBStatistics)
-        let flows = ThreadGroup(stop: stop)
-        let backlog = LogicalBacklog(tables: configuration.tables.map(\.qualifiedName))
-        if configuration.direction.includesToMongo && configuration.capture == .logical {
+        let chores = ThreadGroup(stop: stop)
+        let housekeeping = Housekeeping(environment: environment)
+        chores.start("nocobridge-housekeeping") { try housekeeping.run() }
+        let configuration = configuration
+        let keeper = LeaseKeeper(configuration: configuration, logger: logger, board: leases, units: { connection in
+            try Self.units(of: configuration, on: connection)
+        }, start: { unit, fence, unitStop in
+            var unitEnvironment = environment
+            unitEnvironment.stop = unitStop
+            unitEnvironment.fence = fence
+            // A journal (writer) per holding: once the unit's flows end, for whatever reason,
+            // its session and so its owner lock go with them, and the intents a lost lease
+            // left behind (written to MongoDB, the commit refused by the fence) belong to a
+            // dead writer, settled by whichever instance holds the unit next, this one included.
+            unitEnvironment.journal = WriteJournal(url: configuration.postgresURL, instanceID: configuration.instanceID)
+            return Self.startFlows(unit: unit, environment: unitEnvironment)
+        })
+        defer {
+            stop.stop()
+            try? chores.join()
+        }
+        try keeper.run(stop: stop)
+    }
+
+    /// The unit prefix of logical capture: one slot has one consumer, so its holder runs every table.
+    static let logicalUnitPrefix = "logical:"
+
+    /// A unit per table (both directions move together), or with logical capture the slot.
+    static func units(of configuration: BridgeConfiguration, on connection: PostgresConnection) throws -> [String] {
+        if configuration.capture == .logical {
+            return [logicalUnitPrefix + (try LogicalSlot.name(on: connection))]
+        }
+        return configuration.tables.map(\.qualifiedName)
+    }
+
+    /// One unit's flows, one per table and direction on its own thread (plus, for the logical
+    /// unit, the slot's reader); a flow that fails for good stops the unit's others.
+    static func startFlows(unit: String, environment: FlowEnvironment) -> ThreadGroup {
+        let configuration = environment.configuration
+        let flows = ThreadGroup(stop: environment.stop)
+        let logical = unit.hasPrefix(logicalUnitPrefix)
+        let tables = logical ? configuration.tables : configuration.tables.filter { $0.qualifiedName == unit }
+        let backlog = LogicalBacklog(tables: tables.map(\.qualifiedName))
+        if logical && configuration.direction.includesToMongo {
             let reader = LogicalSlotReader(environment: environment, backlog: backlog)
             flows.start("nocobridge-logical") { try reader.run() }
         }
-        for mapping in configuration.tables {
+        for mapping in tables {
             if configuration.direction.includesToMongo {
-                switch configuration.capture {
-                case .triggers:
-                    let flow = ChangelogFlow(mapping: mapping, environment: environment)
-                    flows.start("nocobridge-to-mongo-\(mapping.table)") { try flow.run() }
-                case .logical:
+                if logical {
                     let flow = LogicalTableFlow(mapping: mapping, environment: environment, backlog: backlog)
+                    flows.start("nocobridge-to-mongo-\(mapping.table)") { try flow.run() }
+                } else {
+                    let flow = ChangelogFlow(mapping: mapping, environment: environment)
                     flows.start("nocobridge-to-mongo-\(mapping.table)") { try flow.run() }
                 }
             }
@@ -185,8 +201,6 @@ public struct BridgeService: Service {
                 flows.start("nocobridge-to-nocodb-\(mapping.table)") { try flow.run() }
             }
         }
-        let housekeeping = Housekeeping(environment: environment)
-        flows.start("nocobridge-housekeeping") { try housekeeping.run() }
-        try flows.join()
+        return flows
     }
 }

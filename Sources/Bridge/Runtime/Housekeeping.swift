@@ -2,7 +2,8 @@ import Logging
 import Postgres
 
 /// The bridge's periodic chores that belong to no table: advancing the restore-detection
-/// markers now and then, so a backup taken a while ago is recognised as behind.
+/// markers now and then, so a backup taken a while ago is recognised as behind. With several
+/// instances, one does them (a session advisory lock), whichever leases it holds.
 final class Housekeeping: Sendable {
     private let environment: FlowEnvironment
 
@@ -19,8 +20,13 @@ final class Housekeeping: Sendable {
             let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: "nocobridge-housekeeping")
             onConnected()
             var last = ContinuousClock.now
+            // One instance of several does the chores: whichever holds this session lock.
+            var mine = false
             while !environment.stop.isStopped {
-                if ContinuousClock.now - last >= configuration.generationInterval {
+                if !mine {
+                    mine = try connection.query("SELECT pg_try_advisory_lock(hashtextextended('nocobridge.housekeeping', 0))").rows.first?[0] == "t"
+                }
+                if mine && ContinuousClock.now - last >= configuration.generationInterval {
                     last = .now
                     try GenerationMarker().realign(connection: connection, mongo: environment.mongo)
                 }

@@ -13,6 +13,9 @@ func runReconnecting(_ name: String, configuration: BridgeConfiguration, stop: S
             try connected { backoff.reset() }
         } catch is SchemaChanged {
             logger.warning("\(name): the columns of a synced table changed; reloading them")
+        } catch let lost as LeaseLost {
+            // Not a failure to retry: another instance has the table now.
+            throw lost
         } catch {
             statistics.recordError("\(error)", table: table)
             statistics.recordReconnect()

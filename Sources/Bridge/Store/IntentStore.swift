@@ -32,6 +32,14 @@ enum IntentStore {
             """, []).named.compactMap { $0["owner"] }
     }
 
+    /// The owners of one process instance (`WriteJournal` names them `<instance>/<random>`),
+    /// alive or not: a lease taken from that instance settles them.
+    static func owners(ofInstance instance: String, on connection: PostgresConnection) throws(PostgresError) -> [String] {
+        try connection.query("""
+            SELECT DISTINCT owner FROM nocobridge.write_intents WHERE split_part(owner, '/', 1) = $1
+            """, [instance]).named.compactMap { $0["owner"] }
+    }
+
     /// Keys with intents of `owners`, per collection.
     static func keys(ofOwners owners: [String], on connection: PostgresConnection) throws(PostgresError) -> [String: [String]] {
         var out: [String: [String]] = [:]
@@ -43,13 +51,17 @@ enum IntentStore {
         return out
     }
 
-    /// The latest intent of `owners` per key.
-    static func latest(collection: String, keys: [String], owners: [String], on connection: PostgresConnection) throws -> [String: RecordState] {
+    /// The latest intent of `owners` per key (`rank` 2: the one before it, and so on).
+    static func latest(collection: String, keys: [String], owners: [String], rank: Int = 1,
+                       on connection: PostgresConnection) throws -> [String: RecordState] {
         try RecordStateColumns.decode(connection.query("""
-            SELECT DISTINCT ON (external_id) external_id, fields::text AS fields, at_ms, deleted FROM nocobridge.write_intents
-            WHERE collection = $1 AND external_id = ANY($2::text[]) AND owner = ANY($3::text[])
-            ORDER BY external_id, id DESC
-            """, [collection, PostgresConnection.arrayLiteral(keys), PostgresConnection.arrayLiteral(owners)]))
+            SELECT external_id, fields, at_ms, deleted FROM (
+                SELECT external_id, fields::text AS fields, at_ms, deleted,
+                       row_number() OVER (PARTITION BY external_id ORDER BY id DESC) AS rank
+                FROM nocobridge.write_intents
+                WHERE collection = $1 AND external_id = ANY($2::text[]) AND owner = ANY($3::text[])) w
+            WHERE rank = $4::bigint
+            """, [collection, PostgresConnection.arrayLiteral(keys), PostgresConnection.arrayLiteral(owners), String(rank)]))
     }
 
     /// Hands intents of a live owner to `heir`, an owner nobody holds: a dead writer's, for

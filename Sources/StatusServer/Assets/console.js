@@ -207,7 +207,8 @@
     const item = (label, value, cls) => el("div", { class: "figure " + (cls || "") }, el("span", { class: "label" }, label), el("span", { class: "value" }, value));
     summary.appendChild(item("PostgreSQL", o.postgres ? "up" : "down", o.postgres ? "good" : "bad"));
     summary.appendChild(item("MongoDB", o.mongo ? "up" : "down", o.mongo ? "good" : "bad"));
-    summary.appendChild(item("This instance", o.role + (o.role === "standby" && o.leaderSession ? " (leader " + o.leaderSession + ")" : "")));
+    summary.appendChild(item("This instance", o.instance + ": " + o.role + " (" + number(o.leases) + (o.leases === 1 ? " lease)" : " leases)")));
+    summary.appendChild(item("Instances", o.instances.map((i) => i.id + (i.host ? "@" + i.host : "") + " " + i.units.length).join(", ") || "–"));
     summary.appendChild(item("Capture", o.capture));
     if (o.slot) summary.appendChild(item("Slot WAL retained", formatBytes(o.slot.retainedWalBytes) + " (" + o.slot.walStatus + ")", o.slot.walStatus === "lost" ? "bad" : ""));
     const waiting = o.tables.filter((t) => t.direction === o.tables[0].direction);
@@ -223,7 +224,10 @@
       body.appendChild(el("tr", {},
         el("td", {}, t.direction),
         el("td", {}, t.table, t.collection !== t.table.split(".").pop() ? el("span", { class: "muted" }, " ⇄ " + t.collection) : null),
-        el("td", { class: t.running ? "good" : o.role === "standby" ? "" : "bad" }, t.running ? "running" : o.role === "standby" ? "standby" : "stopped"),
+        el("td", {}, t.heldBy === null ? "–" : t.heldBy === o.instance ? t.heldBy + " (this)" : t.heldBy),
+        t.heldBy !== null && t.heldBy !== o.instance
+          ? el("td", { class: "muted" }, "elsewhere")
+          : el("td", { class: t.running ? "good" : o.role === "standby" ? "" : "bad" }, t.running ? "running" : o.role === "standby" ? "standby" : "stopped"),
         el("td", {}, t.lagMs === null ? "–" : number(t.lagMs) + " ms"),
         el("td", {}, number(t.backlog)),
         el("td", {}, t.throughput === null ? "–" : number(t.throughput, 1) + "/s"),

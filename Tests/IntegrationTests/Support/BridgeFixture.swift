@@ -25,12 +25,14 @@ final class BridgeFixture: @unchecked Sendable {
     let pg: PostgresConnection
 
     static let tables = ["waiter_ops", "chef_orders", "cashier_txns", "type_zoo"]
+    /// The synced tables: `tables`, then the copies of waiter_ops (`waiter_ops_2`, …).
+    let tableNames: [String]
 
     /// The bridge connects as a limited role in both capture modes; with `.logical` the role
     /// also has the REPLICATION attribute (streaming a slot needs it).
     init(columnKinds: [String: ColumnKind] = ["type_zoo.tags": .multiSelect, "type_zoo.json_text": .json],
          install: Bool = true, batchSize: Int = 1000, servers: TestServers? = nil,
-         capture: BridgeConfiguration.Capture = .triggers) throws {
+         capture: BridgeConfiguration.Capture = .triggers, extraTables: Int = 0) throws {
         self.servers = try servers ?? TestServers.fromEnvironment()
         let suffix = randomSuffix()
         databaseName = "nbtest_" + suffix
@@ -41,11 +43,16 @@ final class BridgeFixture: @unchecked Sendable {
         postgresURL = Self.url(self.servers.adminURL, database: databaseName)
         pg = try PostgresConnection(url: postgresURL, applicationName: "nocodb-test")
         try pg.execute(script: NocoSchema.ddl(schema: schema))
+        let copies = extraTables > 0 ? (2...(extraTables + 1)).map { "waiter_ops_\($0)" } : []
+        for copy in copies {
+            try pg.query("CREATE TABLE \(PostgresConnection.quoteIdentifier(schema)).\(PostgresConnection.quoteIdentifier(copy)) (LIKE \(PostgresConnection.quoteIdentifier(schema)).\"waiter_ops\" INCLUDING ALL)")
+        }
+        tableNames = Self.tables + copies
         mongo = try MongoClientPool(url: self.servers.mongoURL, database: mongoDatabase)
         let baseSchema = schema
         configuration = BridgeConfiguration(
             postgresURL: postgresURL, mongoURL: self.servers.mongoURL, mongoDatabase: mongoDatabase,
-            tables: Self.tables.map { TableMapping(schema: baseSchema, table: $0, collection: $0) })
+            tables: tableNames.map { TableMapping(schema: baseSchema, table: $0, collection: $0) })
         configuration.columnKinds = columnKinds
         configuration.batchSize = batchSize
         configuration.reconnectBaseMilliseconds = 20
@@ -161,7 +168,7 @@ final class BridgeFixture: @unchecked Sendable {
         env["MONGO_URL"] = servers.mongoURL
         env["MONGO_DB"] = mongoDatabase
         env["SYNC_PG_SCHEMA"] = schema
-        env["SYNC_TABLES"] = Self.tables.joined(separator: ",")
+        env["SYNC_TABLES"] = tableNames.joined(separator: ",")
         env["SYNC_COLUMN_TYPES"] = "type_zoo.tags=multiselect,type_zoo.json_text=json"
         env["LOG_LEVEL"] = "warning"
         env["STATUS_ADDR"] = "127.0.0.1:0"
