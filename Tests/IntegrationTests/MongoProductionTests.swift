@@ -225,7 +225,11 @@ import Testing
     @Test func aStartDuringAFailoverWaitsItOut() throws {
         let own = try OwnSecantus()
         let f = try Self.fixture(own)
-        let service = BridgeService(configuration: f.configuration, logger: testLogger())
+        // A real step-down ends the server monitor's awaitable hello at once; an injected
+        // error does not, so the monitor is told to look again soon, as after a real one.
+        var config = f.configuration
+        config.mongoURL += (config.mongoURL.contains("?") ? "&" : "?") + "heartbeatFrequencyMS=500"
+        let service = BridgeService(configuration: config, logger: testLogger())
         try Self.failCommand(f, times: 6, ["failCommands": .array([.string("find"), .string("insert"), .string("update")]),
                                            "errorCode": .int32(189)])
         defer { Self.failpointOff(f) }

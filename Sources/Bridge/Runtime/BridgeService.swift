@@ -38,17 +38,21 @@ public struct BridgeService: Service {
     /// `preflight`, waiting out what a restart or a failover causes (a server not reachable
     /// yet, a primary stepping down): a bridge started by its service manager while MongoDB
     /// elects a new primary must not exit and leave both sides unsynced until someone
-    /// notices. Each attempt that fails for such a reason is one warning line; what retrying
-    /// cannot fix (schema not installed, a mongos, a missing table) ends the start at once.
-    public func preflightWaitingForServers(maxAttempts: Int = .max) throws {
+    /// notices. Each attempt that fails for such a reason is one warning line, for at most
+    /// `maxWait` (an election takes seconds; a server still unreachable after that is more
+    /// likely a wrong URL, said in one line with exit 1, and the service manager's restart
+    /// policy takes over). What retrying cannot fix (schema not installed, a `mongos`, a
+    /// missing table) ends the start at once.
+    public func preflightWaitingForServers(maxAttempts: Int = .max, maxWait: Duration = .seconds(30)) throws {
         var backoff = Backoff(baseMilliseconds: configuration.reconnectBaseMilliseconds,
                               maxMilliseconds: configuration.reconnectMaxMilliseconds)
+        let deadline = ContinuousClock.now + maxWait
         var attempt = 0
         while true {
             attempt += 1
             do {
                 return try preflight()
-            } catch where Self.isTransient(error) && attempt < maxAttempts {
+            } catch where Self.isTransient(error) && attempt < maxAttempts && ContinuousClock.now < deadline {
                 let delay = backoff.next()
                 logger.warning("start: a server is not available yet; retrying",
                                metadata: ["error": "\(error)", "retry.in_ms": "\(delay)", "attempt": "\(attempt)"])

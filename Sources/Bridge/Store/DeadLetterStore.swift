@@ -47,12 +47,23 @@ public enum DeadLetterStore {
             INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
             SELECT $1, $2, k, f, e, o, nocobridge.payload(p::json)
             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(k, f, e, p, o)
+            WHERE NOT EXISTS (\(Self.sameUnretried("$2", key: "k", field: "f", error: "e")))
             """, [kind.rawValue, source,
                   PostgresConnection.arrayLiteral(rejections.map { $0.key ?? "-" }),
                   PostgresConnection.arrayLiteral(rejections.map(\.field)),
                   PostgresConnection.arrayLiteral(rejections.map(\.reason)),
                   PostgresConnection.arrayLiteral(rejections.map(\.payload)),
                   PostgresConnection.arrayLiteral(rejections.map { $0.operation?.rawValue ?? "U" })])
+    }
+
+    /// One refusal is one dead letter: a batch that failed after deciding (a failover, say)
+    /// is settled by intent recovery and then retried by its flow, and both meet the same
+    /// refusal of the same record. An identical dead letter not yet retried is not repeated.
+    static func sameUnretried(_ source: String, key: String, field: String, error: String) -> String {
+        """
+        SELECT 1 FROM nocobridge.dead_letters x WHERE x.source_name = \(source) AND x.key IS NOT DISTINCT FROM \(key)
+            AND x.field IS NOT DISTINCT FROM \(field) AND x.error = \(error) AND x.retries = 0
+        """
     }
 
     /// Dead letters for changelog rows, with the captured row as payload, and the changelog
@@ -66,6 +77,7 @@ public enum DeadLetterStore {
                 INSERT INTO nocobridge.dead_letters (direction, source_name, key, field, error, op, payload)
                 SELECT $7, $8, d.key, d.field, d.error, d.op, nocobridge.payload(c.row_data)
                 FROM rejected d JOIN nocobridge.changelog c ON c.id = d.id
+                WHERE NOT EXISTS (\(Self.sameUnretried("$8", key: "d.key", field: "d.field", error: "d.error")))
             )
             DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])
             """, [
