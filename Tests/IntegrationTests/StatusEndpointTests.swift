@@ -10,18 +10,6 @@ import SyncCore
 import Testing
 
 @Suite struct StatusEndpointTests {
-    func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
 
     func get(_ url: String, token: String? = nil) throws -> (status: Int, body: String) {
         var request = URLRequest(url: URL(string: url)!)
@@ -40,7 +28,7 @@ import Testing
 
     @Test func statusMetricsHealthAndToken() throws {
         let f = try BridgeFixture()
-        let port = freePort()
+        let port = freeLocalPort()
         var env = f.environment
         env["STATUS_ADDR"] = "127.0.0.1:\(port)"
         env["STATUS_TOKEN"] = "s3cret-token"
