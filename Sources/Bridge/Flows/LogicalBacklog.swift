@@ -63,22 +63,27 @@ final class LogicalBacklog: Sendable {
         }
     }
 
-    private let tables: Mutex<[String: Work]>
-    private let working: Mutex<[String: Work]>
+    /// Waiting and taken work under one lock: a take or a give-back is never seen half done,
+    /// when the reader could otherwise find neither holding a table's work and confirm past it.
+    private struct State {
+        var pending: [String: Work] = [:]
+        var working: [String: Work] = [:]
+    }
+
+    private let state: Mutex<State>
     private let wakes: [String: WakePipe]
 
     init(tables: [String]) {
-        self.tables = Mutex([:])
-        working = Mutex([:])
+        state = Mutex(State())
         wakes = Dictionary(uniqueKeysWithValues: tables.map { ($0, WakePipe()) })
     }
 
     /// A decoded batch of commits (`previousEnd`, `end`], per table.
     func add(_ batches: [String: LogicalChangeCollector.Batch], previousEnd: PgOutput.LSN) {
         var woken: [String] = []
-        tables.withLock { pending in
+        state.withLock { state in
             for (table, batch) in batches where wakes[table] != nil && !batch.changes.isEmpty {
-                pending[table, default: Work()].add(batch, since: previousEnd)
+                state.pending[table, default: Work()].add(batch, since: previousEnd)
                 woken.append(table)
             }
         }
@@ -88,25 +93,27 @@ final class LogicalBacklog: Sendable {
     /// Everything waiting for `table`, now being worked on; nil when nothing waits.
     func take(_ table: String) -> Work? {
         wakes[table]?.drain()
-        guard let work = tables.withLock({ $0.removeValue(forKey: table) }) else { return nil }
-        working.withLock { $0[table] = work }
-        return work
+        return state.withLock { state in
+            guard let work = state.pending.removeValue(forKey: table) else { return nil }
+            state.working[table] = work
+            return work
+        }
     }
 
     /// The table's flow applied what it took.
     func finished(_ table: String) {
-        working.withLock { $0[table] = nil }
+        state.withLock { $0.working[table] = nil }
     }
 
     /// The table's flow failed with what it took: it waits again, before anything newer.
     func giveBack(_ table: String) {
-        guard let work = working.withLock({ $0.removeValue(forKey: table) }) else { return }
-        tables.withLock { pending in
-            var merged = work
-            if let newer = pending[table] { merged.add(newer) }
-            pending[table] = merged
+        let gaveBack = state.withLock { state -> Bool in
+            guard var merged = state.working.removeValue(forKey: table) else { return false }
+            if let newer = state.pending[table] { merged.add(newer) }
+            state.pending[table] = merged
+            return true
         }
-        wakes[table]?.ring()
+        if gaveBack { wakes[table]?.ring() }
     }
 
     /// Readable when changes for `table` arrive.
@@ -115,10 +122,11 @@ final class LogicalBacklog: Sendable {
     /// The position the slot may be confirmed at: `decoded` (the end of the last commit
     /// handed over), unless a table still has changes from before it.
     func confirmable(decoded: PgOutput.LSN) -> PgOutput.LSN {
-        let waiting = tables.withLock { $0.values.map(\.since) } + working.withLock { $0.values.map(\.since) }
-        return waiting.reduce(decoded, min)
+        state.withLock { state in
+            (state.pending.values.map(\.since) + state.working.values.map(\.since)).reduce(decoded, min)
+        }
     }
 
     /// Nothing waits and nothing is being applied.
-    var isEmpty: Bool { tables.withLock { $0.isEmpty } && working.withLock { $0.isEmpty } }
+    var isEmpty: Bool { state.withLock { $0.pending.isEmpty && $0.working.isEmpty } }
 }

@@ -180,12 +180,18 @@ final class LogicalTableFlow: Sendable {
         let list = PostgresConnection.arrayLiteral(xids.map { String($0) })
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
-            // 32-bit xids to xid8 with the epoch of the current one.
+            // A 32-bit xid at or after the snapshot's xmax (compared modulo 2^32) has not
+            // completed as far as other sessions can tell: it is still waited for. One before
+            // it becomes an xid8 counted back from xmax, for `pg_xact_status`. (Giving such an
+            // xid the epoch before xmax's asked about a transaction "in the future" after a
+            // restart, and the flow failed and started over.)
             let rows = try connection.query(cached: """
-                WITH c AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS v)
-                SELECT count(*) FROM c, unnest($1::bigint[]) AS x
-                WHERE pg_xact_status((CASE WHEN x <= (c.v & 4294967295) THEN ((c.v >> 32) << 32) | x
-                                           ELSE (((c.v >> 32) - 1) << 32) | x END)::text::xid8) = 'in progress'
+                WITH c AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS v),
+                x AS (SELECT c.v, ((unnest($1::bigint[]) - (c.v & 4294967295)) % 4294967296 + 4294967296) % 4294967296 AS ahead FROM c)
+                SELECT count(*) FROM x
+                WHERE CASE WHEN x.ahead < 2147483648 THEN true
+                           WHEN x.v - (4294967296 - x.ahead) < 3 THEN false
+                           ELSE pg_xact_status((x.v - (4294967296 - x.ahead))::text::xid8) = 'in progress' END
                 """, [list])
             if rows.rows.first?.first.flatMap({ $0 }) == "0" { return }
             guard ContinuousClock.now < deadline else {
