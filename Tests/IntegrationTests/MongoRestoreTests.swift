@@ -42,8 +42,10 @@ import Testing
         }
 
         // The restored documents are older: MongoDB holds them until the table is reconciled.
-        try eventually("the restored collection brought back to NocoDB's newer state and the hold ended", seconds: 60) {
-            try mongoHoldsNocoDBsState() && f.sql("SELECT count(*) FROM nocobridge.table_holds").rows[0][0] == "0"
+        try explained(by: bridge) {
+            try eventually("the restored collection brought back to NocoDB's newer state and the hold ended", seconds: 60) {
+                try mongoHoldsNocoDBsState() && f.sql("SELECT count(*) FROM nocobridge.table_holds").rows[0][0] == "0"
+            }
         }
         let rows = try f.sql("SELECT \"externalId\", action FROM \(t) WHERE NOT coalesce(\"__nc_deleted\", false) ORDER BY 1").rows
         #expect(rows.map { "\($0[0] ?? ""):\($0[1] ?? "")" } == ["a:v2", "b:v2", "c:v2", "e:v2"], "NocoDB kept every newer edit")

@@ -200,9 +200,11 @@ final class RunningBridge: Sendable {
     var toMongo: PipelineStatistics { service.toMongoStatistics }
     var toNocoDB: PipelineStatistics { service.toNocoDBStatistics }
     private let done = DispatchSemaphore(value: 0)
+    /// What the bridge logged last, for a test's failure message.
+    let log = LogTail()
 
     init(configuration: BridgeConfiguration, mongo: MongoClientPool, metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
-        let service = BridgeService(configuration: configuration, logger: testLogger(), metrics: metrics)
+        let service = BridgeService(configuration: configuration, logger: log.logger(), metrics: metrics)
         self.service = service
         let stop = stop, done = done
         Thread {
