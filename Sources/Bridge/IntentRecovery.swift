@@ -57,34 +57,42 @@ struct IntentRecovery {
     /// Returns how many records were settled.
     @discardableResult
     func run(synchronizers: [RecordSynchronizer], connection: PostgresConnection, takingOverFrom previous: String? = nil) throws -> Int {
-        var dead = try IntentStore.deadOwners(on: connection)
-        if let previous {
-            dead = Array(Set(dead + (try IntentStore.owners(ofInstance: previous, on: connection))))
-        }
-        guard !dead.isEmpty else { return 0 }
-        for instance in Set(dead.map(WriteJournal.instance(ofOwner:))) where instance != instanceID {
+        let dead = try IntentStore.deadOwners(on: connection)
+        // The previous holder's writers still alive (frozen past its lease, cut off): what
+        // they wrote is settled now, what they have not may still land, so it stays.
+        let lingering = try previous.map { previous in
+            try IntentStore.owners(ofInstance: previous, on: connection).filter { !dead.contains($0) }
+        } ?? []
+        let owners = dead + lingering
+        guard !owners.isEmpty else { return 0 }
+        for instance in Set(owners.map(WriteJournal.instance(ofOwner:))) where instance != instanceID {
             waitForOperations(ofInstance: String(instance))
         }
         var settled = 0
-        for (collection, keys) in try IntentStore.keys(ofOwners: dead, on: connection) {
+        for (collection, keys) in try IntentStore.keys(ofOwners: owners, on: connection) {
             guard let sync = synchronizers.first(where: { $0.collection == collection }) else { continue }
             for start in stride(from: 0, to: keys.count, by: max(batchSize, 1)) {
                 let chunk = Array(keys[start..<min(start + batchSize, keys.count)])
-                settled += try settle(chunk, sync: sync, deadOwners: dead, connection: connection)
+                settled += try settle(chunk, sync: sync, owners: owners, dead: dead, connection: connection)
             }
         }
         if settled > 0 {
             logger.warning("settled the MongoDB writes of a stopped writer", metadata: [
-                "records": "\(settled)", "writers": "\(dead.count)",
+                "records": "\(settled)", "writers": "\(owners.count)",
             ])
         }
         return settled
     }
 
-    private func settle(_ keys: [String], sync: RecordSynchronizer, deadOwners: [String], connection: PostgresConnection) throws -> Int {
+    /// - Parameters:
+    ///   - owners: the writers whose intents are weighed.
+    ///   - dead: those of them that can write no more: their intents go whether they landed
+    ///     or not; the others' only once landed.
+    private func settle(_ keys: [String], sync: RecordSynchronizer, owners: [String], dead: [String],
+                        connection: PostgresConnection) throws -> Int {
         let touched: [String] = try connection.bridgeTransaction(fence: fence) {
             try sync.agreedStore.lock(keys, on: connection)
-            let intents = try IntentStore.latest(collection: sync.collection, keys: keys, owners: deadOwners, on: connection)
+            let intents = try IntentStore.latest(collection: sync.collection, keys: keys, owners: owners, on: connection)
             guard !intents.isEmpty else { return [] }
             let documents = try mongo.withClient { (c: MongoClient) throws(MongoError) in
                 try c.find([RowMapper.keyField: .document(["$in": .array(intents.keys.map(Value.string))])], collection: sync.collection)
@@ -103,7 +111,7 @@ struct IntentRecovery {
             var open = Set(intents.keys).subtracting(landed.map(\.key))
             var rank = 2
             while !open.isEmpty && rank <= 5 {
-                let earlier = try IntentStore.latest(collection: sync.collection, keys: Array(open), owners: deadOwners, rank: rank, on: connection)
+                let earlier = try IntentStore.latest(collection: sync.collection, keys: Array(open), owners: owners, rank: rank, on: connection)
                 if earlier.isEmpty { break }
                 for (key, intent) in earlier where (current[key] ?? .absent(at: nil)).sameContent(as: intent) {
                     landed.append((key: key, state: intent.dated(deletedAt: now)))
@@ -112,7 +120,9 @@ struct IntentRecovery {
                 rank += 1
             }
             try sync.agreedStore.save(landed, on: connection)
-            try IntentStore.delete(collection: sync.collection, keys: keys, owners: deadOwners, on: connection)
+            try IntentStore.delete(collection: sync.collection, keys: keys, owners: dead, on: connection)
+            let alive = owners.filter { !dead.contains($0) }
+            if !alive.isEmpty { try IntentStore.delete(collection: sync.collection, keys: landed.map(\.key), owners: alive, on: connection) }
             return Array(intents.keys)
         }
         guard !touched.isEmpty else { return 0 }

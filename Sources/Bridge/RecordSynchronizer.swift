@@ -169,7 +169,17 @@ public struct RecordSynchronizer: Sendable {
             return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
         }
         try agreedStore.lock(hints.map(\.key), on: connection)
-        let agreed = try agreedStore.states(hints.map(\.key), on: connection)
+        var agreed = try agreedStore.states(hints.map(\.key), on: connection)
+        var hints = hints
+        let adopted = try adoptLandedIntents(Array(Set(hints.map(\.key))), agreed: &agreed, connection: connection, mongo: mongo)
+        if !adopted.isEmpty, mode.changedSide != nil {
+            // The adopted state was never weighed against NocoDB: as after a crash, the
+            // record is reconciled (NocoDB deleted it meanwhile: the late write is undone).
+            let reconciled = hints.filter { adopted.contains($0.key) }.map { var h = $0; h.eventDocument = nil; return h }
+            outcome += try synchronize(mode: .reconcile(restored: nil), hints: reconciled, connection: connection, mongo: mongo)
+            hints.removeAll { adopted.contains($0.key) }
+            guard !hints.isEmpty else { return [] }
+        }
         // The bridge's own MongoDB writes come back as events equal to the agreed state:
         // nothing to read or decide for them.
         var live: [Hint] = []
@@ -244,6 +254,36 @@ public struct RecordSynchronizer: Sendable {
             if let batch { journal?.abandon(batch) }
             throw error
         }
+    }
+
+    /// Another writer's MongoDB write may have landed without the commit that records it: a
+    /// batch that failed after its write, or a holder fenced out while its write was on the
+    /// way (frozen past its lease, or stuck in server selection, and resumed after the next
+    /// holder took over). Deciding such a record from the agreed state alone would take that
+    /// write for an app's change (a record NocoDB deleted meanwhile would come back). So when
+    /// MongoDB holds an intent's state, that state becomes the agreed one first. No intent is
+    /// deleted here: its write may still be on the way even when MongoDB already holds the
+    /// same state, and only `IntentRecovery` knows when a writer is gone and its operations
+    /// are over. Usually there are none, and this is one indexed query.
+    /// Returns the keys whose agreed state was replaced.
+    private func adoptLandedIntents(_ keys: [String], agreed: inout [String: RecordState], connection: PostgresConnection,
+                                    mongo: MongoClientPool) throws -> Set<String> {
+        let intents = try IntentStore.all(collection: collection, keys: keys, on: connection)
+        guard !intents.isEmpty else { return [] }
+        let byKey = Dictionary(grouping: intents, by: \.key)
+        let documents = try read(Array(byKey.keys), contiguous: false, mongo: mongo)
+        let now = wallClockMilliseconds()
+        var adopted: [(key: String, state: RecordState)] = []
+        for (key, candidates) in byKey {
+            let current = documents[key].flatMap { try? writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
+            guard let landed = candidates.first(where: { current.sameContent(as: $0.state) }) else { continue }
+            if let known = agreed[key], known.sameContent(as: landed.state) { continue }
+            let state = landed.state.dated(deletedAt: now)
+            adopted.append((key, state))
+            agreed[key] = state
+        }
+        try agreedStore.save(adopted, on: connection)
+        return Set(adopted.map(\.key))
     }
 
     /// The planned writes and the bookkeeping that records them, in the caller's transaction.

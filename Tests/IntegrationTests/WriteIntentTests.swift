@@ -89,4 +89,55 @@ import Testing
         #expect(try f.sql("SELECT owner FROM nocobridge.write_intents").rows.map { $0[0] } == ["alive/1"])
         _ = holder
     }
+
+    /// A holder fenced out while its insert was on the way (frozen past its lease, or waiting
+    /// in server selection) resumes after the next holder decided the record: NocoDB had
+    /// inserted and deleted it meanwhile, so nothing was agreed and MongoDB held nothing. The
+    /// late insert then lands. Taken for an app's insert it would bring the record back on
+    /// both sides (a two-instance chaos run found such records); its intent, still there
+    /// because its writer is alive, says it is the bridge's own write, to be undone.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func aLateInsertOfAFencedOutWriterIsUndoneNotTakenForAnApps(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let t = f.table("waiter_ops")
+        var bridge = f.startBridge()
+        try f.sql("INSERT INTO \(t) (\"externalId\", action, notes) VALUES ('k-late', 'seat', 'inserted, then deleted')")
+        try eventually("synced") { try f.document("waiter_ops", key: "k-late") != nil }
+        let late = try #require(try f.document("waiter_ops", key: "k-late"))
+        bridge.shutdown()
+
+        // The fenced-out writer: alive (its owner lock held), its intent journalled.
+        let holder = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
+        try holder.query("SELECT pg_advisory_lock(hashtextextended('nocobridge.writer:' || $1, 0))", ["fenced/1"])
+        try f.sql("""
+            INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
+            SELECT 'fenced/1', 1, collection, external_id, fields, at_ms, false FROM nocobridge.agreed_state
+            WHERE collection = 'waiter_ops' AND external_id = 'k-late'
+            """)
+        // What the next holder met: the record never agreed on, absent on both sides.
+        try f.sql("DELETE FROM nocobridge.agreed_state WHERE external_id = 'k-late'")
+        try f.mongoWrite { (c: MongoClient) throws(MongoError) in
+            _ = try c.bulkWrite([.deleteOne(filter: ["externalId": .string("k-late")])], collection: "waiter_ops")
+        }
+        try f.sql("DELETE FROM \(t) WHERE \"externalId\" = 'k-late'")
+        bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        try f.waitCaughtUp()
+        try f.sql("INSERT INTO \(t) (\"externalId\", action) VALUES ('k-marker', 'order')")
+        try eventually("the bridge is past the deletions") { try f.document("waiter_ops", key: "k-marker") != nil }
+
+        // The late insert lands.
+        try f.mongoWrite { (c: MongoClient) throws(MongoError) in
+            _ = try c.bulkWrite([.insertOne(late)], collection: "waiter_ops")
+        }
+        try explained(by: bridge) {
+            try eventually("the late insert undone in MongoDB") { try f.document("waiter_ops", key: "k-late") == nil }
+        }
+        usleep(1_500_000)
+        #expect(try f.document("waiter_ops", key: "k-late") == nil)
+        #expect(try f.sql("SELECT count(*) FROM \(t) WHERE \"externalId\" = 'k-late'").rows[0][0] == "0", "the record did not come back in NocoDB")
+        #expect(try f.sql("SELECT deleted FROM nocobridge.agreed_state WHERE external_id = 'k-late'").rows.first?[0] == "t")
+        #expect(try f.deadLetters().rows.isEmpty)
+        _ = holder
+    }
 }

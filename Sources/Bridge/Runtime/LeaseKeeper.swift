@@ -184,7 +184,9 @@ final class LeaseKeeper {
             holding.stop.stop()
             releasing[unit] = holding
         }
-        let busy = Set(releasing.keys)
+        // Not while the unit's previous flows here still wind down (given back, or lost with
+        // the session): two sets of one unit's flows in one process would share nothing.
+        let busy = Set(releasing.keys).union(abandoned.map(\.fence.unit))
         let dead = Set(view.leases.filter { $0.holder != nil && !$0.holderAlive }.compactMap(\.holder))
         for unit in plan.acquire where !busy.contains(unit) && held[unit] == nil {
             guard let acquired = try acquire(unit, dead: dead, on: c) else { continue }

@@ -30,15 +30,17 @@ public struct AgreedStateStore: Sendable {
             """, [collection, PostgresConnection.arrayLiteral(keys)]))
     }
 
-    /// Records agreed states and drops the write intents they settle: those of `batch`, and
-    /// any other for the same keys (a state agreed since makes an older intent moot).
+    /// Records agreed states and drops the write intents of `batch`, which they settle. Other
+    /// writers' intents for the same keys stay until they are settled (`IntentRecovery`) or
+    /// found landed (`RecordSynchronizer`): a state agreed since does not make them moot, as
+    /// one may be a write still on its way to MongoDB (a holder fenced out mid-write, a killed
+    /// writer's command the server still runs).
     public func save(_ states: [(key: String, state: RecordState)], settling batch: WriteJournal.Batch? = nil,
                      on connection: PostgresConnection) throws(PostgresError) {
         guard !states.isEmpty || batch != nil else { return }
         try connection.query(cached: """
             WITH settled AS (
-                DELETE FROM nocobridge.write_intents
-                WHERE (collection = $1 AND external_id = ANY($2::text[])) OR (owner = $6 AND batch_id = $7::bigint)
+                DELETE FROM nocobridge.write_intents WHERE owner = $6 AND batch_id = $7::bigint
             )
             INSERT INTO nocobridge.agreed_state (collection, external_id, fields, at_ms, deleted)
             SELECT $1, k, f::jsonb, a::bigint, d::boolean FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, f, a, d)
@@ -56,18 +58,21 @@ enum RecordStateColumns {
         var out: [String: RecordState] = [:]
         for row in result.named {
             guard let key = row["external_id"] else { continue }
-            let at = row["at_ms"].flatMap { Int64($0) }
-            if row["deleted"] == "t" {
-                out[key] = .absent(at: at)
-            } else if let text = row["fields"], case .document(let doc) = try JSON.parse(text) {
-                var fields: [String: String?] = [:]
-                for (name, value) in doc.fields {
-                    if case .string(let s) = value { fields[name] = .some(s) } else { fields[name] = .some(nil) }
-                }
-                out[key] = .present(fields: fields, at: at ?? 0)
-            }
+            if let state = try state(fields: row["fields"], at: row["at_ms"], deleted: row["deleted"]) { out[key] = state }
         }
         return out
+    }
+
+    /// One row's state; nil for a row that is neither a tombstone nor an object of fields.
+    static func state(fields text: String?, at: String?, deleted: String?) throws -> RecordState? {
+        let at = at.flatMap { Int64($0) }
+        if deleted == "t" { return .absent(at: at) }
+        guard let text, case .document(let doc) = try JSON.parse(text) else { return nil }
+        var fields: [String: String?] = [:]
+        for (name, value) in doc.fields {
+            if case .string(let s) = value { fields[name] = .some(s) } else { fields[name] = .some(nil) }
+        }
+        return .present(fields: fields, at: at ?? 0)
     }
 
     /// The array parameters (keys, fields, at_ms, deleted) that `unnest` turns back into rows.
