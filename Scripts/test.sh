@@ -24,4 +24,6 @@ if [ "$#" -eq 0 ]; then
   bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 5 --capture logical
   # Three bridges sharing the tables (about 1.5 min here).
   bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 3 --instances 3
+  # Two bridges passing the logical slot's lease between them (about 2 min here).
+  bash "$NB_ROOT/Scripts/chaos.sh" --faults 20 --seed 7 --capture logical --instances 2
 fi
