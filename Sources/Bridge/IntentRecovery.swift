@@ -32,8 +32,14 @@ struct IntentRecovery {
     /// The instance the lease was taken from, until its intents are settled.
     private var previousHolder: String?
 
-    init(configuration: BridgeConfiguration, mongo: MongoClientPool, logger: Logger, fence: Fence? = nil) {
+    /// The journal of the flows this recovery serves: an owner of it whose session is gone but
+    /// whose MongoDB write is still on its way is not dead yet.
+    let journal: WriteJournal?
+
+    init(configuration: BridgeConfiguration, mongo: MongoClientPool, logger: Logger, fence: Fence? = nil,
+         journal: WriteJournal? = nil) {
         self.fence = fence
+        self.journal = journal
         previousHolder = fence?.previousHolder.flatMap { $0 == configuration.instanceID ? nil : $0 }
         self.mongo = mongo
         self.logger = logger
@@ -57,7 +63,7 @@ struct IntentRecovery {
     /// Returns how many records were settled.
     @discardableResult
     func run(synchronizers: [RecordSynchronizer], connection: PostgresConnection, takingOverFrom previous: String? = nil) throws -> Int {
-        let dead = try IntentStore.deadOwners(on: connection)
+        let dead = try IntentStore.deadOwners(on: connection).filter { !(journal?.isWriting(owner: $0) ?? false) }
         // The previous holder's writers still alive (frozen past its lease, cut off): what
         // they wrote is settled now, what they have not may still land, so it stays.
         let lingering = try previous.map { previous in

@@ -291,7 +291,12 @@ public struct RecordSynchronizer: Sendable {
                         rows: [String: LiveRow], mode: SyncMode, lap: () -> Double, into outcome: inout Outcome,
                         connection: PostgresConnection, mongo: MongoClientPool) throws -> Set<String> {
         if !plan.mongoWrites.isEmpty { try fence?.checkValid() }
-        let report = try write(plan.mongoWrites, mongo: mongo)
+        let report: SyncPlan.MongoReport
+        if let batch, let journal {
+            report = try journal.whileWriting(batch) { try write(plan.mongoWrites, mongo: mongo) }
+        } else {
+            report = try write(plan.mongoWrites, mongo: mongo)
+        }
         var (settled, again) = plan.settled(by: report)
         outcome.timings.mongoWrite += lap()
         let unapplied = try writer.apply(settled.nocodbWrites, source: .mongo, on: connection)

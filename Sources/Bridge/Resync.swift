@@ -89,6 +89,9 @@ public struct Resync: Sendable {
     public let logger: Logger
     /// Receives progress lines (a bar on a terminal, plain lines otherwise).
     public let progress: @Sendable (String) -> Void
+    /// The lease a running bridge reconciles under (a collection replaced under it): every
+    /// commit and MongoDB write is fenced as the flows' are. Nil for the CLI's resync.
+    var fence: Fence?
 
     public init(configuration: BridgeConfiguration, options: ResyncOptions, logger: Logger,
                 progress: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -174,10 +177,11 @@ public struct Resync: Sendable {
         let synchronizers = try configuration.tables.map { mapping in
             RecordSynchronizer(shape: try TableCatalog.shape(of: mapping, on: control, columnKinds: configuration.columnKinds,
                                                              fieldNames: configuration.fieldNames),
-                               policy: configuration.policy, capture: configuration.capture, journal: journal, history: configuration.history)
+                               policy: configuration.policy, capture: configuration.capture, journal: journal, history: configuration.history,
+                               fence: fence)
         }
         if !options.dryRun {
-            try IntentRecovery(configuration: configuration, mongo: mongo, logger: logger).run(synchronizers: synchronizers, connection: control)
+            try IntentRecovery(configuration: configuration, mongo: mongo, logger: logger, fence: fence).run(synchronizers: synchronizers, connection: control)
         }
         for sync in synchronizers {
             report.tables.append(try resyncTable(sync: sync, mode: mode, mongo: mongo, control: control))
@@ -329,7 +333,7 @@ public struct Resync: Sendable {
         guard !hints.isEmpty else { return }
         let batch = hints
         hints.removeAll(keepingCapacity: true)
-        let outcome = try writer.bridgeTransaction {
+        let outcome = try writer.bridgeTransaction(fence: fence) {
             let outcome = try sync.synchronize(mode: mode, hints: batch, contiguous: true, connection: writer, mongo: mongo)
             try DeadLetterStore.record(.resync, source: sync.writer.shape.mapping.qualifiedName, outcome.rejections, on: writer)
             return outcome
@@ -345,6 +349,7 @@ public struct Resync: Sendable {
         guard !writes.isEmpty else { return }
         let batch = writes
         writes.removeAll(keepingCapacity: true)
+        try fence?.checkValid()
         _ = try mongo.withClient { (client: MongoClient) throws(MongoError) in try client.bulkWrite(batch, collection: collection) }
     }
 }

@@ -17,6 +17,8 @@ public final class WriteJournal: Sendable {
     private let url: String
     private let instanceID: String
     private let state: Mutex<State>
+    /// Owners with a MongoDB write of this process on its way, by count.
+    private let writing = Mutex<[String: Int]>([:])
 
     private struct State: ~Copyable {
         var connection: PostgresConnection?
@@ -107,6 +109,27 @@ public final class WriteJournal: Sendable {
                 state.owner = Self.newOwner(instanceID)
             }
         }
+    }
+
+    /// Runs `body`, the MongoDB write of `batch`. Meanwhile its owner counts as writing even
+    /// when its session is gone (a PostgreSQL restart under a slow write): recovery in this
+    /// process must not settle its intents as a dead writer's before the write has returned,
+    /// or a write landing after the settlement (a record NocoDB deleted meanwhile, inserted
+    /// again) would look like an app's.
+    func whileWriting<T>(_ batch: Batch, _ body: () throws -> T) throws -> T {
+        writing.withLock { $0[batch.owner, default: 0] += 1 }
+        defer {
+            writing.withLock { counts in
+                counts[batch.owner, default: 1] -= 1
+                if counts[batch.owner] == 0 { counts[batch.owner] = nil }
+            }
+        }
+        return try body()
+    }
+
+    /// Whether a MongoDB write of `owner` is on its way in this process.
+    func isWriting(owner: String) -> Bool {
+        writing.withLock { $0[owner] != nil }
     }
 
     private func connected(_ state: inout State) throws -> PostgresConnection {

@@ -69,7 +69,8 @@ final class ChangeStreamFlow: Sendable {
         // What this flow's last connection left unsettled (a transaction that failed after
         // its MongoDB write) is settled before anything is decided again.
         environment.journal.abandonAll(collection: mapping.collection)
-        var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger, fence: environment.fence)
+        var recovery = IntentRecovery(configuration: configuration, mongo: mongo, logger: logger, fence: environment.fence,
+                                      journal: environment.journal)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         var hold = try TableHoldStore.reason(mapping.collection, on: connection).map { Hold(reason: $0) }
         let token = try PositionStore.load(streamName, on: connection)
@@ -196,7 +197,9 @@ final class ChangeStreamFlow: Sendable {
         options.restored = .mongo
         var single = configuration
         single.tables = [mapping]
-        let report = try Resync(configuration: single, options: options, logger: logger).reconcileTables()
+        var resync = Resync(configuration: single, options: options, logger: logger)
+        resync.fence = environment.fence
+        let report = try resync.reconcileTables()
         try Installer.createKeyIndex(collection: mapping.collection, pool: mongo)
         try connection.bridgeTransaction(fence: environment.fence) { try TableHoldStore.release(mapping.collection, on: connection) }
         logger.warning("table reconciled after the collection was replaced; syncing again",

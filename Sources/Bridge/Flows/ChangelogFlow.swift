@@ -43,7 +43,8 @@ final class ChangelogFlow: Sendable {
         // What this flow's last connection left unsettled (a transaction that failed after
         // its MongoDB write) is settled before anything is decided again.
         environment.journal.abandonAll(collection: mapping.collection)
-        var recovery = IntentRecovery(configuration: configuration, mongo: environment.mongo, logger: logger, fence: environment.fence)
+        var recovery = IntentRecovery(configuration: configuration, mongo: environment.mongo, logger: logger, fence: environment.fence,
+                                      journal: environment.journal)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         let applier = NocoDBChangeApplier(mongo: environment.mongo, logger: logger, statistics: statistics, fence: environment.fence)
         onConnected()
