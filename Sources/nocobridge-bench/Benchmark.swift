@@ -53,7 +53,7 @@ struct Settings: Sendable {
             throw BenchError("PG_URL and MONGO_URL must be set (Scripts/bench.sh starts servers)")
         }
         var settings = Settings(pgURL: pg, mongoURL: mongo, bridgeBinary: env["NOCOBRIDGE_BIN"] ?? ".build/release/nocobridge",
-                                bridgeLogPath: env["BENCH_BRIDGE_LOG"] ?? "bench-bridge.log",
+                                bridgeLogPath: "",
                                 bridgeLogLevel: env["BENCH_BRIDGE_LOG_LEVEL"] ?? "error")
         var i = 1
         while i < arguments.count {
@@ -77,6 +77,11 @@ struct Settings: Sendable {
             }
             i += 1
         }
+        // Beside the JSON, as Scripts/bench.sh puts it; never in the working directory, which
+        // for the smoke test is the checkout.
+        settings.bridgeLogPath = env["BENCH_BRIDGE_LOG"]
+            ?? settings.jsonPath.map { ($0.hasSuffix(".json") ? String($0.dropLast(5)) : $0) + "-bridge.log" }
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("nocobridge-bench-bridge.log").path
         return settings
     }
 }

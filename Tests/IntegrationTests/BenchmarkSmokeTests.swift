@@ -10,7 +10,10 @@ import Testing
         let bin = try nocobridgeBinary()
         let bench = URL(fileURLWithPath: bin).deletingLastPathComponent().appendingPathComponent("nocobridge-bench")
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(randomSuffix()).json")
-        defer { try? FileManager.default.removeItem(at: json) }
+        defer {
+            try? FileManager.default.removeItem(at: json)
+            try? FileManager.default.removeItem(atPath: String(json.path.dropLast(5)) + "-bridge.log")
+        }
         let process = Process()
         process.executableURL = bench
         // Steady latency (floor and bridge) and history cost: the phases that run in seconds;
