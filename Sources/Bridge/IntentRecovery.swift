@@ -79,7 +79,7 @@ struct IntentRecovery {
             guard let sync = synchronizers.first(where: { $0.collection == collection }) else { continue }
             for start in stride(from: 0, to: keys.count, by: max(batchSize, 1)) {
                 let chunk = Array(keys[start..<min(start + batchSize, keys.count)])
-                settled += try settle(chunk, sync: sync, owners: owners, dead: dead, connection: connection)
+                settled += try settle(chunk, sync: sync, dead: dead, lingering: lingering, connection: connection)
             }
         }
         if settled > 0 {
@@ -91,11 +91,11 @@ struct IntentRecovery {
     }
 
     /// - Parameters:
-    ///   - owners: the writers whose intents are weighed.
-    ///   - dead: those of them that can write no more: their intents go whether they landed
-    ///     or not; the others' only once landed.
-    private func settle(_ keys: [String], sync: RecordSynchronizer, owners: [String], dead: [String],
+    ///   - dead: writers that can write no more: their intents go whether they landed or not.
+    ///   - lingering: the previous holder's writers still alive: their intents go once landed.
+    private func settle(_ keys: [String], sync: RecordSynchronizer, dead: [String], lingering: [String],
                         connection: PostgresConnection) throws -> Int {
+        let owners = dead + lingering
         let touched: [String] = try connection.bridgeTransaction(fence: fence) {
             try sync.agreedStore.lock(keys, on: connection)
             let intents = try IntentStore.latest(collection: sync.collection, keys: keys, owners: owners, on: connection)
@@ -127,8 +127,9 @@ struct IntentRecovery {
             }
             try sync.agreedStore.save(landed, on: connection)
             try IntentStore.delete(collection: sync.collection, keys: keys, owners: dead, on: connection)
-            let alive = owners.filter { !dead.contains($0) }
-            if !alive.isEmpty { try IntentStore.delete(collection: sync.collection, keys: landed.map(\.key), owners: alive, on: connection) }
+            if !lingering.isEmpty {
+                try IntentStore.delete(collection: sync.collection, keys: landed.map(\.key), owners: lingering, on: connection)
+            }
             return Array(intents.keys)
         }
         guard !touched.isEmpty else { return 0 }

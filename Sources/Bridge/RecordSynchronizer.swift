@@ -169,9 +169,9 @@ public struct RecordSynchronizer: Sendable {
             return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
         }
         try agreedStore.lock(hints.map(\.key), on: connection)
-        var agreed = try agreedStore.states(hints.map(\.key), on: connection)
+        var (agreed, intents) = try agreedStore.statesAndIntents(hints.map(\.key), on: connection)
         var hints = hints
-        let adopted = try adoptLandedIntents(Array(Set(hints.map(\.key))), agreed: &agreed, connection: connection, mongo: mongo)
+        let adopted = try adoptLandedIntents(intents, agreed: &agreed, connection: connection, mongo: mongo)
         if !adopted.isEmpty, mode.changedSide != nil {
             // The adopted state was never weighed against NocoDB: as after a crash, the
             // record is reconciled (NocoDB deleted it meanwhile: the late write is undone).
@@ -264,21 +264,20 @@ public struct RecordSynchronizer: Sendable {
     /// MongoDB holds an intent's state, that state becomes the agreed one first. No intent is
     /// deleted here: its write may still be on the way even when MongoDB already holds the
     /// same state, and only `IntentRecovery` knows when a writer is gone and its operations
-    /// are over. Usually there are none, and this is one indexed query.
-    /// Returns the keys whose agreed state was replaced.
-    private func adoptLandedIntents(_ keys: [String], agreed: inout [String: RecordState], connection: PostgresConnection,
-                                    mongo: MongoClientPool) throws -> Set<String> {
-        let intents = try IntentStore.all(collection: collection, keys: keys, on: connection)
+    /// are over. Usually there are none (they come with the agreed states, in one query).
+    /// - Parameter intents: per key, newest first.
+    /// - Returns: the keys whose agreed state was replaced.
+    private func adoptLandedIntents(_ intents: [String: [RecordState]], agreed: inout [String: RecordState],
+                                    connection: PostgresConnection, mongo: MongoClientPool) throws -> Set<String> {
         guard !intents.isEmpty else { return [] }
-        let byKey = Dictionary(grouping: intents, by: \.key)
-        let documents = try read(Array(byKey.keys), contiguous: false, mongo: mongo)
+        let documents = try read(Array(intents.keys), contiguous: false, mongo: mongo)
         let now = wallClockMilliseconds()
         var adopted: [(key: String, state: RecordState)] = []
-        for (key, candidates) in byKey {
+        for (key, candidates) in intents {
             let current = documents[key].flatMap { try? writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
-            guard let landed = candidates.first(where: { current.sameContent(as: $0.state) }) else { continue }
-            if let known = agreed[key], known.sameContent(as: landed.state) { continue }
-            let state = landed.state.dated(deletedAt: now)
+            guard let landed = candidates.first(where: { current.sameContent(as: $0) }) else { continue }
+            if let known = agreed[key], known.sameContent(as: landed) { continue }
+            let state = landed.dated(deletedAt: now)
             adopted.append((key, state))
             agreed[key] = state
         }

@@ -15,7 +15,7 @@ import Testing
 
     @Test func consoleRendersHostileRecordsAsTextAndRetriesADeadLetter() throws {
         let f = try BridgeFixture()
-        let port = freeLocalPort()
+        let port = try freeTCPPort()
         let token = "console-token-\(randomSuffix())"
         var env = f.environment
         env["STATUS_ADDR"] = "127.0.0.1:\(port)"

@@ -46,7 +46,7 @@ struct HTTPExchange {
     static let policy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
     func startBridge(_ f: BridgeFixture, address: String? = nil, token: String?) throws -> (BridgeProcess, String) {
-        let port = address.flatMap { $0.split(separator: ":").last.flatMap { Int($0) } } ?? freeLocalPort()
+        let port = try address.flatMap { $0.split(separator: ":").last.flatMap { Int($0) } } ?? freeTCPPort()
         var env = f.environment
         env["STATUS_ADDR"] = address ?? "127.0.0.1:\(port)"
         env["STATUS_TOKEN"] = token
@@ -119,7 +119,7 @@ struct HTTPExchange {
 
     @Test func withoutATokenANonLoopbackConsoleShowsNothing() throws {
         let f = try BridgeFixture()
-        let port = freeLocalPort()
+        let port = try freeTCPPort()
         let (bridge, _) = try startBridge(f, address: "0.0.0.0:\(port)", token: nil)
         _ = bridge
         let base = "http://127.0.0.1:\(port)"

@@ -20,7 +20,7 @@ import Testing
     @Test func everyMetricTheAlertsAndTheDashboardNameIsExported() throws {
         let f = try BridgeFixture(capture: .logical)
         let ops = f.table("waiter_ops")
-        let port = freeLocalPort()
+        let port = try freeTCPPort()
         var env = f.environment
         env["STATUS_ADDR"] = "127.0.0.1:\(port)"
         let base = "http://127.0.0.1:\(port)"

@@ -28,7 +28,7 @@ import Testing
 
     @Test func statusMetricsHealthAndToken() throws {
         let f = try BridgeFixture()
-        let port = freeLocalPort()
+        let port = try freeTCPPort()
         var env = f.environment
         env["STATUS_ADDR"] = "127.0.0.1:\(port)"
         env["STATUS_TOKEN"] = "s3cret-token"

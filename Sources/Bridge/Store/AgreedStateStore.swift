@@ -22,12 +22,28 @@ public struct AgreedStateStore: Sendable {
             """, [collection, PostgresConnection.arrayLiteral(keys)])
     }
 
-    public func states(_ keys: [String], on connection: PostgresConnection) throws -> [String: RecordState] {
-        guard !keys.isEmpty else { return [:] }
-        return try RecordStateColumns.decode(connection.query(cached: """
-            SELECT external_id, fields::text AS fields, at_ms, deleted FROM nocobridge.agreed_state
+    /// The agreed states of `keys` and, in the same round trip (the decision's hot path), every
+    /// write intent for them, whoever wrote it, newest first: `RecordSynchronizer` weighs
+    /// intents before deciding. Usually there are none.
+    func statesAndIntents(_ keys: [String], on connection: PostgresConnection) throws
+        -> (agreed: [String: RecordState], intents: [String: [RecordState]]) {
+        guard !keys.isEmpty else { return ([:], [:]) }
+        let rows = try connection.query(cached: """
+            SELECT NULL::bigint AS intent, external_id, fields::text AS fields, at_ms, deleted FROM nocobridge.agreed_state
             WHERE collection = $1 AND external_id = ANY($2::text[])
-            """, [collection, PostgresConnection.arrayLiteral(keys)]))
+            UNION ALL
+            SELECT id, external_id, fields::text, at_ms, deleted FROM nocobridge.write_intents
+            WHERE collection = $1 AND external_id = ANY($2::text[])
+            ORDER BY intent DESC NULLS FIRST
+            """, [collection, PostgresConnection.arrayLiteral(keys)])
+        var agreed: [String: RecordState] = [:]
+        var intents: [String: [RecordState]] = [:]
+        for row in rows.named {
+            guard let key = row["external_id"],
+                  let state = try RecordStateColumns.state(fields: row["fields"], at: row["at_ms"], deleted: row["deleted"]) else { continue }
+            if row["intent"] == nil { agreed[key] = state } else { intents[key, default: []].append(state) }
+        }
+        return (agreed, intents)
     }
 
     /// Records agreed states and drops the write intents of `batch`, which they settle. Other

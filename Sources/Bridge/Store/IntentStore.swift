@@ -74,29 +74,6 @@ enum IntentStore {
             """, [owner, batchID.map { String($0) }, collection, heir])
     }
 
-    /// One intent as `RecordSynchronizer` weighs it before deciding a record.
-    struct Intent {
-        let id: Int64
-        let key: String
-        let state: RecordState
-    }
-
-    /// Every intent for `keys` of `collection`, whoever wrote it, newest first.
-    static func all(collection: String, keys: [String], on connection: PostgresConnection) throws -> [Intent] {
-        guard !keys.isEmpty else { return [] }
-        let rows = try connection.query(cached: """
-            SELECT id, external_id, fields::text AS fields, at_ms, deleted FROM nocobridge.write_intents
-            WHERE collection = $1 AND external_id = ANY($2::text[]) ORDER BY id DESC
-            """, [collection, PostgresConnection.arrayLiteral(keys)])
-        var out: [Intent] = []
-        for row in rows.named {
-            guard let id = row["id"].flatMap({ Int64($0) }), let key = row["external_id"] else { continue }
-            guard let state = try RecordStateColumns.state(fields: row["fields"], at: row["at_ms"], deleted: row["deleted"]) else { continue }
-            out.append(Intent(id: id, key: key, state: state))
-        }
-        return out
-    }
-
     static func delete(collection: String, keys: [String], owners: [String], on connection: PostgresConnection) throws(PostgresError) {
         try connection.query("""
             DELETE FROM nocobridge.write_intents
