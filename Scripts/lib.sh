@@ -102,6 +102,11 @@ nb_start_postgres() {
 # nb_start_services DIR: a Postgres 15 cluster and a SecantusDB server on free ports.
 # SecantusDB runs with test commands (`configureFailPoint`), as MongoFailureTests need; a
 # failpoint there is scoped to one test's own `appName`, so other tests never meet it.
+# It also runs with --sync-on-commit: mongod journals a majority write before acknowledging
+# it (writeConcernMajorityJournalDefault), so a killed mongod keeps every write the bridge
+# was told had landed. Without the flag SecantusDB acknowledges from its log buffer and a
+# SIGKILL forgets acknowledged writes (`Scripts/durability-probe.py`: 54–80 of 500 majority
+# inserts gone), a fault no client can see and production does not have.
 # Writes DIR/env (PG_URL, PG_ADMIN_URL, MONGO_URL, PGPORT, MONGO_PORT) and DIR/*.pid.
 nb_start_services() {
   local dir="$1" mport pgport
@@ -109,7 +114,7 @@ nb_start_services() {
   pgport=$(sed -n 's/^export PGPORT=//p' "$dir/pg.env")
   mport=$(nb_free_port)
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$mport" --storage-path "$dir/mongo" \
-    --oplog-max-entries 5000000 --enable-test-commands >"$dir/secantus.log" 2>&1 &
+    --oplog-max-entries 5000000 --enable-test-commands --sync-on-commit >"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"
   nb_wait_port 127.0.0.1 "$mport" 60 || { cat "$dir/secantus.log" >&2; return 1; }
   cat > "$dir/env" <<ENV
@@ -166,9 +171,9 @@ nb_restart_mongo() {
   pid=$(cat "$dir/secantus.pid")
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
+  if kill -9 "$pid" 2>/dev/null; then echo "[nocobridge] SecantusDB did not stop within 5 s of SIGTERM: killed" >&2; fi
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$dir/mongo" \
-    --oplog-max-entries 5000000 --enable-test-commands >>"$dir/secantus.log" 2>&1 &
+    --oplog-max-entries 5000000 --enable-test-commands --sync-on-commit >>"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"
   nb_wait_port 127.0.0.1 "$port" 60 || { tail -20 "$dir/secantus.log" >&2; return 1; }
 }

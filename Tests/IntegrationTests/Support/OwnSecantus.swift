@@ -3,7 +3,8 @@ import Foundation
 /// A SecantusDB server of one test's own, for a test that freezes it (SIGSTOP) or otherwise
 /// disturbs it in a way no other test may feel. Started like `nb_start_services` starts the
 /// shared one (same binary, test commands on), on a free port, storage in a temporary
-/// directory; stopped by PID, resumed first if frozen.
+/// directory; stopped by PID, resumed first if frozen. Same flags as the shared one, so a
+/// killed server keeps what it acknowledged, as mongod does.
 final class OwnSecantus: @unchecked Sendable {
     let url: String
     let port: Int
@@ -17,7 +18,7 @@ final class OwnSecantus: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         port = try freeTCPPort()
         pid = try spawnProcess([venv + "/bin/secantusd-py", "--host", "127.0.0.1", "--port", String(port),
-                                "--storage-path", dir + "/mongo", "--enable-test-commands"] + extraArguments, log: dir + ".log")
+                                "--storage-path", dir + "/mongo", "--enable-test-commands", "--sync-on-commit"] + extraArguments, log: dir + ".log")
         url = "mongodb://127.0.0.1:\(port)/?replicaSet=secantus"
         let deadline = Date().addingTimeInterval(60)
         while !canConnect(port: port) {
