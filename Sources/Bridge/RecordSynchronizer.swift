@@ -270,7 +270,9 @@ public struct RecordSynchronizer: Sendable {
     private func adoptLandedIntents(_ intents: [String: [RecordState]], agreed: inout [String: RecordState],
                                     connection: PostgresConnection, mongo: MongoClientPool) throws -> Set<String> {
         guard !intents.isEmpty else { return [] }
-        let documents = try read(Array(intents.keys), contiguous: false, mongo: mongo)
+        // Majority: a write the URL let through with `w: 1` that a failover then rolls back
+        // must not become the agreed state.
+        let documents = try read(Array(intents.keys), contiguous: false, readConcern: .majority, mongo: mongo)
         let now = wallClockMilliseconds()
         var adopted: [(key: String, state: RecordState)] = []
         for (key, candidates) in intents {
@@ -323,7 +325,8 @@ public struct RecordSynchronizer: Sendable {
 
     /// Documents by key, read from the primary whatever the URL's read preference says:
     /// decisions must see the latest write.
-    private func read(_ keys: [String], contiguous: Bool, mongo: MongoClientPool) throws -> [String: Document] {
+    private func read(_ keys: [String], contiguous: Bool, readConcern: ReadConcern? = nil,
+                      mongo: MongoClientPool) throws -> [String: Document] {
         guard !keys.isEmpty else { return [:] }
         let filter: Document
         if contiguous, keys.count > 1, let low = keys.min(by: KeyOrder.utf8Less), let high = keys.max(by: KeyOrder.utf8Less) {
@@ -333,7 +336,7 @@ public struct RecordSynchronizer: Sendable {
         }
         let wanted = Set(keys)
         var out: [String: Document] = [:]
-        for document in try mongo.withClient({ (client: MongoClient) throws(MongoError) in try client.find(filter, collection: collection) }) {
+        for document in try mongo.withClient({ (client: MongoClient) throws(MongoError) in try client.find(filter, readConcern: readConcern, collection: collection) }) {
             if case .string(let key)? = document[RowMapper.keyField], wanted.contains(key) { out[key] = document }
         }
         return out

@@ -21,6 +21,10 @@ public enum ServerCheck {
                 + "change streams and currentOp per replica set; point it at an unsharded replica set, or shard the synced "
                 + "collections on { externalId: 1 } and run one bridge per shard (not tested)"
         }
+        if info.setName == nil {
+            return "MONGO_URL names a standalone server: the bridge needs a replica set (change streams, majority writes); "
+                + "a single server can be one: start it with a replica set name (replication.replSetName) and run rs.initiate() once"
+        }
         if info.version < minimumVersion {
             return "MongoDB \(info.version) is too old: the bridge needs \(minimumVersion) or newer (change event wall times, pre- and post-images)"
         }
@@ -51,7 +55,7 @@ public enum ServerCheck {
     }
 
     /// Both clocks now; nil when either could not be read.
-    static func measureSkew(postgres connection: PostgresConnection, mongo: MongoClientPool) throws -> Skew? {
+    public static func measureSkew(postgres connection: PostgresConnection, mongo: MongoClientPool) throws -> Skew? {
         guard let pg = try postgresOffset(on: connection), let m = try mongo.serverInfo().clockOffset else { return nil }
         return skew(mongo: m, postgres: pg)
     }

@@ -254,6 +254,46 @@ import Testing
         #expect(String(describing: outcome.withLock { $0 }).contains("no_such_table"))
     }
 
+    /// A server the bridge cannot work with is refused at start in one line that says what
+    /// to do, not met later as a stream that never opens: a real standalone server (no
+    /// replica set: no change streams, no majority writes), and, from `hello` replies as
+    /// those servers send them, a mongos and a server older than 6.0.
+    @Test func aServerThatCannotServeTheBridgeIsRefusedInOneLine() throws {
+        let own = try OwnSecantus(["--standalone"])
+        let f = try BridgeFixture(servers: TestServers.fromEnvironment())
+        var config = f.configuration
+        config.mongoURL = "mongodb://127.0.0.1:\(own.port)/"
+        let error = #expect(throws: ConfigurationError.self) {
+            try BridgeService(configuration: config, logger: testLogger()).preflightWaitingForServers(maxAttempts: 1)
+        }
+        #expect(error?.setting == "MONGO_URL")
+        #expect(error?.message.contains("standalone") == true && error?.message.contains("rs.initiate()") == true)
+        #expect(error.map { !String(describing: $0).contains("\n") } == true)
+
+        let hello: (Document) -> ServerInfo = { ServerInfo(buildInfo: ["version": .string("7.0.4")], hello: $0, sentAt: 0, receivedAt: 0) }
+        #expect(ServerCheck.problem(hello(["setName": .string("rs0")])) == nil)
+        #expect(ServerCheck.problem(hello(["msg": .string("isdbgrid")]))?.contains("mongos") == true)
+        #expect(ServerCheck.problem(hello([:]))?.contains("standalone") == true)
+        let old = ServerInfo(buildInfo: ["version": .string("5.0.24")], hello: ["setName": .string("rs0")], sentAt: 0, receivedAt: 0)
+        #expect(ServerCheck.problem(old)?.contains("5.0.24 is too old") == true)
+    }
+
+    /// The clocks' difference is measured against PostgreSQL's and counts as large only when
+    /// it is more than a second beyond what the round trips leave uncertain.
+    @Test func clockSkewIsLargeOnlyBeyondItsUncertainty() throws {
+        let shared = try TestServers.fromEnvironment()
+        let f = try BridgeFixture(servers: shared)
+        let measured = try #require(try ServerCheck.measureSkew(postgres: f.pg, mongo: f.mongo))
+        // Both servers run on this host: one clock.
+        #expect(!measured.isLarge && abs(measured.milliseconds) <= measured.uncertaintyMilliseconds + 50, "\(measured)")
+        let far = ServerCheck.skew(mongo: ClockOffset(milliseconds: 1_600, uncertaintyMilliseconds: 300),
+                                   postgres: ClockOffset(milliseconds: 0, uncertaintyMilliseconds: 200))
+        #expect(far.isLarge)
+        let unsure = ServerCheck.skew(mongo: ClockOffset(milliseconds: 1_400, uncertaintyMilliseconds: 300),
+                                      postgres: ClockOffset(milliseconds: 0, uncertaintyMilliseconds: 200))
+        #expect(!unsure.isLarge)
+    }
+
     /// Every answer MongoDB gives for a position it can no longer resume from stops the
     /// bridge with the advice to resync (or resyncs, when asked to), never a reconnect loop:
     /// at the aggregate that resumes (280, 260, 9, the malformed-token codes) and at a getMore
