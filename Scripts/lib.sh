@@ -163,15 +163,21 @@ nb_restart_postgres() {
   head -1 "$dir/pgdata/postmaster.pid" > "$dir/postgres.pid"
 }
 
-# nb_restart_mongo DIR: stops the SecantusDB server (SIGTERM, SIGKILL after 5 s) and starts
-# it again on the same port and storage.
+# nb_restart_mongo DIR [crash]: stops the SecantusDB server (SIGTERM, SIGKILL after 5 s; with
+# `crash`, SIGKILL at once, as a crashed mongod) and starts it again on the same port and
+# storage.
 nb_restart_mongo() {
-  local dir="$1" port pid
+  local dir="$1" mode="${2:-}" port pid
   port=$(sed -n 's/^export MONGO_PORT=//p' "$dir/env")
   pid=$(cat "$dir/secantus.pid")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -9 "$pid" 2>/dev/null; then echo "[nocobridge] SecantusDB did not stop within 5 s of SIGTERM: killed" >&2; fi
+  if [ "$mode" = crash ]; then
+    kill -9 "$pid" 2>/dev/null || true
+  else
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -9 "$pid" 2>/dev/null; then echo "[nocobridge] SecantusDB did not stop within 5 s of SIGTERM: killed" >&2; fi
+  fi
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$dir/mongo" \
     --oplog-max-entries 5000000 --enable-test-commands --sync-on-commit >>"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"

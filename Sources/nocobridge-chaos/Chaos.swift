@@ -148,6 +148,7 @@ struct Chaos {
                 bridges[victim].kill(SIGCONT)
             case .restartPostgres: try servers.restartPostgres()
             case .restartMongo: try servers.restartMongo()
+            case .crashMongo: try servers.restartMongo(crash: true)
             case .resync: try retrying { try cli(["resync"]) }
             case .failover: try retrying { try Failover.inject(mongo: mongo, using: &rng) }
             }

@@ -2,11 +2,14 @@ import Foundation
 import Mongo
 import SyncCore
 
-/// The faults a run injects, in a seeded order that repeats every five.
+/// The faults a run injects: the pattern below in rounds, each round shuffled by the seed.
 enum Fault: String, CaseIterable, Sendable {
     case killBridge = "SIGKILL bridge"
     case restartPostgres = "restart PostgreSQL"
     case restartMongo = "restart MongoDB server"
+    /// A crashed MongoDB (SIGKILL, no shutdown): it keeps what it acknowledged, as mongod
+    /// keeps journalled majority writes, and loses the writes it had not answered.
+    case crashMongo = "SIGKILL MongoDB server"
     case resync = "resync while running"
     /// MongoDB failing commands as a failover does: `failCommand` on a random command with a
     /// failover's error (or a dropped connection), a few times, for every client.
@@ -16,7 +19,7 @@ enum Fault: String, CaseIterable, Sendable {
     case freezeBridge = "SIGSTOP bridge past its lease"
 
     static func schedule(count: Int, instances: Int = 1, using rng: inout SeededRandom) -> [Fault] {
-        var pattern = [Fault.killBridge, .killBridge, .restartPostgres, .restartMongo, .resync, .failover]
+        var pattern = [Fault.killBridge, .killBridge, .restartPostgres, .restartMongo, .crashMongo, .resync, .failover]
         if instances > 1 { pattern.append(.freezeBridge) }
         var out: [Fault] = []
         while out.count < count { out += pattern.shuffled(using: &rng) }
@@ -75,10 +78,10 @@ struct ServerControl {
     let logFD: Int32
 
     func restartPostgres() throws { try run("nb_restart_postgres") }
-    func restartMongo() throws { try run("nb_restart_mongo") }
+    func restartMongo(crash: Bool = false) throws { try run("nb_restart_mongo", crash ? "crash" : "") }
 
-    private func run(_ function: String) throws {
-        let status = try ChildProcess("/bin/bash", ["-c", "source \"$0/lib.sh\" && \(function) \"$1\"", scriptsDirectory, servicesDirectory],
+    private func run(_ function: String, _ mode: String = "") throws {
+        let status = try ChildProcess("/bin/bash", ["-c", "source \"$0/lib.sh\" && \(function) \"$1\" $2", scriptsDirectory, servicesDirectory, mode],
                                       environment: ProcessInfo.processInfo.environment, logFD: logFD).wait()
         guard status == 0 else { throw ChaosError("\(function) failed (exit \(status))") }
     }
