@@ -107,6 +107,13 @@ CREATE TABLE IF NOT EXISTS nocobridge.agreed_state (
     deleted     boolean NOT NULL DEFAULT false,
     PRIMARY KEY (collection, external_id)
 );
+-- Each save of an agreed state takes the next number of nocobridge.agreed_seq (NULL: saved
+-- before this column existed). The MongoDB → NocoDB flow reads the sequence before asking the
+-- change stream for more events: a record saved with a higher number since may have been
+-- written to MongoDB by a bridge after the server looked its document up, so that event's
+-- document is not taken for MongoDB's state and the record is read again.
+CREATE SEQUENCE IF NOT EXISTS nocobridge.agreed_seq;
+ALTER TABLE nocobridge.agreed_state ADD COLUMN IF NOT EXISTS seq bigint;
 
 -- MongoDB writes the bridge is about to make, committed before it makes them and deleted in
 -- the transaction that records the agreed state. One left behind means its writer died in

@@ -101,9 +101,8 @@ struct IntentRecovery {
             let intents = try IntentStore.latest(collection: sync.collection, keys: keys, owners: owners, on: connection)
             guard !intents.isEmpty else { return [] }
             let documents = try mongo.withClient { (c: MongoClient) throws(MongoError) in
-                // Majority: a write that a failover can still roll back has not landed.
-                try c.find([RowMapper.keyField: .document(["$in": .array(intents.keys.map(Value.string))])], readConcern: .majority,
-                           collection: sync.collection)
+                // As the decision reads (see `RecordSynchronizer.adoptLandedIntents`).
+                try c.find([RowMapper.keyField: .document(["$in": .array(intents.keys.map(Value.string))])], collection: sync.collection)
             }
             var current: [String: RecordState] = [:]
             for doc in documents {

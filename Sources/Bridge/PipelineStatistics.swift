@@ -28,6 +28,9 @@ public final class PipelineStatistics: Sendable {
         public var lastError: String?
         public var batches = 0
         public var reconnects = 0
+        /// Records decided without reading MongoDB (an event's document, or a presumption,
+        /// stood for the read).
+        public var documentsNotRead = 0
     }
 
     /// One applied batch of one table, as reported to status and metrics.
@@ -39,6 +42,7 @@ public final class PipelineStatistics: Sendable {
         var conflictsByRule: [Resolution.DecidingRule: Int] = [:]
         var lagMilliseconds: Int64?
         var applyNanoseconds: Int64?
+        var documentsNotRead = 0
     }
 
     /// `to-mongo` or `to-nocodb`: the `direction` dimension of every metric.
@@ -79,6 +83,7 @@ public final class PipelineStatistics: Sendable {
         let conflicts = batch.conflictsByRule.values.reduce(0, +)
         state.withLock { s in
             s.batches += 1
+            s.documentsNotRead += batch.documentsNotRead
             var t = s.tables[batch.table] ?? TableCounters()
             t.changes += batch.changes
             t.writes += batch.writes

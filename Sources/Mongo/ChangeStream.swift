@@ -49,6 +49,12 @@ public final class ChangeStream {
     /// returns nothing and then fails with 260 (libmongoc resumes with `resumeAfter`). Open a
     /// new stream with `startAfter` set to this token to continue.
     public private(set) var invalidateToken: [UInt8]?
+    /// Whether the event `next()` returned last was the last of its batch, so the next call
+    /// asks the server again (an update event's `fullDocument` is looked up then). libmongoc
+    /// replaces the resume token by the batch's post-batch token after its last event; a
+    /// server whose post-batch token equals that event's leaves this false, which only ever
+    /// makes the caller think a batch older than it is.
+    public private(set) var endedBatch = true
 
     init(pool: MongoClientPool, collection: String?, options: ChangeStreamOptions) throws(MongoError) {
         // Every document is built before a client is taken, so a failure here leaks nothing.
@@ -113,11 +119,14 @@ public final class ChangeStream {
         var current: OpaquePointer?
         if mongoc_change_stream_next(stream, &current), let current {
             let event = BSONReader.document(current)
+            let eventToken = BSONReader.embeddedDocumentBytes(current, key: "_id")
             if event["operationType"] == .string("invalidate") {
-                invalidateToken = BSONReader.embeddedDocumentBytes(current, key: "_id")
+                invalidateToken = eventToken
             }
+            endedBatch = eventToken == nil || resumeToken != eventToken
             return event
         }
+        endedBatch = true
         if let error = Self.error(of: stream) { throw error }
         return nil
     }

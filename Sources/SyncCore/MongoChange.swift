@@ -31,6 +31,10 @@ public struct MongoChange: Sendable, Equatable {
     /// The document was too large to travel in the event (`ChangeStreamPipeline`): `document`
     /// holds only its `_id` and key, and the document must be read.
     public var documentTooLarge = false
+    /// The highest agreed-state number saved before this event's batch was asked for (the
+    /// bridge's `AgreedStateStore.lastSaved`); nil when unknown. With it an update's looked-up
+    /// document can stand for a read (`RecordSynchronizer.Hint.Streamed`).
+    public var savedBefore: Int64?
 
     public init(operation: Operation, collection: String? = nil, renamedTo: String? = nil, documentID: Value? = nil,
                 document: Document? = nil, keyBefore: String? = nil, time: Int64? = nil, token: [UInt8]? = nil) {

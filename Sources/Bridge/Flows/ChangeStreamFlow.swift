@@ -80,11 +80,15 @@ final class ChangeStreamFlow: Sendable {
         options.startAfter = startAfter
         options.fullDocumentBeforeChange = configuration.usePreImages
         options.pipeline = ChangeStreamPipeline.stages(collections: [mapping.collection])
+        // Read before the stream's first batch is asked for (see `StreamReader`).
+        let stamps = try PostgresConnection(url: configuration.postgresURL,
+                                            applicationName: environment.applicationName("nocobridge-to-nocodb-stream", table: mapping))
+        let firstStamp = try AgreedStateStore.lastSaved(on: stamps)
         let stream = try openStream(options: options, resuming: token != nil || startAfter != nil)
         let queue = ChangeEventQueue(capacity: max(configuration.batchSize * 4, 1000))
         let readerStop = environment.stop.child()
         let readerDone = Completion()
-        let reader = StreamReader(stream: stream)
+        let reader = StreamReader(stream: stream, stamps: stamps, firstStamp: firstStamp, logger: logger)
         BlockingExecutor.start(name: "nocobridge-stream-\(mapping.collection)") {
             reader.run(into: queue, stop: readerStop)
             readerDone.signal()
@@ -111,7 +115,8 @@ final class ChangeStreamFlow: Sendable {
             var lastToken: [UInt8]?
             for item in items {
                 switch item {
-                case .change(let change):
+                case .change(var change, let savedBefore):
+                    change.savedBefore = savedBefore
                     if change.collection == mapping.collection || change.renamedTo == mapping.collection || !change.isDocumentChange {
                         if let reason = Self.holdReason(change, collection: mapping.collection) {
                             try beginHold(reason, changes: &changes, token: change.token, synchronizer: synchronizer,
@@ -222,7 +227,7 @@ final class ChangeStreamFlow: Sendable {
                                 writes: outcome.mongoWrites + outcome.nocodbWrites,
                                 rejected: outcome.rejections.count, conflictsByRule: outcome.conflictsByRule,
                                 lagMilliseconds: changes.first?.time.map { started - $0 },
-                                applyNanoseconds: monotonicNanoseconds() - begun))
+                                applyNanoseconds: monotonicNanoseconds() - begun, documentsNotRead: outcome.unreadDocuments))
         logger.info("batch applied", metadata: [
             "direction": "to-nocodb", "events": "\(changes.count)", "nocodb_writes": "\(outcome.nocodbWrites)",
             "mongo_writes": "\(outcome.mongoWrites)", "conflicts": "\(outcome.conflicts)",
@@ -289,7 +294,9 @@ final class ChangeStreamFlow: Sendable {
             let id = change.documentID
             if key == nil, let id { key = batchKeys[id] ?? mapped[id] }
             var eventDocument = change.documentTooLarge ? nil : change.document
+            var derived = false
             if key == nil, change.document != nil, let id {
+                derived = true
                 // Inserted without externalId: derive one from _id and write it back first, so
                 // the decision reads the document by key like any other.
                 let derived = RecordCodec.derivedKey(from: id)
@@ -311,13 +318,22 @@ final class ChangeStreamFlow: Sendable {
                 continue
             }
             if let id { batchKeys[id] = key }
+            // What the event shows of MongoDB, unless the document must be read anyway (too
+            // large to travel, or keyed just now by a write-back).
+            let streamed: RecordSynchronizer.Hint.Streamed? = switch change.operation {
+            case _ where change.documentTooLarge || derived: nil
+            case .update: .init(document: eventDocument, savedBefore: change.savedBefore)
+            case .insert, .replace: eventDocument.map { .init(document: $0, savedBefore: nil) }
+            default: nil
+            }
             if var existing = hints[key] {
                 existing.changedAt = max(existing.changedAt, at)
                 existing.eventDocument = eventDocument
+                existing.streamed = streamed
                 hints[key] = existing
             } else {
                 order.append(key)
-                hints[key] = RecordSynchronizer.Hint(key: key, changedAt: at, eventDocument: eventDocument)
+                hints[key] = RecordSynchronizer.Hint(key: key, changedAt: at, eventDocument: eventDocument, streamed: streamed)
             }
         }
         var outcome = try synchronizer.synchronize(mode: .change(.mongo), hints: order.compactMap { hints[$0] },
@@ -346,23 +362,57 @@ public struct MongoHistoryLost: Error, CustomStringConvertible {
     }
 }
 
-/// Owns the change stream on the reader thread (libmongoc clients are single-threaded).
+/// Owns the change stream on the reader thread (libmongoc clients are single-threaded), and
+/// a PostgreSQL connection of its own on which it reads `AgreedStateStore.lastSaved` before
+/// each batch is asked for: an update event's document is MongoDB's as the server looked it up
+/// for that batch, so it stands for a read of any record whose agreed state was saved no later
+/// (`RecordSynchronizer.Hint.Streamed`).
 final class StreamReader: @unchecked Sendable {
-    // @unchecked: the stream is touched only by the reader thread after construction; the
-    // constructing thread hands it over and never uses it again.
+    // @unchecked: the stream and the connection are touched only by the reader thread after
+    // construction; the constructing thread hands them over and never uses them again.
     private let stream: ChangeStream
+    private let stamps: PostgresConnection
+    private let firstStamp: Int64
+    private let logger: Logger
 
-    init(stream: ChangeStream) {
+    init(stream: ChangeStream, stamps: PostgresConnection, firstStamp: Int64, logger: Logger) {
         self.stream = stream
+        self.stamps = stamps
+        self.firstStamp = firstStamp
+        self.logger = logger
+    }
+
+    private var stampFailing = false
+
+    /// nil when the number cannot be read: every record of the batch is then read again.
+    private func stamp() -> Int64? {
+        do {
+            let value = try AgreedStateStore.lastSaved(on: stamps)
+            stampFailing = false
+            return value
+        } catch {
+            if !stampFailing {
+                logger.warning("cannot read the agreed-state number; changed documents are read again until it can",
+                               metadata: ["error": "\(error)"])
+            }
+            stampFailing = true
+            return nil
+        }
     }
 
     func run(into queue: ChangeEventQueue, stop: StopSignal) {
         var lastIdleToken: [UInt8]?
+        var stamp: Int64? = firstStamp
+        var first = true
         while !stop.isStopped {
             do {
+                // The next call asks the server for a batch: read the number first. A failed
+                // read gives no number, and every record of the batch is read again.
+                if stream.endedBatch && !first { stamp = self.stamp() }
+                first = false
                 if let event = try stream.next() {
                     let change = MongoChange(event: event, token: stream.resumeToken)
-                    queue.push(.change(change), stop: stop)
+                    queue.push(.change(change, savedBefore: stamp), stop: stop)
                     // Nothing follows an invalidate on this stream.
                     if change.operation == .invalidate { return }
                 } else if let token = stream.resumeToken, token != lastIdleToken {

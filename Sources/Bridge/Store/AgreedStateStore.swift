@@ -24,26 +24,42 @@ public struct AgreedStateStore: Sendable {
 
     /// The agreed states of `keys` and, in the same round trip (the decision's hot path), every
     /// write intent for them, whoever wrote it, newest first: `RecordSynchronizer` weighs
-    /// intents before deciding. Usually there are none.
+    /// intents before deciding. Usually there are none. `saved` holds each state's number in
+    /// `nocobridge.agreed_seq` (absent: saved before the column existed).
     func statesAndIntents(_ keys: [String], on connection: PostgresConnection) throws
-        -> (agreed: [String: RecordState], intents: [String: [RecordState]]) {
-        guard !keys.isEmpty else { return ([:], [:]) }
+        -> (agreed: [String: RecordState], intents: [String: [RecordState]], saved: [String: Int64]) {
+        guard !keys.isEmpty else { return ([:], [:], [:]) }
         let rows = try connection.query(cached: """
-            SELECT NULL::bigint AS intent, external_id, fields::text AS fields, at_ms, deleted FROM nocobridge.agreed_state
+            SELECT NULL::bigint AS intent, external_id, fields::text AS fields, at_ms, deleted, seq FROM nocobridge.agreed_state
             WHERE collection = $1 AND external_id = ANY($2::text[])
             UNION ALL
-            SELECT id, external_id, fields::text, at_ms, deleted FROM nocobridge.write_intents
+            SELECT id, external_id, fields::text, at_ms, deleted, NULL::bigint FROM nocobridge.write_intents
             WHERE collection = $1 AND external_id = ANY($2::text[])
             ORDER BY intent DESC NULLS FIRST
             """, [collection, PostgresConnection.arrayLiteral(keys)])
         var agreed: [String: RecordState] = [:]
         var intents: [String: [RecordState]] = [:]
+        var saved: [String: Int64] = [:]
         for row in rows.named {
             guard let key = row["external_id"],
                   let state = try RecordStateColumns.state(fields: row["fields"], at: row["at_ms"], deleted: row["deleted"]) else { continue }
-            if row["intent"] == nil { agreed[key] = state } else { intents[key, default: []].append(state) }
+            if row["intent"] == nil {
+                agreed[key] = state
+                if let seq = row["seq"].flatMap({ Int64($0) }) { saved[key] = seq }
+            } else {
+                intents[key, default: []].append(state)
+            }
         }
-        return (agreed, intents)
+        return (agreed, intents, saved)
+    }
+
+    /// The highest number any save has taken so far (see `statesAndIntents`), read before a
+    /// change stream batch is asked for: a state saved after it is numbered above it.
+    public static func lastSaved(on connection: PostgresConnection) throws(PostgresError) -> Int64 {
+        let value = try connection.query(cached: """
+            SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS last FROM nocobridge.agreed_seq
+            """, []).named.first?["last"]
+        return value.flatMap { Int64($0) } ?? 0
     }
 
     /// Records agreed states and drops the write intents of `batch`, which they settle. Other
@@ -58,10 +74,11 @@ public struct AgreedStateStore: Sendable {
             WITH settled AS (
                 DELETE FROM nocobridge.write_intents WHERE owner = $6 AND batch_id = $7::bigint
             )
-            INSERT INTO nocobridge.agreed_state (collection, external_id, fields, at_ms, deleted)
-            SELECT $1, k, f::jsonb, a::bigint, d::boolean FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, f, a, d)
+            INSERT INTO nocobridge.agreed_state (collection, external_id, fields, at_ms, deleted, seq)
+            SELECT $1, k, f::jsonb, a::bigint, d::boolean, nextval('nocobridge.agreed_seq')
+            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, f, a, d)
             ON CONFLICT (collection, external_id) DO UPDATE
-            SET fields = EXCLUDED.fields, at_ms = EXCLUDED.at_ms, deleted = EXCLUDED.deleted
+            SET fields = EXCLUDED.fields, at_ms = EXCLUDED.at_ms, deleted = EXCLUDED.deleted, seq = EXCLUDED.seq
             """, [collection] + RecordStateColumns.arrays(states) + [batch?.owner, batch.map { String($0.id) }])
     }
 }
