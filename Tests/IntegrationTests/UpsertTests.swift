@@ -23,6 +23,27 @@ import Testing
         }
     }
 
+    /// NocoDB's records once the bridge caught up (key → table_no; no key twice), and
+    /// MongoDB eventually holding exactly those: the same keys with the same values.
+    @discardableResult
+    private func expectMongoMirrorsNocoDB(_ f: BridgeFixture) throws -> [String: Int64] {
+        try f.waitCaughtUp()
+        let rows = try f.sql("SELECT \"externalId\", table_no FROM \(f.table("waiter_ops"))").rows
+        var nocodb: [String: Int64] = [:]
+        for row in rows { nocodb[row[0] ?? ""] = row[1].flatMap { Int64($0) } }
+        try #require(nocodb.count == rows.count, "NocoDB holds a key twice: \(rows)")
+        try eventually("MongoDB holds NocoDB's \(nocodb.count) records") {
+            let docs = try f.documents("waiter_ops")
+            var mongo: [String: Int64] = [:]
+            for doc in docs {
+                guard case .string(let key)? = doc["externalId"], case .int64(let n)? = doc["table_no"] else { return false }
+                mongo[key] = n
+            }
+            return docs.count == nocodb.count && mongo == nocodb
+        }
+        return nocodb
+    }
+
     @Test(arguments: BridgeConfiguration.Capture.allCases)
     func onConflictDoUpdateUpsertsThroughEveryProtocol(capture: BridgeConfiguration.Capture) throws {
         let f = try BridgeFixture(capture: capture)
@@ -190,6 +211,86 @@ import Testing
         let rows = try f.sql("SELECT \"externalId\", table_no FROM \(t) ORDER BY id").rows
         #expect(rows.count == 2 && rows[1][0] != "k1" && rows[1][1] == "6", "rows \(rows)")
         try eventually("both records in MongoDB") { try f.count("waiter_ops") == 2 }
+    }
+
+    /// DO NOTHING leaves no statement mark: with nothing configured the trigger reads the
+    /// statement's text, which for a protocol-level prepared statement (PQprepare +
+    /// PQexecPrepared: node-postgres's named queries, JDBC after a few runs) is the prepared
+    /// text, on every execution and not only the first; a plain prepared INSERT of a used key
+    /// on the same connection, in the same transaction, is still a copy.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func onConflictDoNothingThroughAProtocolPreparedStatementLeavesTheRecordAlone(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        let client = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
+        try client.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 1)")
+        let keep = "INSERT INTO \(t) (\"externalId\", table_no) VALUES ($1, $2) ON CONFLICT (\"externalId\") DO NOTHING"
+        let keepAnyConflict = "INSERT INTO \(t) (\"externalId\", table_no) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        let plain = "INSERT INTO \(t) (\"externalId\", table_no) VALUES ($1, $2)"
+        for n in 2...4 {
+            #expect(try client.query(cached: keep, ["k1", String(n)]).affected == 0, "ON CONFLICT (\"externalId\") DO NOTHING inserted a row")
+            #expect(try client.query(cached: keepAnyConflict, ["k1", String(n)]).affected == 0, "ON CONFLICT DO NOTHING inserted a row")
+        }
+        try expectOneRecord(f, key: "k1", tableNo: 1)
+        try client.transaction { () throws in
+            #expect(try client.query(cached: keep, ["k1", "5"]).affected == 0)
+            #expect(try client.query(cached: plain, ["k1", "6"]).affected == 1)
+            #expect(try client.query(cached: keep, ["k1", "7"]).affected == 0)
+            #expect(try client.query(cached: keep, ["k2", "8"]).affected == 1)
+        }
+        let records = try expectMongoMirrorsNocoDB(f)
+        #expect(records.count == 3 && records["k1"] == 1 && records["k2"] == 8, "records \(records)")
+        let copy = records.first { $0.value == 6 }?.key
+        #expect(copy.flatMap { UUID(uuidString: $0) } != nil, "the plain INSERT's copy has key \(String(describing: copy))")
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
+    /// The README promises DO UPDATE inside a function and a CTE. Inside a function the client's
+    /// text says nothing of ON CONFLICT, so only the statement mark can keep the key there;
+    /// a data-modifying CTE runs its INSERT as a statement of its own. Three runs, one record.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func onConflictDoUpdateUpsertsInsideFunctionsAndCTEs(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        let client = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
+        let upsert = "INSERT INTO \(t) (\"externalId\", table_no) VALUES (k, n) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no"
+        try client.execute(script: """
+            CREATE FUNCTION public.etl_upsert_plpgsql(k text, n bigint) RETURNS void LANGUAGE plpgsql AS $$
+            BEGIN
+                \(upsert);
+            END
+            $$;
+            CREATE FUNCTION public.etl_upsert_sql(k text, n bigint) RETURNS void LANGUAGE sql AS $$
+                \(upsert)
+            $$;
+            CREATE FUNCTION public.etl_upsert_cte(k text, n bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+            DECLARE
+                written bigint;
+            BEGIN
+                WITH up AS (\(upsert) RETURNING id) SELECT count(*) INTO written FROM up;
+                RETURN written;
+            END
+            $$;
+            """)
+        let ways: [(key: String, sql: String)] = [
+            ("k-plpgsql", "SELECT public.etl_upsert_plpgsql($1, $2)"),
+            ("k-sql-function", "SELECT public.etl_upsert_sql($1, $2)"),
+            ("k-cte-in-function", "SELECT public.etl_upsert_cte($1, $2)"),
+            ("k-cte-source", "WITH src(k, n) AS (VALUES ($1::text, $2::bigint)) INSERT INTO \(t) (\"externalId\", table_no) SELECT k, n FROM src ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no"),
+            ("k-cte-modifying", "WITH up AS (INSERT INTO \(t) (\"externalId\", table_no) VALUES ($1, $2) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no RETURNING id) SELECT count(*) FROM up"),
+        ]
+        for way in ways {
+            for n in 1...3 { try client.query(way.sql, [way.key, String(n)]) }
+            try expectOneRecord(f, key: way.key, tableNo: 3)
+            try f.sql("DELETE FROM \(t)")
+            try f.waitCaughtUp()
+            try eventually("MongoDB emptied") { try f.count("waiter_ops") == 0 }
+        }
+        #expect(try f.deadLetters().rows.isEmpty)
     }
 
     /// Logical capture with `install --no-key-trigger` leaves nothing on the table: no
