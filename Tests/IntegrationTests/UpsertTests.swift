@@ -293,6 +293,66 @@ import Testing
         #expect(try f.deadLetters().rows.isEmpty)
     }
 
+    /// NocoDB's CSV import copies whatever keys the file holds. It sends what
+    /// `BaseModelSqlv2.bulkInsert` sends (packages/nocodb/src/db/BaseModelSqlv2.ts at 0.258.3):
+    /// one transaction, knex `batchInsert` in chunks (100 by default), each chunk one multi-row
+    /// `INSERT … VALUES … RETURNING` the primary key, values bound as parameters. From NocoDB's
+    /// named session every row whose key another row already has, an existing record's or an
+    /// earlier row of the same file, becomes a record of its own; new keys are kept.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func csvImportFromNocoDBsSessionGivesEveryCopiedRowAFreshKey(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        var owner = f.ownerConfiguration
+        owner.nocodbSessions = "nocodb"  // PGAPPNAME=nocodb on NocoDB, as the README says
+        try Installer(configuration: owner, logger: testLogger()).install(grantTo: f.role, replicaIdentityFull: true)
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        try f.sql("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 1), ('k2', 2)")
+        // 30 rows: existing keys copied, a key repeated within the file, new keys.
+        let file: [(key: String, tableNo: Int)] = (0..<30).map { i in
+            switch i % 5 {
+            case 0: ("k1", 100 + i)
+            case 1: ("k2", 100 + i)
+            case 2: ("csv-repeated", 100 + i)
+            default: ("csv-\(i)", 100 + i)
+            }
+        }
+        let chunks = stride(from: 0, to: file.count, by: 10).map { Array(file[$0..<min($0 + 10, file.count)]) }
+        func insert(_ chunk: [(key: String, tableNo: Int)], on connection: PostgresConnection) throws(PostgresError) -> PostgresRows {
+            let values = chunk.indices.map { "($\(2 * $0 + 1), $\(2 * $0 + 2))" }.joined(separator: ", ")
+            return try connection.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES \(values) RETURNING \"id\"",
+                                        chunk.flatMap { [$0.key, String($0.tableNo)] })
+        }
+        // The same chunk from a client that is not NocoDB is refused whole, as any unique key would.
+        let etl = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
+        do {
+            _ = try insert(chunks[0], on: etl)
+            Issue.record("a multi-row INSERT of used keys from a client that is not NocoDB was accepted")
+        } catch {
+            #expect(error.sqlState == "23505", "\(error)")
+        }
+        let nocodb = try PostgresConnection(url: f.postgresURL, applicationName: "nocodb")
+        try nocodb.transaction { () throws in
+            for chunk in chunks { #expect(try insert(chunk, on: nocodb).rows.count == chunk.count) }
+        }
+        let records = try expectMongoMirrorsNocoDB(f)
+        #expect(records.count == 2 + file.count, "records \(records)")
+        #expect(records["k1"] == 1 && records["k2"] == 2, "an existing record was overwritten: \(records)")
+        var keyOf: [Int64: String] = [:]
+        for (key, n) in records { keyOf[n] = key }
+        var seen: Set<String> = ["k1", "k2"]
+        for row in file {
+            let key = keyOf[Int64(row.tableNo)]
+            if seen.insert(row.key).inserted {
+                #expect(key == row.key, "file row \(row) got key \(String(describing: key))")
+            } else {
+                #expect(key.flatMap { UUID(uuidString: $0) } != nil, "copied file row \(row) got key \(String(describing: key))")
+            }
+        }
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
     /// Logical capture with `install --no-key-trigger` leaves nothing on the table: no
     /// unique index, so ON CONFLICT ("externalId") is refused as it would be without the
     /// bridge, and the bridge itself gives a copied row a fresh key after the fact.
