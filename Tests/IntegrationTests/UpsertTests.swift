@@ -44,6 +44,25 @@ import Testing
         return nocodb
     }
 
+    /// `nocobridge install` as an operator runs it: the owner's URL, the key settings from the
+    /// environment (nil: unset), so the CLI's reading of them is part of what is tested.
+    private func installFromEnvironment(_ f: BridgeFixture, _ settings: [String: String?]) throws {
+        var env = f.environment
+        env["PG_URL"] = f.postgresURL
+        for (name, value) in settings { env[name] = value }
+        let result = try runCLI(["install", "--replica-identity-full"], environment: env, timeoutSeconds: 120)
+        try #require(result.status == 0, "\(result.output)")
+    }
+
+    /// What `install` recorded for the key trigger (key → value).
+    private func keySettings(_ f: BridgeFixture) throws -> [String: String] {
+        var settings: [String: String] = [:]
+        for row in try f.sql("SELECT key, value FROM nocobridge.meta WHERE key IN ('nocodb_sessions', 'duplicate_keys')").rows {
+            settings[row[0] ?? ""] = row[1] ?? ""
+        }
+        return settings
+    }
+
     @Test(arguments: BridgeConfiguration.Capture.allCases)
     func onConflictDoUpdateUpsertsThroughEveryProtocol(capture: BridgeConfiguration.Capture) throws {
         let f = try BridgeFixture(capture: capture)
@@ -350,6 +369,89 @@ import Testing
                 #expect(key.flatMap { UUID(uuidString: $0) } != nil, "copied file row \(row) got key \(String(describing: key))")
             }
         }
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
+    /// `SYNC_NOCODB_SESSIONS` names NocoDB by its login role with `role:NAME`, for a deployment
+    /// whose application name cannot be set: any session of that role copies, whatever
+    /// application name it gives; a session of another role does not, even under the role's
+    /// name or the entry's own text as application name. The list's application-name entry
+    /// still counts, and an upsert from NocoDB's role is still an upsert.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func nocodbSessionsNamedByLoginRoleCopyWhileOtherRolesGetTheUniqueKeyError(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        let nocodbRole = try f.loginRole()
+        try installFromEnvironment(f, ["SYNC_NOCODB_SESSIONS": " other-app , role:\(nocodbRole.name) ", "SYNC_DUPLICATE_KEYS": nil])
+        #expect(try keySettings(f) == ["nocodb_sessions": "other-app,role:\(nocodbRole.name)"])
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        try f.sql("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 1)")
+        // NocoDB's "duplicate row" from its role, under an application name the list lacks.
+        let nocodb = try PostgresConnection(url: nocodbRole.url, applicationName: "node-postgres")
+        try nocodb.query("INSERT INTO \(t) (\"externalId\", table_no) SELECT \"externalId\", 2 FROM \(t) WHERE \"externalId\" = 'k1'")
+        let other = try PostgresConnection(url: f.postgresURL, applicationName: "other-app")
+        try other.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 3)")
+        for name in [nocodbRole.name, "role:\(nocodbRole.name)"] {
+            let impostor = try PostgresConnection(url: f.postgresURL, applicationName: name)
+            do {
+                try impostor.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 4)")
+                Issue.record("a session of another role under application name \(name) copied a key")
+            } catch {
+                #expect(error.sqlState == "23505", "\(error)")
+            }
+        }
+        try nocodb.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 5) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no")
+        let records = try expectMongoMirrorsNocoDB(f)
+        #expect(records.count == 3 && records["k1"] == 5, "records \(records)")
+        for n: Int64 in [2, 3] {
+            let key = records.first { $0.value == n }?.key
+            #expect(key.flatMap { UUID(uuidString: $0) } != nil, "the copy with table_no \(n) has key \(String(describing: key))")
+        }
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
+    /// `SYNC_DUPLICATE_KEYS=error` with no session named: nobody counts as NocoDB, so every
+    /// plain INSERT of a used key is refused as any unique key refuses it, NocoDB's
+    /// "duplicate row" under `PGAPPNAME=nocodb` too until that name is listed; ON CONFLICT
+    /// behaves natively, and a session may still choose new records for itself.
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func explicitErrorPolicyWithoutNamedSessionsRefusesEveryCopy(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
+        try installFromEnvironment(f, ["SYNC_DUPLICATE_KEYS": "error", "SYNC_NOCODB_SESSIONS": nil])
+        #expect(try keySettings(f) == ["duplicate_keys": "error"])
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        let t = f.table("waiter_ops")
+        try f.sql("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 1)")
+        let nocodb = try PostgresConnection(url: f.postgresURL, applicationName: "nocodb")
+        let etl = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
+        let refused: [(client: PostgresConnection, sql: String)] = [
+            (nocodb, "INSERT INTO \(t) (\"externalId\", table_no) SELECT \"externalId\", 2 FROM \(t) WHERE \"externalId\" = 'k1'"),
+            (etl, "INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k-new', 3), ('k1', 3)"),
+        ]
+        for (client, sql) in refused {
+            do {
+                try client.query(sql)
+                Issue.record("accepted with SYNC_DUPLICATE_KEYS=error: \(sql)")
+            } catch {
+                #expect(error.sqlState == "23505", "\(error)")
+            }
+        }
+        #expect(try etl.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 4) ON CONFLICT DO NOTHING").affected == 0)
+        for n in 5...7 {
+            try etl.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', $1) ON CONFLICT (\"externalId\") DO UPDATE SET table_no = EXCLUDED.table_no", [String(n)])
+        }
+        try etl.transaction {
+            try etl.query("SET LOCAL nocobridge.duplicate_keys = 'new-record'")
+            try etl.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 8)")
+        }
+        // The choice ended with the transaction.
+        #expect(throws: PostgresError.self) { try etl.query("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 9)") }
+        let records = try expectMongoMirrorsNocoDB(f)
+        #expect(records.count == 2 && records["k1"] == 7, "records \(records)")
+        let copy = records.first { $0.value == 8 }?.key
+        #expect(copy.flatMap { UUID(uuidString: $0) } != nil, "the session's chosen copy has key \(String(describing: copy))")
         #expect(try f.deadLetters().rows.isEmpty)
     }
 
