@@ -252,18 +252,29 @@ import Testing
         #expect(try f.sql("SELECT count(*) FROM \(t) WHERE \"externalId\" = $1", [b]).rows[0][0] == "0")
     }
 
-    @Test func pastedRowsWithARepeatedKeyBecomeSeparateRecords() throws {
-        let f = try BridgeFixture()
+    /// NocoDB's paste of rows that all carry one key: every row is a record of its own, under
+    /// the key NocoDB shows, in both capture modes (logical capture keeps the key trigger).
+    @Test(arguments: BridgeConfiguration.Capture.allCases)
+    func pastedRowsWithARepeatedKeyBecomeSeparateRecords(capture: BridgeConfiguration.Capture) throws {
+        let f = try BridgeFixture(capture: capture)
         let bridge = f.startBridge()
         defer { bridge.shutdown() }
         let t = f.table("waiter_ops")
         try f.sql("INSERT INTO \(t) (\"externalId\", table_no) SELECT 'pasted', g FROM generate_series(1, 100) g")
-        #expect(try f.sql("SELECT count(DISTINCT \"externalId\") FROM \(t)").rows[0][0] == "100")
-        try eventually("100 documents") { try f.count("waiter_ops") == 100 && f.backlog() == 0 }
+        let keys = try f.sql("SELECT \"externalId\" FROM \(t)").rows.map { $0[0] ?? "" }
+        #expect(Set(keys).count == 100 && keys.contains("pasted"), "keys \(keys)")
+        try f.waitCaughtUp()
+        try eventually("100 documents under NocoDB's keys") {
+            let docs = try f.documents("waiter_ops")
+            return docs.count == 100 && Set(docs.compactMap { doc -> String? in
+                if case .string(let key)? = doc["externalId"] { return key } else { return nil }
+            }) == Set(keys)
+        }
         // An UPDATE to a key another row has is the one case the unique index refuses.
-        #expect(throws: PostgresError.self) {
+        let error = #expect(throws: PostgresError.self) {
             try f.sql("UPDATE \(t) SET \"externalId\" = 'pasted' WHERE table_no = 2")
         }
+        #expect(error?.sqlState == "23505", "\(String(describing: error))")
     }
 
     /// `run --on-history-lost=resync` recovers by itself: resync, new position, streaming again.

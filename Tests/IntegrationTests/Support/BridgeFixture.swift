@@ -23,6 +23,8 @@ final class BridgeFixture: @unchecked Sendable {
     let role: String
     /// Owned by the test's thread.
     let pg: PostgresConnection
+    /// Login roles a test made (`loginRole`), dropped with the database.
+    private var extraRoles: [String] = []
 
     static let tables = ["waiter_ops", "chef_orders", "cashier_txns", "type_zoo"]
     /// The synced tables: `tables`, then the copies of waiter_ops (`waiter_ops_2`, …).
@@ -79,7 +81,25 @@ final class BridgeFixture: @unchecked Sendable {
             _ = try? admin.query("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname LIKE $1", ["nocobridge_" + databaseName + "_%"])
             _ = try? admin.query("DROP DATABASE IF EXISTS \(databaseName) WITH (FORCE)")
             _ = try? admin.query("DROP ROLE IF EXISTS \(role)")
+            for extra in extraRoles { _ = try? admin.query("DROP ROLE IF EXISTS \(extra)") }
         }
+    }
+
+    /// A login role of the test's own that may read and write the base's tables, as the role
+    /// NocoDB logs in as would: for sessions told apart by their login role rather than by
+    /// their application name. Returns its name and a URL connecting as it.
+    func loginRole() throws -> (name: String, url: String) {
+        let name = "nb_login_" + randomSuffix()
+        let admin = try PostgresConnection(url: servers.adminURL)
+        try admin.query("CREATE ROLE \(name) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        extraRoles.append(name)
+        let s = PostgresConnection.quoteIdentifier(schema)
+        try pg.execute(script: """
+            GRANT USAGE ON SCHEMA \(s) TO \(name);
+            GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \(s) TO \(name);
+            GRANT USAGE ON ALL SEQUENCES IN SCHEMA \(s) TO \(name);
+            """)
+        return (name, Self.url(servers.adminURL, database: databaseName, user: name))
     }
 
     static func url(_ base: String, database: String, user: String? = nil) -> String {
