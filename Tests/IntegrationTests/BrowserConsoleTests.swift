@@ -75,6 +75,14 @@ import Testing
         try browser.waitFor("document.querySelectorAll('#overview-table tbody tr').length === \(2 * BridgeFixture.tables.count)")
         try browser.waitFor("document.getElementById('role').textContent === 'leader'")
         try browser.waitFor("document.querySelectorAll('#chart-throughput polyline').length > 0", seconds: 30)
+        // The only bridge holds every table's lease: each row names it as this instance, and the
+        // instance list shows it with every unit.
+        try browser.waitFor("""
+            [...document.querySelectorAll('#overview-table tbody tr')].every(r => r.cells[2].textContent.endsWith(' (this)'))
+            """)
+        let figures = try browser.evaluate("[...document.querySelectorAll('#summary .figure')].map(f => f.textContent)") as? [String] ?? []
+        #expect(figures.contains { $0.hasPrefix("This instance") && $0.hasSuffix("(\(BridgeFixture.tables.count) leases)") }, "\(figures)")
+        #expect(figures.contains { $0.hasPrefix("Instances") && $0.hasSuffix(" \(BridgeFixture.tables.count)") }, "\(figures)")
         let footer = try browser.evaluate("document.getElementById('version').textContent") as? String
         #expect(footer?.contains("NocoBridge 0.") == true)
         try browser.screenshot(to: shots.appendingPathComponent("console-overview.png"))

@@ -129,6 +129,48 @@ import Testing
         #expect(try server.client().bases().count == 26)
     }
 
+    /// How the 2026 release meets a new table's request (the double's [2026] rules in
+    /// Tests/Support/nocodb/meta.py, from tableHelpers.ts and tables.service.ts): a field
+    /// clashing with its roster is renamed or dropped, request fields lose pk/ai/system, the
+    /// display value is the first field that can be one (the roster's Id when none can),
+    /// column names keep Cyrillic, and both the Order and the Deleted column get an index.
+    @Test func theCurrentReleaseBuildsANewTableAroundItsRoster() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, version: .v2026)
+        let created = try server.request("POST", "/api/v2/meta/bases/\(base)/tables", json: [
+            "title": "clash", "table_name": "clash", "columns": [
+                ["title": "Id", "column_name": "id", "uidt": "ID", "pk": true, "ai": true],
+                ["title": "Made", "column_name": "created_at", "uidt": "CreatedTime"],
+                ["title": "UpdatedAt", "column_name": "changed_at", "uidt": "LastModifiedTime"],
+                ["title": "Id", "column_name": "id", "uidt": "SingleLineText"],
+                ["title": "code", "column_name": "code", "uidt": "Number", "pk": true, "ai": true, "system": true],
+                ["title": "Имя", "column_name": "Имя", "uidt": "SingleLineText"],
+            ] as [[String: Any]],
+        ])
+        #expect(created.status == 200, "\(created)")
+        let jsonOnly = try server.request("POST", "/api/v2/meta/bases/\(base)/tables", json: [
+            "title": "blobs", "table_name": "blobs", "columns": [["title": "doc", "column_name": "doc", "uidt": "JSON"]],
+        ])
+        #expect(jsonOnly.status == 200, "\(jsonOnly)")
+
+        let client = server.client()
+        let tables = Dictionary(uniqueKeysWithValues: try client.tables(base: base).map { ($0.title, $0.id) })
+        let clash = try client.table(id: try #require(tables["clash"])).columns ?? []
+        #expect(clash.map(\.title) == ["Id", "CreatedAt", "UpdatedAt", "nc_created_by", "nc_updated_by", "nc_order",
+                                        "__nc_deleted", "Id1", "code", "Имя"])
+        #expect(clash.map { $0.columnName ?? "" } == ["id", "created_at", "updated_at", "created_by", "updated_by", "nc_order",
+                                                      "__nc_deleted", "id1", "code", "Имя"])
+        #expect(clash.filter(\.pk).map(\.title) == ["Id"] && clash.filter(\.pv).map(\.title) == ["Id1"])
+        #expect(clash.first { $0.title == "code" }?.system == false)
+        let blobs = try client.table(id: try #require(tables["blobs"])).columns ?? []
+        #expect(blobs.filter(\.pv).map(\.title) == ["Id"])
+
+        let indexes = try f.sql("SELECT indexname FROM pg_indexes WHERE schemaname = $1 ORDER BY 1", [base]).rows.map { $0[0] ?? "" }
+        #expect(indexes == ["blobs_deleted_idx", "blobs_order_idx", "blobs_pkey", "clash_deleted_idx", "clash_order_idx", "clash_pkey"])
+        #expect(server.violations.isEmpty, "\(server.violations)")
+    }
+
     /// Both of NocoDB's error envelopes become one clear line, and a rename sends the whole
     /// field back, as NocoDB's UI does, with the column name NocoDB renames the column after.
     @Test func errorEnvelopesAndRenames() throws {

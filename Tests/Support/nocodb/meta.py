@@ -2,9 +2,13 @@
 
 Every rule cites the NocoDB source it models: `file:line` is nocodb/nocodb at 8b78e7b8
 (0.258.3; the salim-b/nocodb snapshot), paths under packages/nocodb/src/ unless they start
-with packages/. Rules marked [2026] follow the current release (nocodb/nocodb develop,
-helpers/tableHelpers.ts repopulateCreateTableSystemColumns and helpers/columnHelpers.ts
-TableSystemColumns, and shared/nocodb/fixture-schema.sql) and apply with --nocodb-version 2026.
+with packages/. Rules marked [2026] follow the current release and apply with
+--nocodb-version 2026; they cite `file@commit:line` in nocodb/nocodb's develop branch. A git
+snapshot of develop is too large to fetch here (783 MB), so these files were read one by one
+from a file index of nocodb/nocodb; each commit is the one the index holds for that file,
+the newest found, and not one commit for all. Where no copy of the current code could be
+found (TableSystemColumns with __nc_deleted, PgUi's type for Deleted),
+shared/nocodb/fixture-schema.sql and the copies nearest to it are cited and the gap is said.
 """
 import random
 import re
@@ -30,7 +34,11 @@ UIDT_TYPES = {
 # PgUi.ts:1650-1653: Checkbox also gets cdf 'false', a column default.
 UIDT_DEFAULTS = {"Checkbox": "false"}
 # [2026] Order and Deleted exist only in the current release (not in 0.258.3's UITypes,
-# packages/nocodb-sdk/src/lib/UITypes.ts:5-47); their types from shared/nocodb/fixture-schema.sql:53-54.
+# packages/nocodb-sdk/src/lib/UITypes.ts:5-47). Order is numeric:
+# packages/nocodb-sdk/src/lib/sqlUi/PgUi.ts@a9496ef1:1775-1777 (getDataTypeForUiType). Deleted
+# defaults to false on PostgreSQL: nc_job_010_soft_delete_column.ts@df770ad3:200-211
+# (packages/nocodb/src/modules/jobs/migration-jobs/), which adds the column to older tables.
+# No copy of PgUi with a Deleted case was found; bool is shared/nocodb/fixture-schema.sql:54.
 UIDT_TYPES_2026 = {"Order": "numeric", "Deleted": "bool"}
 UIDT_DEFAULTS_2026 = {"Deleted": "false"}
 
@@ -41,13 +49,35 @@ UIDT_DEFAULTS_2026 = {"Deleted": "false"}
 SYSTEM_0258 = [("CreatedTime", "created_at", "CreatedAt"), ("LastModifiedTime", "updated_at", "UpdatedAt"),
                ("CreatedBy", "created_by", "nc_created_by"), ("LastModifiedBy", "updated_by", "nc_updated_by")]
 
-# [2026] helpers/columnHelpers.ts TableSystemColumns: the roster put *before* the request's
-# columns; ID, Order and Deleted are reserved (allowNonSystem: false) and removed from the
-# request (helpers/tableHelpers.ts repopulateCreateTableSystemColumns).
+# [2026] The roster put *before* the request's columns, in this order, by
+# helpers/tableHelpers.ts@22ba6dea:41-62 repopulateCreateTableSystemColumns, which calls
+# TableSystemColumns(isEE && PG, isMeta): helpers/columnHelpers.ts@6235030a:697-751 gives
+# Id (system: false) .. nc_order with their titles; that copy predates __nc_deleted, which
+# the current roster adds on a meta source (the default base) after nc_order, titled like its
+# column name (nc_job_010_soft_delete_column.ts@df770ad3:31-45, fixture-schema.sql:46-59).
+# The row-meta column is EE only. ID, Order and Deleted are reserved (allowNonSystem: false).
 SYSTEM_2026 = [("ID", "id", "Id", False), ("CreatedTime", "created_at", "CreatedAt", True),
                ("LastModifiedTime", "updated_at", "UpdatedAt", True), ("CreatedBy", "created_by", "nc_created_by", True),
                ("LastModifiedBy", "updated_by", "nc_updated_by", True), ("Order", "nc_order", "nc_order", True),
                ("Deleted", "__nc_deleted", "__nc_deleted", True)]
+# [2026] helpers/columnHelpers.ts@6235030a:753-772 deleteColumnSystemPropsFromRequest: what
+# repopulateCreateTableSystemColumns strips from every request column (tableHelpers.ts@22ba6dea:91),
+# so a request can no longer make its own primary key, auto-increment or system column.
+REQUEST_SYSTEM_PROPS_2026 = ("dt", "np", "ns", "clen", "cop", "pk", "rqd", "un", "ai", "cc", "csn", "dtx", "au",
+                             "validate", "system")
+# [2026] sanitizeColumnName keeps international letters and digits:
+# helpers/columnHelpers.ts@6235030a:608-629 replaces each character outside
+# [REGEXSTR_INTL_LETTER REGEXSTR_NUMERIC_ARABIC _] (packages/nocodb-sdk/src/lib/regex/token.ts@f48b56d1:1-58).
+INTL_LETTER_2026 = ("A-Za-z" "\u4e00-\u9fa0" "\u0400-\u04FF" "\u3041-\u3094\u30a1-\u30f4\u30fc\u3005\u3006\u3024\u30f6"
+                    "\u1100-\u11FF\u3130-\u318F\uA960-\uA97F\uAC00-\uD7AF\uD7B0-\uD7FF" "\u0621-\u064A" "\u0900-\u097F"
+                    "\u0370-\u03FF" "\u0590-\u05FF" "\u0E00-\u0E7F" "\u0B80-\u0BFF" "\u0530-\u058F" "\u0980-\u09FF"
+                    "\u10A0-\u10FF" "\u0A80-\u0AFF" "\u0C80-\u0CFF" "\u1780-\u17FF" "\u0D00-\u0D7F" "\u1800-\u18AF"
+                    "\u1000-\u109F" "\u0D80-\u0DFF" "\u0700-\u074F" "\u0300-\u036F")
+# [2026] packages/nocodb-sdk/src/lib/UITypes.ts@03040010:399-433 isSupportedDisplayValueColumn
+# (LongText too, unless rich text or an AI prompt: meta.richMode, meta['ai'], LongTextAiMetaProp
+# in packages/nocodb-sdk/src/lib/globals.ts).
+DISPLAY_VALUE_UIDTS_2026 = {"SingleLineText", "Date", "DateTime", "Time", "Year", "PhoneNumber", "Email", "URL", "Number",
+                            "Currency", "Percent", "Duration", "Decimal", "Formula"}
 
 # packages/nocodb-sdk/src/lib/UITypes.ts:163-187 isVirtualCol (Count is not virtual; the
 # created/modified time and user types are).
@@ -102,11 +132,13 @@ def quote(identifier):
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def sanitize_column_name(name):
+def sanitize_column_name(name, version=V0258):
     """helpers/columnHelpers.ts:409-424: every non-word character (JS \\W, ASCII, on UTF-16
     code units: a character beyond the BMP is two) becomes '_'; a name of underscores only
-    becomes 'field'."""
-    name = re.sub(r"[^A-Za-z0-9_]", lambda m: "__" if ord(m.group()) > 0xFFFF else "_", name)
+    becomes 'field'. [2026] the same, but letters of the scripts in INTL_LETTER_2026 stay
+    (columnHelpers.ts@6235030a:608-629; the regex has no u flag, so still per code unit)."""
+    keep = "A-Za-z" if version == V0258 else INTL_LETTER_2026
+    name = re.sub(f"[^{keep}0-9_]", lambda m: "__" if ord(m.group()) > 0xFFFF else "_", name)
     return "field" if re.fullmatch(r"_+", name) else name
 
 
@@ -130,6 +162,57 @@ def map_default_display_value(columns):
         columns[pk + 1]["pv"] = True
     else:
         columns[0]["pv"] = True
+
+
+def map_default_display_value_2026(columns):
+    """[2026] helpers/mapDefaultDisplayValue.ts@6235030a:8-56: without a pv column, the first
+    column that can be a display value (UITypes.ts@03040010:399-433), is not a system column
+    and is not a created/modified time; else the first non-system column; only then the
+    0.258.3 rule by position. tables.service.ts@f4e47b83:1048 runs it on the roster and the
+    request's columns together, before the roster's Id gets pk (getColumnPropsFromUIDT,
+    :1107-1134), so a request without such a field gets Id as its display value. System
+    columns as 0.258.3's isSystemColumn (is_system_column below); no newer copy was read."""
+    if any(c.get("pv") for c in columns) or not columns:
+        return
+    def can_show(c):
+        meta = c.get("meta") if isinstance(c.get("meta"), dict) else {}
+        return (c.get("uidt") in DISPLAY_VALUE_UIDTS_2026
+                or (c.get("uidt") == "LongText" and not meta.get("richMode") and not meta.get("ai")))
+    chosen = (next((c for c in columns if can_show(c) and not is_system_column(c)
+                    and c.get("uidt") not in ("CreatedTime", "LastModifiedTime")), None)
+              or next((c for c in columns if not is_system_column(c)), None))
+    if chosen is not None:
+        chosen["pv"] = True
+    else:
+        map_default_display_value(columns)
+
+
+def repopulate_create_table_system_columns(columns):
+    """[2026] helpers/tableHelpers.ts@22ba6dea:27-94 repopulateCreateTableSystemColumns: the
+    roster first, then the request's columns without ID, Order and Deleted (:48-62). From the
+    last request column back (:63-92), against each roster column sharing its title or
+    column name: the same uidt and the same column name (or none, or the same title) is the
+    roster column itself and is dropped (:71-82); otherwise a clashing title or column name
+    is renamed name1, name2, .. against every column so far (:83-89, getUniqueName.ts:3-29).
+    Every request column loses its system props (:91)."""
+    missing = object()     # JS undefined, unlike a JSON null
+    roster = [{"uidt": u, "column_name": n, "title": t, "system": s} for u, n, t, s in SYSTEM_2026]
+    result = roster + [dict(c) for c in columns if c.get("uidt") not in {"ID", "Order", "Deleted"}]
+    for i in range(len(result) - 1, len(roster) - 1, -1):
+        col = result[i]
+        title, name = col.get("title", missing), col.get("column_name", missing)
+        for sys_col in [r for r in roster if r["title"] == title or r["column_name"] == name]:
+            if sys_col["uidt"] == col.get("uidt") and (sys_col["column_name"] == name or name is missing
+                                                       or (sys_col["title"] == title and title is not missing)):
+                del result[i]
+                continue
+            if col.get("title") and col["title"] == sys_col["title"]:
+                col["title"] = unique_name({c.get("title") for c in result}, col["title"])
+            if col.get("column_name") and col["column_name"] == sys_col["column_name"]:
+                col["column_name"] = unique_name({c.get("column_name") for c in result}, col["column_name"])
+        for prop in REQUEST_SYSTEM_PROPS_2026:
+            col.pop(prop, None)
+    return result
 
 
 def is_system_column(column):
@@ -208,19 +291,13 @@ class Meta:
                                     "title": unique_name({c.get("title") for c in columns}, title), "system": True})
             mapped = columns
         else:
-            roster = [{"uidt": u, "column_name": n, "title": t, "system": s} for u, n, t, s in SYSTEM_2026]
-            roster[0]["pk"] = roster[0]["ai"] = True
-            reserved = {"ID", "Order", "Deleted"}
-            rest = [c for c in columns if c.get("uidt") not in reserved]
-            kept = []
-            for c in rest:
-                same = next((s for s in roster if s["uidt"] == c.get("uidt")
-                             and c.get("title") in (s["title"], None) and c.get("column_name") in (s["column_name"], None)), None)
-                if same is None:
-                    kept.append(c)
-            # [2026] assumption: the display value is chosen among the request's own fields.
-            map_default_display_value(kept)
-            mapped = roster + kept
+            mapped = repopulate_create_table_system_columns(columns)                   # @f4e47b83:898-906
+        # The checks below are 0.258.3's. [2026] tables.service.ts@f4e47b83:908-1042 makes the same
+        # checks in the same order but answers through NcError.get(context).invalidRequestBody /
+        # .duplicateAlias, whose envelope no current copy of helpers/catchError.ts was found to
+        # show; it also refuses '.', '/' and '\\' in the name (:954-963), turns '$' and '?' into
+        # '_' (:965-971) and renames a name a trashed table holds (:988-1009). Not modelled: the
+        # bridge sends plain table names, once.
         title = req.get("title")
         if not title:
             raise bad_request("Missing table `title` property in request body")        # tables.service.ts:577-579
@@ -235,13 +312,16 @@ class Meta:
             raise bad_request(f"Table name exceeds {PG_TABLE_NAME_MAX} characters")    # :650-654
         if self.version == V0258:
             map_default_display_value(mapped)                                          # :661
+        else:
+            map_default_display_value_2026(mapped)                                     # @f4e47b83:1048
+            mapped[0]["pk"] = mapped[0]["ai"] = True    # the roster's Id, by getColumnPropsFromUIDT (:1107-1134)
         used = set()
         for c in mapped:                                                               # :663-701
             # :665-669: virtual columns keep their name, except system created/modified ones.
             if c.get("uidt") in VIRTUAL and not (c.get("uidt") in CREATED_MODIFIED and c.get("system")):
                 raise bad_request(f"a {c.get('uidt')} column in a new table is not modelled by this test double")
             name = c.get("column_name") or c.get("title")
-            name = sanitize_column_name(name[:PG_COLUMN_NAME_MAX - 5])
+            name = sanitize_column_name(name[:PG_COLUMN_NAME_MAX - 5], self.version)    # [2026] @f4e47b83:1064-1067
             if name in used:
                 suffix = 1
                 while f"{name}_{suffix}" in used:
@@ -255,8 +335,10 @@ class Meta:
             uidt = c.get("uidt") or "SingleLineText"
             if uidt not in self.types:
                 raise bad_request(f"uidt {uidt} is not modelled by this test double")
-        # db/sql-client/lib/pg/PgClient.ts createTable: the columns in order, a primary key
-        # over the pk columns, nothing NOT NULL unless required.
+        # db/sql-client/lib/pg/PgClient.ts:2935-2949 createTable: the columns in order, then a
+        # primary key over the pk columns (alterTablePK, :2859-2910); alterTableColumn :2951-2976
+        # makes an ai column serial, every other column NULL unless rqd, with its cdf as
+        # DEFAULT. [2026] the same in PgClient.ts@014fc9b9 createTable/alterTableColumn(change 0).
         ddl = []
         for c in mapped:
             uidt = c.get("uidt") or "SingleLineText"
@@ -272,8 +354,11 @@ class Meta:
         schema = quote(self.base["id"])
         self.sql(f"CREATE TABLE {schema}.{quote(table_name)} ({', '.join(ddl)})")
         if self.version == V2026:
-            # [2026] tables.service.ts: an index on nc_order (fixture-schema.sql).
-            self.sql(f"CREATE INDEX {quote(table_name + '_order_idx')} ON {schema}.{quote(table_name)} (\"nc_order\")")
+            # [2026] services/tables.service.ts@f4e47b83:1209-1238: an index on the Order column,
+            # then (:1240-1266) one on the Deleted column, each named after the table.
+            for uidt, suffix in (("Order", "_order_idx"), ("Deleted", "_deleted_idx")):
+                column = next(c["column_name"] for c in mapped if c.get("uidt") == uidt)
+                self.sql(f"CREATE INDEX {quote(table_name + suffix)} ON {schema}.{quote(table_name)} ({quote(column)})")
         t = {"id": new_id("m"), "base_id": self.base["id"], "source_id": self.base["sources"][0]["id"],
              "title": title, "table_name": table_name, "type": "table", "enabled": True, "meta": None,
              "order": len(self.tables) + 1, "columns": []}
@@ -317,7 +402,7 @@ class Meta:
         if uidt not in UIDT_TYPES or uidt == "ID" or uidt in VIRTUAL:
             raise bad_request(f"uidt {uidt} is not modelled by this test double")
         title = (req.get("title") or "").strip()                                        # :1656-1659
-        name = sanitize_column_name(req.get("column_name") or req.get("title"))         # :1649-1654
+        name = sanitize_column_name(req.get("column_name") or req.get("title"), self.version)  # :1649-1654
         base_name = name[:PG_COLUMN_NAME_MAX - 5]                                       # :1666-1680
         name, suffix = base_name, 1
         while any(c["column_name"] == name for c in t["columns"]):
@@ -361,10 +446,12 @@ class Meta:
             raise bad_request(f"changing a column's type ({column['uidt']} -> {req.get('uidt')}) is not modelled by this test double")
         # :347-352: isVirtualCol(param.column) looks at the body only; a body without
         # column_name throws a TypeError in sanitizeColumnName, answered 400 {msg}
-        # (global-exception.filter.ts:218-222).
+        # (global-exception.filter.ts:218-222). Kept in 2026 mode too, although the newest
+        # columns.service.ts copy found (no commit shown by the index) sanitizes only a body
+        # that has a column_name; its columnUpdate was not re-read as a whole.
         if not isinstance(req.get("column_name"), str):
             raise bad_request("Cannot read properties of undefined (reading 'replace')")
-        name = sanitize_column_name(req["column_name"])
+        name = sanitize_column_name(req["column_name"], self.version)
         title = req["title"].strip() if isinstance(req.get("title"), str) else None      # :354-357
         base_name = name[:PG_COLUMN_NAME_MAX - 5]                                       # :359-374, unique
         name, suffix = base_name, 1                                                     # against the path's column
@@ -497,7 +584,12 @@ class Meta:
         return 1
 
     def share(self, v):
-        """models/View.ts:1163-1210 share: a uuid once, and meta.allowCSVDownload = true."""
+        """models/View.ts:1163-1210 share: a uuid once, and meta.allowCSVDownload = true.
+
+        The password is stored and listed as given in both modes. The current release keeps it
+        as a bcrypt hash and masks it in the view lists it answers (services/tables.service.ts
+        @f4e47b83:665-668, :724-726); its View.ts was not found, so 2026 mode does not model
+        that (README, tested versions)."""
         if not v["uuid"]:
             v["uuid"] = str(uuid.uuid4())
         if not isinstance(v.get("meta"), dict) or "allowCSVDownload" not in v["meta"]:
