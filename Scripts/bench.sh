@@ -5,6 +5,7 @@
 # same servers. Prints a table; JSON goes to $BENCH_JSON (default bench-results.json), the
 # bridge's own log to $BENCH_BRIDGE_LOG (default beside the JSON).
 #   Scripts/bench.sh [--quick] [--phases steady,logical,bulk,resync,history,instances]
+#   NOCOBRIDGE_BIN=/path/to/other/nocobridge Scripts/bench.sh …  (measures that build instead)
 #   (instances: 1, 2 and 3 bridges sharing six tables through leases)
 # Run it alone on the machine: flock /tmp/nocobridge-heavy.lock bash Scripts/bench.sh --quick
 set -euo pipefail
@@ -37,6 +38,7 @@ config="${BENCH_CONFIG:-release}"
 swift build -c "$config" --product nocobridge >&2
 swift build -c "$config" --product nocobridge-bench >&2
 bin="$(swift build -c "$config" --show-bin-path)"
-NOCOBRIDGE_BIN="$bin/nocobridge" "$bin/nocobridge-bench" "$@" --json "$json" &
+# NOCOBRIDGE_BIN measures another build of the bridge with this benchmark (a before/after).
+NOCOBRIDGE_BIN="${NOCOBRIDGE_BIN:-$bin/nocobridge}" "$bin/nocobridge-bench" "$@" --json "$json" &
 bench_pid=$!
 wait "$bench_pid"
