@@ -424,6 +424,10 @@ import Testing
         defer { bridge.shutdown() }
         let t = f.table("waiter_ops")
         try f.sql("INSERT INTO \(t) (\"externalId\", table_no) VALUES ('k1', 1)")
+        // Said at start (`run`'s preflight), where an operator looks.
+        let start = LogTail()
+        try BridgeService(configuration: f.configuration, logger: start.logger()).preflight()
+        #expect(start.text().contains("SYNC_DUPLICATE_KEYS=error with no NocoDB session named"), "\(start.text())")
         let nocodb = try PostgresConnection(url: f.postgresURL, applicationName: "nocodb")
         let etl = try PostgresConnection(url: f.postgresURL, applicationName: "etl-job")
         let refused: [(client: PostgresConnection, sql: String)] = [

@@ -111,7 +111,12 @@ public struct BridgeService: Service {
     /// record: if NocoDB connects under another name, its duplicate row, paste and CSV import
     /// of copied keys fail with a unique-key error. Said at start, where an operator looks.
     private func warnIfNocoDBSessionsUnseen(on connection: PostgresConnection) throws {
-        guard let sessions = try MetaStore.value(MetaStore.nocodbSessions, on: connection), !sessions.isEmpty else { return }
+        guard let sessions = try MetaStore.value(MetaStore.nocodbSessions, on: connection), !sessions.isEmpty else {
+            if try MetaStore.value(MetaStore.duplicateKeys, on: connection) == "error" {
+                logger.warning("SYNC_DUPLICATE_KEYS=error with no NocoDB session named: NocoDB's own duplicate row, paste and CSV import of copied keys fail with a unique-key error too (name NocoDB's sessions with SYNC_NOCODB_SESSIONS and run install)")
+            }
+            return
+        }
         let seen = try connection.query("""
             SELECT count(*) FROM pg_stat_activity a, unnest(string_to_array($1, ',')) AS e(x)
             WHERE a.datname = current_database()
