@@ -20,7 +20,9 @@ struct HistoryCost {
         let url = PostgresConnection.url(settings.pgURL, database: "bench_history")
         let pg = try PostgresConnection(url: url)
         try pg.execute(script: try String(contentsOfFile: "Scripts/demo-schema.sql", encoding: .utf8))
-        let mongo = try MongoClientPool(url: settings.mongoURL, database: "bench_history")
+        // Its own statements (dropping a database of thousands of documents on a loaded
+        // server) outlast the bridge pools' 10 s socket timeout, as in `BenchBase`.
+        let mongo = try MongoClientPool(url: settings.mongoURL, database: "bench_history", socketTimeoutMS: 300_000)
         try mongo.withClient { (c: MongoClient) throws(MongoError) in _ = try c.runCommand(["dropDatabase": .int32(1)]) }
         let schema = BenchBase.schema
         let config = BridgeConfiguration(postgresURL: url, mongoURL: settings.mongoURL, mongoDatabase: "bench_history",

@@ -82,7 +82,7 @@ final class ChangeStreamFlow: Sendable {
         options.pipeline = ChangeStreamPipeline.stages(collections: [mapping.collection])
         // Read before the stream's first batch is asked for (see `StreamReader`).
         let stamps = try PostgresConnection(url: configuration.postgresURL,
-                                            applicationName: environment.applicationName("nocobridge-to-nocodb-stream", table: mapping))
+                                            applicationName: environment.applicationName("nocobridge-stream", table: mapping))
         let firstStamp = try AgreedStateStore.lastSaved(on: stamps)
         let stream = try openStream(options: options, resuming: token != nil || startAfter != nil)
         let queue = ChangeEventQueue(capacity: max(configuration.batchSize * 4, 1000))

@@ -88,12 +88,15 @@ PG_TABLE_NAME_MAX = 63    # services/tables.service.ts:640-648
 PG_COLUMN_NAME_MAX = 59   # models/Column.ts:1564-1575 getMaxColumnNameLength('pg')
 
 # services/base-users/base-users.service.ts:68-79: the roles an invite or update may set.
-# Base users and roles are the same in both modes. The only copies of nocodb/nocodb's
-# base-users.service.ts with a commit to cite (0199ca5c, 522b55d2) are *older* than 0.258.3:
-# their refusals of owner ("Owner cannot be updated", no owner in the invite list) were
-# removed by a0d87c5a4 (2024-08-14, "Nc feat/user management (#9219)"), which 0.258.3
-# contains. The newest copy found (no commit shown) keeps 0.258.3's role rules and differs in
-# validating a PATCH against ProjectUserUpdateReq, a schema the 0.258.3 spec here lacks.
+# The role values are the same in both modes (nocodb-sdk enums.ts ProjectRoles :13-20 at
+# 0.258.3 and @a856d4bb). The copies of nocodb/nocodb's base-users.service.ts with a commit to
+# cite (0199ca5c, 522b55d2) are *older* than 0.258.3: their refusals of owner ("Owner cannot
+# be updated", no owner in the invite list) were removed by a0d87c5a4 (2024-08-14, "Nc
+# feat/user management (#9219)"), which 0.258.3 contains. The newest copy (the search index's
+# id 2366369485, no commit shown; the enterprise copy
+# ee/services/base-users/base-users.service.ts@cb87bd27 has the same checks) differs in what
+# [2026] marks below: a PATCH validated against ProjectUserUpdateReq (email optional), a new
+# refusal of a role above the caller's, and an invite answered without its token.
 BASE_ROLES = ["owner", "creator", "editor", "commenter", "viewer", "no-access"]
 # services/model-visibilities.service.ts:84-91: the roles a visibility rule lists.
 VISIBILITY_ROLES = ["owner", "creator", "viewer", "editor", "commenter", "guest"]
@@ -630,17 +633,29 @@ class Meta:
                 user = self._make_user(email, "org-level-viewer", invite_token)
                 self.users.append(user)
                 self.base_roles[user["id"]] = req["roles"]
-                if len(emails) == 1:
+                if len(emails) == 1 and self.version == V0258:
                     # :164-189: no e-mail plugin is configured here (the default), so the
                     # invite mail is not sent and the token comes back.
                     return {"invite_token": invite_token, "email": email}
+                # [2026] id 2366369485 (offset ~2.4k) sends the mail through MailService,
+                # whose sendMail returns false without a plugin rather than throwing
+                # (mail.service.ts@ccb52d68): the answer below, with no token (likely: the
+                # two files' commits could not be matched).
         if len(emails) == 1:
             return {"msg": "The user has been invited successfully"}                    # :209-213
         return {"invite_token": invite_token, "emails": emails, "error": []}
 
     def update_user(self, validators, user_id, req):
         """services/base-users/base-users.service.ts:219-310 baseUserUpdate."""
-        validators.validate_payload("ProjectUserReq", req)                              # :230-233
+        if self.version == V0258:
+            validators.validate_payload("ProjectUserReq", req)                          # :230-233
+        else:
+            # [2026] ProjectUserUpdateReq (id 2366369485, offset ~8.7k): email optional,
+            # an e-mail when given; the 0.258.3 spec here has no such schema.
+            if not isinstance((req or {}).get("roles"), str):
+                raise bad_request("roles is required")
+            if req.get("email") is not None and not is_email(str(req["email"]).lower()):
+                raise bad_request("Invalid email address : " + str(req["email"]))
         if req["roles"] not in BASE_ROLES:
             raise bad_request("Invalid role")                                          # :245-256
         user = next((u for u in self.users if u["id"] == user_id), None)
@@ -651,6 +666,8 @@ class Meta:
             owners = sum(1 for r in self.base_roles.values() if "owner" in (r or ""))
             if owners == 1:
                 raise bad_request("At least one owner is required")                    # :275-285
+        if self.version == V2026 and role_power(req["roles"]) > self.caller_power():
+            raise bad_request("Insufficient privilege to assign this role")            # [2026] id 2366369485 ~10.6k
         if role_power(target_roles) > self.caller_power():
             raise bad_request("Insufficient privilege to update user")                 # :287-289
         if user_id in self.base_roles:
