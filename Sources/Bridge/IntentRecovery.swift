@@ -101,7 +101,8 @@ struct IntentRecovery {
             let intents = try IntentStore.latest(collection: sync.collection, keys: keys, owners: owners, on: connection)
             guard !intents.isEmpty else { return [] }
             let documents = try mongo.withClient { (c: MongoClient) throws(MongoError) in
-                // As the decision reads (see `RecordSynchronizer.adoptLandedIntents`).
+                // As the decision reads; what is found landed is then waited for at majority
+                // (`RecordSynchronizer.awaitMajority`).
                 try c.find([RowMapper.keyField: .document(["$in": .array(intents.keys.map(Value.string))])], collection: sync.collection)
             }
             var current: [String: RecordState] = [:]
@@ -126,6 +127,7 @@ struct IntentRecovery {
                 }
                 rank += 1
             }
+            try sync.awaitMajority(landed, mongo: mongo)
             try sync.agreedStore.save(landed, on: connection)
             try IntentStore.delete(collection: sync.collection, keys: keys, owners: dead, on: connection)
             if !lingering.isEmpty {

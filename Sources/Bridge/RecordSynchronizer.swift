@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Mongo
 import Postgres
@@ -310,11 +311,6 @@ public struct RecordSynchronizer: Sendable {
     private func adoptLandedIntents(_ intents: [String: [RecordState]], agreed: inout [String: RecordState],
                                     connection: PostgresConnection, mongo: MongoClientPool) throws -> Set<String> {
         guard !intents.isEmpty else { return [] }
-        // Read as the decision reads (the primary's latest, not majority): a majority read
-        // lags it, and a landed write this check missed would then be decided as an app's
-        // (WriteIntentTests.aLateInsertOfAFencedOutWriterIsUndoneNotTakenForAnApps failed once
-        // under load with a majority read here). The bridge writes with majority, so what it
-        // adopts is not rolled back.
         let documents = try read(Array(intents.keys), contiguous: false, mongo: mongo)
         let now = wallClockMilliseconds()
         var adopted: [(key: String, state: RecordState)] = []
@@ -326,6 +322,7 @@ public struct RecordSynchronizer: Sendable {
             adopted.append((key, state))
             agreed[key] = state
         }
+        try awaitMajority(adopted, mongo: mongo)
         try agreedStore.save(adopted, on: connection)
         return Set(adopted.map(\.key))
     }
@@ -366,9 +363,34 @@ public struct RecordSynchronizer: Sendable {
         return Set(again)
     }
 
+    /// How long a landed intent is waited for at majority before it is taken as landed.
+    static let majorityWait: Duration = .seconds(2)
+
+    /// A landed intent becomes the agreed state once a majority holds it: a write a failover
+    /// can still roll back has not landed. It is *found* by the decision's own read, though:
+    /// a majority read lags the primary, and a check that missed a landed write would leave
+    /// it to be decided as an app's (`aLateInsertOfAFencedOutWriterIsUndoneNotTakenForAnApps`
+    /// failed so under load when the check read with majority). So each one found on the
+    /// primary is waited for at majority, for at most `majorityWait`; one that a majority
+    /// still lacks by then is taken as the primary shows it (its writer asked for majority).
+    func awaitMajority(_ landed: [(key: String, state: RecordState)], mongo: MongoClientPool) throws {
+        var waiting = Dictionary(landed.map { ($0.key, $0.state) }, uniquingKeysWith: { _, last in last })
+        let deadline = ContinuousClock.now + Self.majorityWait
+        while !waiting.isEmpty {
+            let documents = try read(Array(waiting.keys), contiguous: false, readConcern: .majority, mongo: mongo)
+            waiting = waiting.filter { key, state in
+                let held = documents[key].flatMap { try? writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
+                return !held.sameContent(as: state)
+            }
+            if waiting.isEmpty || ContinuousClock.now >= deadline { return }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+
     /// Documents by key, read from the primary whatever the URL's read preference says:
     /// decisions must see the latest write.
-    private func read(_ keys: [String], contiguous: Bool, mongo: MongoClientPool) throws -> [String: Document] {
+    private func read(_ keys: [String], contiguous: Bool, readConcern: ReadConcern? = nil,
+                      mongo: MongoClientPool) throws -> [String: Document] {
         guard !keys.isEmpty else { return [:] }
         let filter: Document
         if contiguous, keys.count > 1, let low = keys.min(by: KeyOrder.utf8Less), let high = keys.max(by: KeyOrder.utf8Less) {
@@ -378,7 +400,7 @@ public struct RecordSynchronizer: Sendable {
         }
         let wanted = Set(keys)
         var out: [String: Document] = [:]
-        for document in try mongo.withClient({ (client: MongoClient) throws(MongoError) in try client.find(filter, collection: collection) }) {
+        for document in try mongo.withClient({ (client: MongoClient) throws(MongoError) in try client.find(filter, readConcern: readConcern, collection: collection) }) {
             if case .string(let key)? = document[RowMapper.keyField], wanted.contains(key) { out[key] = document }
         }
         return out
