@@ -59,10 +59,22 @@ import Testing
         try eventually("synced") { try f.document("cashier_txns", key: "k-1") != nil }
         bridge.shutdown()
         let agreed = try f.sql("SELECT fields::text FROM nocobridge.agreed_state WHERE external_id = 'k-1'").rows.first?[0]
+        // A fresh one is kept a while (a killed writer's last command may still arrive):
+        // settled every recovery round, it changes nothing and stays.
         try f.sql("""
             INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
             VALUES ('gone/1', 1, 'cashier_txns', 'k-1', '{"amount": "99.00"}', 1, false)
             """)
+        bridge = f.startBridge()
+        try f.waitCaughtUp()
+        try f.sql("INSERT INTO \(t) (\"externalId\", amount, currency, method) VALUES ('k-marker', 1.00, 'EUR', 'card')")
+        try eventually("the bridge is running") { try f.document("cashier_txns", key: "k-marker") != nil }
+        // (The marker's own intent may still be there, until its batch commits.)
+        let kept = try f.sql("SELECT external_id FROM nocobridge.write_intents WHERE owner = 'gone/1'").rows
+        #expect(kept.map { $0[0] } == ["k-1"], "an unlanded intent went before its grace")
+        bridge.shutdown()
+        // Once older than the grace (a writer dead long ago), it goes.
+        try f.sql("UPDATE nocobridge.write_intents SET created_at = now() - interval '1 hour'")
         bridge = f.startBridge()
         defer { bridge.shutdown() }
         try eventually("intent settled") { try f.sql("SELECT count(*) FROM nocobridge.write_intents").rows[0][0] == "0" }

@@ -134,6 +134,10 @@ CREATE TABLE IF NOT EXISTS nocobridge.write_intents (
     at_ms       bigint,
     deleted     boolean NOT NULL DEFAULT false
 );
+-- When the intent was journalled: recovery keeps a dead writer's intent that has not landed for
+-- a while (IntentRecovery.unlandedGraceSeconds), since a killed client's last command can still
+-- be in its socket, read and run by MongoDB after the client is gone and after `currentOp` was asked.
+ALTER TABLE nocobridge.write_intents ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX IF NOT EXISTS write_intents_key_idx ON nocobridge.write_intents (collection, external_id);
 CREATE INDEX IF NOT EXISTS write_intents_batch_idx ON nocobridge.write_intents (owner, batch_id);
 

@@ -74,6 +74,16 @@ enum IntentStore {
             """, [owner, batchID.map { String($0) }, collection, heir])
     }
 
+    /// Deletes the intents of `owners` for `keys` journalled more than `seconds` ago.
+    static func delete(collection: String, keys: [String], owners: [String], olderThan seconds: Int,
+                       on connection: PostgresConnection) throws(PostgresError) {
+        try connection.query("""
+            DELETE FROM nocobridge.write_intents
+            WHERE collection = $1 AND external_id = ANY($2::text[]) AND owner = ANY($3::text[])
+              AND created_at < now() - make_interval(secs => $4::int)
+            """, [collection, PostgresConnection.arrayLiteral(keys), PostgresConnection.arrayLiteral(owners), String(seconds)])
+    }
+
     static func delete(collection: String, keys: [String], owners: [String], on connection: PostgresConnection) throws(PostgresError) {
         try connection.query("""
             DELETE FROM nocobridge.write_intents
