@@ -131,8 +131,8 @@ struct IntentRecovery {
             try sync.agreedStore.save(landed, on: connection)
             // What landed is settled; what has not stays for `unlandedGraceSeconds`: a killed
             // client's last command may still sit in its socket, to be read and run by MongoDB
-            // after `currentOp` was asked (a 20-fault logical chaos run brought back two
-            // records NocoDB had deleted that way). While the intent stays, that late write
+            // after `currentOp` was asked (likely how a 20-fault logical chaos run brought
+            // back two records NocoDB had deleted). While the intent stays, that late write
             // is recognised as the bridge's own and undone.
             try IntentStore.delete(collection: sync.collection, keys: landed.map(\.key), owners: dead, on: connection)
             try IntentStore.delete(collection: sync.collection, keys: keys, owners: dead, olderThan: Self.unlandedGraceSeconds,
