@@ -9,9 +9,8 @@ import SyncCore
 /// queue holds the reader until the flow takes some.
 public final class ChangeEventQueue: Sendable {
     public enum Item: Sendable {
-        /// An event, with the resume token just after it, and `AgreedStateStore.lastSaved` as
-        /// read before its batch was asked for (nil when it could not be read).
-        case change(MongoChange, savedBefore: Int64?)
+        /// An event, with the resume token just after it (and `savedBefore`, see `StreamReader`).
+        case change(MongoChange)
         /// The stream is idle at this position (post-batch resume token).
         case idle(token: [UInt8])
         case failed(MongoError)

@@ -115,8 +115,7 @@ final class ChangeStreamFlow: Sendable {
             var lastToken: [UInt8]?
             for item in items {
                 switch item {
-                case .change(var change, let savedBefore):
-                    change.savedBefore = savedBefore
+                case .change(let change):
                     if change.collection == mapping.collection || change.renamedTo == mapping.collection || !change.isDocumentChange {
                         if let reason = Self.holdReason(change, collection: mapping.collection) {
                             try beginHold(reason, changes: &changes, token: change.token, synchronizer: synchronizer,
@@ -411,8 +410,9 @@ final class StreamReader: @unchecked Sendable {
                 if stream.endedBatch && !first { stamp = self.stamp() }
                 first = false
                 if let event = try stream.next() {
-                    let change = MongoChange(event: event, token: stream.resumeToken)
-                    queue.push(.change(change, savedBefore: stamp), stop: stop)
+                    var change = MongoChange(event: event, token: stream.resumeToken)
+                    change.savedBefore = stamp
+                    queue.push(.change(change), stop: stop)
                     // Nothing follows an invalidate on this stream.
                     if change.operation == .invalidate { return }
                 } else if let token = stream.resumeToken, token != lastIdleToken {
