@@ -63,8 +63,8 @@ public struct RecordSynchronizer: Sendable {
         public var changedAt: Int64
         /// The document as the change event carried it: when it already equals the agreed
         /// state the event is the bridge's own write coming back, and nothing is read. It is
-        /// never taken as MongoDB's state for a decision: an event read late can be older than
-        /// what the bridge has written and agreed on since, so the decision reads MongoDB.
+        /// taken as MongoDB's state for a decision only through `streamed`: an event read late
+        /// can be older than what a bridge has written and agreed on since.
         public var eventDocument: Document?
         /// MongoDB's state as the change stream showed it, when it may stand for a read.
         public var streamed: Streamed?
