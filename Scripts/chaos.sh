@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
-nb_start_services "$dir"
+nb_start_services "$dir" durable   # it kills MongoDB: see nb_start_services
 # shellcheck disable=SC1091
 source "$dir/env"
 export NB_VENV

@@ -99,23 +99,29 @@ nb_start_postgres() {
   printf 'export PGPORT=%s\nexport PG_URL="postgresql://postgres@127.0.0.1:%s/postgres"\n' "$pgport" "$pgport" > "$dir/pg.env"
 }
 
-# nb_start_services DIR: a Postgres 15 cluster and a SecantusDB server on free ports.
+# nb_start_services DIR [durable]: a Postgres 15 cluster and a SecantusDB server on free ports.
 # SecantusDB runs with test commands (`configureFailPoint`), as MongoFailureTests need; a
 # failpoint there is scoped to one test's own `appName`, so other tests never meet it.
-# It also runs with --sync-on-commit: mongod journals a majority write before acknowledging
-# it (writeConcernMajorityJournalDefault), so a killed mongod keeps every write the bridge
-# was told had landed. Without the flag SecantusDB acknowledges from its log buffer and a
-# SIGKILL forgets acknowledged writes (`Scripts/durability-probe.py`: 54–80 of 500 majority
-# inserts gone), a fault no client can see and production does not have.
+# With `durable` it also runs with --sync-on-commit, for a caller that kills it (the chaos
+# tool): mongod journals a majority write before acknowledging it
+# (writeConcernMajorityJournalDefault), so a killed mongod keeps every write the bridge was
+# told had landed. Without the flag SecantusDB acknowledges from its log buffer and a SIGKILL
+# forgets acknowledged writes (`Scripts/durability-probe.py`: 54–80 of 500 majority inserts
+# gone), a fault no client can see and production does not have. The flag is not the default:
+# the test suite's shared server is never killed, and with an fsync per commit a slow disk
+# stalled it past the clients' 10 s socket timeout under the suite's parallel load (CI, stop
+# 23: two tests failed reading from it).
 # Writes DIR/env (PG_URL, PG_ADMIN_URL, MONGO_URL, PGPORT, MONGO_PORT) and DIR/*.pid.
 nb_start_services() {
-  local dir="$1" mport pgport
+  local dir="$1" mport pgport durable=()
+  [ "${2:-}" = durable ] && durable=(--sync-on-commit)
   nb_start_postgres "$dir" || return 1
   pgport=$(sed -n 's/^export PGPORT=//p' "$dir/pg.env")
   mport=$(nb_free_port)
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$mport" --storage-path "$dir/mongo" \
-    --oplog-max-entries 5000000 --enable-test-commands --sync-on-commit >"$dir/secantus.log" 2>&1 &
+    --oplog-max-entries 5000000 --enable-test-commands "${durable[@]}" >"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"
+  if [ ${#durable[@]} -gt 0 ]; then printf '%s\n' "${durable[@]}"; fi > "$dir/secantus.flags"
   nb_wait_port 127.0.0.1 "$mport" 60 || { cat "$dir/secantus.log" >&2; return 1; }
   cat > "$dir/env" <<ENV
 export PGPORT=$pgport
@@ -165,9 +171,10 @@ nb_restart_postgres() {
 
 # nb_restart_mongo DIR [crash]: stops the SecantusDB server (SIGTERM, SIGKILL after 5 s; with
 # `crash`, SIGKILL at once, as a crashed mongod) and starts it again on the same port and
-# storage.
+# storage, with the flags it was started with.
 nb_restart_mongo() {
-  local dir="$1" mode="${2:-}" port pid
+  local dir="$1" mode="${2:-}" port pid flags=()
+  [ -s "$dir/secantus.flags" ] && mapfile -t flags < "$dir/secantus.flags"
   port=$(sed -n 's/^export MONGO_PORT=//p' "$dir/env")
   pid=$(cat "$dir/secantus.pid")
   if [ "$mode" = crash ]; then
@@ -179,7 +186,7 @@ nb_restart_mongo() {
   fi
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   "$NB_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$dir/mongo" \
-    --oplog-max-entries 5000000 --enable-test-commands --sync-on-commit >>"$dir/secantus.log" 2>&1 &
+    --oplog-max-entries 5000000 --enable-test-commands "${flags[@]}" >>"$dir/secantus.log" 2>&1 &
   echo $! > "$dir/secantus.pid"
   nb_wait_port 127.0.0.1 "$port" 60 || { tail -20 "$dir/secantus.log" >&2; return 1; }
 }

@@ -3,8 +3,9 @@ import Foundation
 /// A SecantusDB server of one test's own, for a test that freezes it (SIGSTOP) or otherwise
 /// disturbs it in a way no other test may feel. Started like `nb_start_services` starts the
 /// shared one (same binary, test commands on), on a free port, storage in a temporary
-/// directory; stopped by PID, resumed first if frozen. Same flags as the shared one, so a
-/// killed server keeps what it acknowledged, as mongod does.
+/// directory; stopped by PID, resumed first if frozen. Unlike the shared one it journals
+/// every commit (`--sync-on-commit`), so a killed server keeps what it acknowledged, as mongod
+/// does; its load is one test's, so the fsyncs cost little.
 final class OwnSecantus: @unchecked Sendable {
     let url: String
     let port: Int
