@@ -133,23 +133,20 @@ public struct Installer: Sendable {
     func recordStartingPosition(pool: MongoClientPool, connection: PostgresConnection) throws {
         let database = configuration.mongoDatabase
         let legacy = try PositionStore.load(ChangeStreamFlow.legacyStreamName(database: database), on: connection)
-        let missing = try configuration.tables.map { ChangeStreamFlow.streamName(database: database, collection: $0.collection) }
-            .filter { try legacy == nil && PositionStore.load($0, on: connection) == nil }
-        guard !missing.isEmpty else { return }
-        var options = ChangeStreamOptions()
-        options.maxAwaitMilliseconds = 50
-        let watcher = try pool.watch(collection: nil, options: options)
-        var token = watcher.resumeToken
-        if token == nil {
-            _ = try watcher.next()
-            token = watcher.resumeToken
+        var recorded: [String] = []
+        for mapping in configuration.tables where legacy == nil {
+            let stream = ChangeStreamFlow.streamName(database: database, collection: mapping.collection)
+            let older = ChangeStreamFlow.databaseScopedName(database: database, collection: mapping.collection)
+            guard try PositionStore.load(stream, on: connection) == nil, try PositionStore.load(older, on: connection) == nil else { continue }
+            guard let token = try ChangeStreamFlow.startingToken(collection: mapping.collection, pool: pool) else {
+                logger.warning("MongoDB gave no change stream position; the first run starts from its own start time",
+                               metadata: ["collection": "\(database).\(mapping.collection)"])
+                continue
+            }
+            try PositionStore.save(stream, position: token, on: connection)
+            recorded.append(stream)
         }
-        guard let token else {
-            logger.warning("MongoDB gave no change stream position; the first run starts from its own start time")
-            return
-        }
-        for stream in missing { try PositionStore.save(stream, position: token, on: connection) }
-        logger.info("recorded MongoDB change stream starting positions", metadata: ["streams": "\(missing)"])
+        if !recorded.isEmpty { logger.info("recorded MongoDB change stream starting positions", metadata: ["streams": "\(recorded)"]) }
     }
 
     /// A unique index over documents whose `externalId` is a string only (partial), so an app

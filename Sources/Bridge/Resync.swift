@@ -110,13 +110,12 @@ public struct Resync: Sendable {
         try lock(control)
         let mongo = try MongoClientPool(url: configuration.mongoURL, database: configuration.mongoDatabase,
                                         instance: configuration.instanceID)
-        // The stream position is taken before any scan: every MongoDB write after it is
-        // delivered by the stream later, every write before it is in the scan.
-        var startOptions = ChangeStreamOptions()
-        startOptions.maxAwaitMilliseconds = 50
-        let starter = try mongo.watch(collection: nil, options: startOptions)
-        var startToken = starter.resumeToken
-        if startToken == nil { _ = try starter.next(); startToken = starter.resumeToken }
+        // The stream positions are taken before any scan: every MongoDB write after them is
+        // delivered by the streams later, every write before them is in the scan.
+        var startTokens: [String: [UInt8]] = [:]
+        for mapping in configuration.tables {
+            startTokens[mapping.collection] = try ChangeStreamFlow.startingToken(collection: mapping.collection, pool: mongo)
+        }
 
         var slotRecreated = false
         // Logical capture: a lost slot is replaced before the scan, for the same reason.
@@ -125,12 +124,22 @@ public struct Resync: Sendable {
         }
         var report = try reconcile(control: control, mongo: mongo)
         report.slotRecreated = slotRecreated
-        if !options.dryRun, let startToken {
-            let legacy = try PositionStore.load(ChangeStreamFlow.legacyStreamName(database: configuration.mongoDatabase), on: control)
+        if !options.dryRun {
+            let database = configuration.mongoDatabase
+            let legacy = try PositionStore.load(ChangeStreamFlow.legacyStreamName(database: database), on: control)
             for mapping in configuration.tables {
-                let stream = ChangeStreamFlow.streamName(database: configuration.mongoDatabase, collection: mapping.collection)
-                let stored = try PositionStore.load(stream, on: control) ?? legacy
-                let usable = try stored.map { try positionUsable($0, mongo: mongo) } ?? false
+                guard let startToken = startTokens[mapping.collection] else { continue }
+                let stream = ChangeStreamFlow.streamName(database: database, collection: mapping.collection)
+                // A position kept for a database stream is resumed on one (the flow moves it).
+                let usable: Bool
+                if let own = try PositionStore.load(stream, on: control) {
+                    usable = try positionUsable(own, collection: mapping.collection, mongo: mongo)
+                } else if let older = try PositionStore.load(ChangeStreamFlow.databaseScopedName(database: database, collection: mapping.collection),
+                                                             on: control) ?? legacy {
+                    usable = try positionUsable(older, collection: nil, mongo: mongo)
+                } else {
+                    usable = false
+                }
                 if options.resetStreamPosition || !usable {
                     try PositionStore.save(stream, position: startToken, on: control)
                     report.streamPositionReset = true
@@ -189,12 +198,12 @@ public struct Resync: Sendable {
         return report
     }
 
-    private func positionUsable(_ token: [UInt8], mongo: MongoClientPool) throws -> Bool {
+    private func positionUsable(_ token: [UInt8], collection: String?, mongo: MongoClientPool) throws -> Bool {
         var o = ChangeStreamOptions()
         o.resumeToken = token
         o.maxAwaitMilliseconds = 10
         do {
-            let s = try mongo.watch(collection: nil, options: o)
+            let s = try mongo.watch(collection: collection, options: o)
             _ = try s.next()
             return true
         } catch {

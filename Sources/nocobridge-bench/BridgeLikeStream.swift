@@ -3,7 +3,7 @@ import Mongo
 import Synchronization
 import SyncCore
 
-/// A change stream opened as the bridge opens its own (database-wide, the bridge's stages,
+/// A change stream opened as the bridge opens its own (on the collection, the bridge's stages,
 /// `fullDocument: updateLookup`, the driver's default batch and wait), read as fast as the
 /// server delivers. Open during the raw bulk writes, it puts the server in the state the
 /// bridge's writes meet; counting the events of one bulk edit, it is the raw rate at which
@@ -17,22 +17,22 @@ final class BridgeLikeStream: Sendable {
     }
 
     private let pool: MongoClientPool
-    private let collections: [String]
+    private let collection: String
     private let resumeToken: [UInt8]?
     private let counting = Mutex(Count())
     private let worker = WorkerState()
 
-    init(pool: MongoClientPool, collections: [String], resumeAfter token: [UInt8]? = nil) {
+    init(pool: MongoClientPool, collection: String, resumeAfter token: [UInt8]? = nil) {
         self.pool = pool
-        self.collections = collections
+        self.collection = collection
         resumeToken = token
     }
 
-    /// Where the database's change stream is now, to resume from later (as a stopped bridge does).
-    static func currentToken(pool: MongoClientPool) throws -> [UInt8] {
+    /// Where the collection's change stream is now, to resume from later (as a stopped bridge does).
+    static func currentToken(pool: MongoClientPool, collection: String) throws -> [UInt8] {
         var options = ChangeStreamOptions()
         options.maxAwaitMilliseconds = 50
-        let stream = try pool.watch(collection: nil, options: options)
+        let stream = try pool.watch(collection: collection, options: options)
         if let token = stream.resumeToken { return token }
         _ = try stream.next()
         guard let token = stream.resumeToken else { throw BenchError("the change stream gave no resume token") }
@@ -71,9 +71,9 @@ final class BridgeLikeStream: Sendable {
 
     private func read() throws {
         var options = ChangeStreamOptions()
-        options.pipeline = ChangeStreamPipeline.stages(collections: collections)
+        options.pipeline = ChangeStreamPipeline.stages(collections: [collection])
         options.resumeToken = resumeToken
-        let stream = try pool.watch(collection: nil, options: options)
+        let stream = try pool.watch(collection: collection, options: options)
         worker.markReady()
         while !worker.isStopped {
             guard let event = try stream.next() else { continue }

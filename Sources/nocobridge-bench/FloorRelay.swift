@@ -184,12 +184,12 @@ final class FloorRelay: Sendable {
 
     // MARK: MongoDB → NocoDB
 
-    /// The bridge's change stream (database-wide, its stages, `updateLookup`), relaying each
-    /// event to NocoDB with one upsert as it arrives.
+    /// The bridge's change stream (on the collection, its stages, `updateLookup`), relaying
+    /// each event to NocoDB with one upsert as it arrives.
     private func relayChangeStream() throws {
         var options = ChangeStreamOptions()
         options.pipeline = ChangeStreamPipeline.stages(collections: [table])
-        let stream = try mongo.watch(collection: nil, options: options)
+        let stream = try mongo.watch(collection: table, options: options)
         let pg = try PostgresConnection(url: url, applicationName: "bench-relay")
         streaming.markReady()
         let columns = Self.fields.map(PostgresConnection.quoteIdentifier)

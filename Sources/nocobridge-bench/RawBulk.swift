@@ -40,7 +40,7 @@ struct RawBulk {
         }
         Progress.note("raw PostgreSQL: insert \(Int(pgInsert))/s, upsert \(Int(pgUpsert))/s")
 
-        let stream = BridgeLikeStream(pool: harness.base.mongo, collections: [table])
+        let stream = BridgeLikeStream(pool: harness.base.mongo, collection: table)
         try stream.start()
         let i0 = Clock.micros()
         let mongoInsert = try timed(records) {
@@ -78,9 +78,9 @@ struct RawBulk {
         // The same kind of events stored while nobody read them, read back from a token
         // taken before them: what a bridge restarted after a stop reads.
         let backlog = settings.catchUpRecords
-        let token = try BridgeLikeStream.currentToken(pool: harness.base.mongo)
+        let token = try BridgeLikeStream.currentToken(pool: harness.base.mongo, collection: table)
         try updateMany(upTo: backlog, method: "raw-stored")
-        let reader = BridgeLikeStream(pool: harness.base.mongo, collections: [table], resumeAfter: token)
+        let reader = BridgeLikeStream(pool: harness.base.mongo, collection: table, resumeAfter: token)
         reader.count(marker: "raw-stored", expecting: backlog)
         let r0 = Clock.micros()
         try reader.start()

@@ -13,6 +13,31 @@ import Testing
     @Test(arguments: BridgeConfiguration.Capture.allCases)
     func aCollectionRestoredUnderTheBridgeKeepsNocoDBsNewerState(capture: BridgeConfiguration.Capture) throws {
         let f = try BridgeFixture(capture: capture)
+        try keepsNocoDBsNewerState(f) { backup in
+            // mongorestore --drop of the backup.
+            try f.mongoWrite { (c: MongoClient) throws(MongoError) in
+                try c.dropCollection("waiter_ops")
+                _ = try c.bulkWrite(backup.map { .insertOne($0) }, collection: "waiter_ops")
+            }
+        }
+    }
+
+    /// The other way a collection is replaced whole: another collection renamed onto it
+    /// (`renameCollection` with `dropTarget`, which is also how an aggregation's `$out`
+    /// lands). The flow's stream is opened on the collection; the rename must reach it all
+    /// the same.
+    @Test func aCollectionReplacedByARenameKeepsNocoDBsNewerState() throws {
+        let f = try BridgeFixture(capture: .triggers)
+        try keepsNocoDBsNewerState(f) { backup in
+            try f.mongoWrite { (c: MongoClient) throws(MongoError) in
+                _ = try c.bulkWrite(backup.map { .insertOne($0) }, collection: "waiter_ops_rebuilt")
+                _ = try c.runCommand(["renameCollection": .string(f.configuration.mongoDatabase + ".waiter_ops_rebuilt"),
+                                           "to": .string(f.configuration.mongoDatabase + ".waiter_ops"), "dropTarget": .bool(true)], database: "admin")
+            }
+        }
+    }
+
+    private func keepsNocoDBsNewerState(_ f: BridgeFixture, restore: ([Document]) throws -> Void) throws {
         f.configuration.restoreQuietPeriod = .seconds(2)
         let bridge = f.startBridge()
         defer { bridge.shutdown() }
@@ -35,11 +60,7 @@ import Testing
         }
         try eventually("MongoDB holds the newer state") { try mongoHoldsNocoDBsState() }
 
-        // mongorestore --drop of the backup.
-        try f.mongoWrite { (c: MongoClient) throws(MongoError) in
-            try c.dropCollection("waiter_ops")
-            _ = try c.bulkWrite(backup.map { .insertOne($0) }, collection: "waiter_ops")
-        }
+        try restore(backup)
 
         // The restored documents are older: MongoDB holds them until the table is reconciled.
         try explained(by: bridge) {

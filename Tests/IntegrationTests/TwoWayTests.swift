@@ -293,6 +293,49 @@ import Testing
         #expect(bridge.wait() == 0)
     }
 
+    /// A position the previous release kept (its stream opened on the database, filtered to
+    /// the collection) cannot resume a collection stream (SecantusDB refuses it as
+    /// cross-namespace). The flow resumes it on a database stream, delivers what happened
+    /// meanwhile, then moves to the collection's own stream, losing and doubling nothing.
+    @Test func aPositionKeptForADatabaseStreamMovesToTheCollectionsOwn() throws {
+        let f = try BridgeFixture()
+        let database = f.configuration.mongoDatabase
+        let own = "mongo-collection:\(database).waiter_ops", older = "mongo:\(database).waiter_ops"
+        var options = ChangeStreamOptions()
+        options.maxAwaitMilliseconds = 50
+        let databaseStream = try f.mongo.watch(collection: nil, options: options)
+        if databaseStream.resumeToken == nil { _ = try databaseStream.next() }
+        let token = try #require(databaseStream.resumeToken)
+        try f.sql("DELETE FROM nocobridge.positions WHERE stream = $1", [own])
+        try f.sql("INSERT INTO nocobridge.positions (stream, position) VALUES ($1, $2::bytea)", [older, PostgresConnection.byteaLiteral(token)])
+        // While the bridge is stopped: changes to this collection and to another.
+        try f.mongoWrite { c throws(MongoError) in
+            try c.insertOne(["externalId": .string("while-stopped"), "action": .string("x")], collection: "waiter_ops")
+            try c.insertOne(["externalId": .string("other"), "status": .string("new")], collection: "chef_orders")
+        }
+        let t = f.table("waiter_ops")
+        func rows(_ key: String) throws -> Int { try f.sql("SELECT 1 FROM \(t) WHERE \"externalId\" = $1", [key]).rows.count }
+        do {
+            let bridge = f.startBridge()
+            defer { bridge.shutdown() }
+            try explained(by: bridge) {
+                try eventually("the change made while stopped arrives") { try rows("while-stopped") == 1 }
+                try eventually("the position moved to the collection's stream") {
+                    try f.sql("SELECT stream FROM nocobridge.positions WHERE stream IN ($1, $2)", [own, older]).rows.map { $0[0] } == [own]
+                }
+                try f.mongoWrite { c throws(MongoError) in try c.insertOne(["externalId": .string("after-move"), "action": .string("y")], collection: "waiter_ops") }
+                try eventually("a change after the move arrives") { try rows("after-move") == 1 }
+            }
+        }
+        // Restarted, the bridge resumes the collection stream from the moved position.
+        try f.mongoWrite { c throws(MongoError) in try c.insertOne(["externalId": .string("after-restart"), "action": .string("z")], collection: "waiter_ops") }
+        let bridge = f.startBridge()
+        defer { bridge.shutdown() }
+        try explained(by: bridge) { try eventually("a change made before the restart arrives") { try rows("after-restart") == 1 } }
+        #expect(try rows("while-stopped") == 1 && rows("after-move") == 1)
+        #expect(try f.deadLetters().rows.isEmpty)
+    }
+
     @Test func corruptedResumeTokenStopsWithAClearMessage() throws {
         let f = try BridgeFixture()
         // A token of the right shape whose content the server cannot parse.

@@ -4,11 +4,21 @@ import Mongo
 import Postgres
 import SyncCore
 
-/// MongoDB → NocoDB for one collection: its own change stream (on the database, filtered to
-/// the collection, so positions are interchangeable between collections) → decide → write the
-/// NocoDB table and the stream position in one transaction, so a crash neither loses nor
+/// MongoDB → NocoDB for one collection: its own change stream → decide → write the NocoDB
+/// table and the stream position in one transaction, so a crash neither loses nor
 /// double-applies. Each collection has its own flow (thread, stream, connection, position),
 /// so a bulk change of one collection never holds up another's next change.
+///
+/// The stream is opened on the collection, not on the database with a `$match` on `ns`: a
+/// server may build (and look up, `updateLookup`) every event of the database before a
+/// user stage filters it. SecantusDB does (`commands.py`, `_aggregate_change_stream`: the
+/// namespace filter is the stream's scope; user stages run on projected events), so three
+/// database streams each looked up all 20,000 documents of another collection's
+/// `updateMany` before reaching their own next change. mongod pushes such a `$match` down
+/// (change stream rewrites, 5.1+), but a collection stream costs it nothing either. A
+/// collection stream still sees a rename onto the collection and a dropped database, each
+/// followed by `invalidate` (mongod's change stream jstests: "watching a collection which
+/// another collection is renamed _to_ causes an invalidate"); the flow reopens after it.
 ///
 /// A collection dropped or renamed (or its database dropped) under the running bridge is how
 /// `mongorestore --drop` begins: the documents that follow are older than what NocoDB holds.
@@ -21,10 +31,11 @@ final class ChangeStreamFlow: Sendable {
     let environment: FlowEnvironment
     private let logger: Logger
 
-    /// The stream ended (`invalidate`: the database was dropped): it continues from just
-    /// after that event on the next connection.
+    /// The stream ended (`invalidate`: the collection or its database was dropped, or another
+    /// collection renamed onto it): it continues from just after that event on a new stream.
     struct Invalidated: Error, CustomStringConvertible {
         let token: [UInt8]
+        let databaseWide: Bool
         var description: String { "the change stream was invalidated (the database was dropped); reopening after it" }
     }
 
@@ -39,29 +50,57 @@ final class ChangeStreamFlow: Sendable {
     private var mongo: MongoClientPool { environment.mongo }
 
     var streamName: String { Self.streamName(database: configuration.mongoDatabase, collection: mapping.collection) }
+    private var databaseScopedName: String { Self.databaseScopedName(database: configuration.mongoDatabase, collection: mapping.collection) }
 
-    static func streamName(database: String, collection: String) -> String { "mongo:" + database + "." + collection }
+    /// The position of the collection's own stream.
+    static func streamName(database: String, collection: String) -> String { "mongo-collection:" + database + "." + collection }
+
+    /// Where a collection's position was kept while its stream was opened on the database
+    /// (filtered to it): a server may refuse such a token for a collection stream
+    /// (SecantusDB: "refusing cross-namespace resume"), so the flow resumes it on a database
+    /// stream, then moves to its own (`ScopeMove`).
+    static func databaseScopedName(database: String, collection: String) -> String { "mongo:" + database + "." + collection }
 
     /// Where positions were kept while one stream served every collection.
     static func legacyStreamName(database: String) -> String { "mongo:" + database }
 
+    /// The database stream has delivered everything up to after the collection stream's
+    /// starting point, and that point is now the flow's position: reopen on the collection.
+    private struct MovedToCollectionStream: Error {}
+
+    /// Moving a position kept for a database stream to the collection's own stream without a
+    /// gap: the collection stream's starting token is taken first; once the database stream
+    /// has answered a batch with no event (asked after that token was taken, so it has
+    /// delivered everything before it), the flow stores the token and reopens. Events between
+    /// the two are read twice, which changes nothing.
+    private struct ScopeMove {
+        let token: [UInt8]
+        var caughtUp = false
+    }
+
     /// Blocks until stopped; reconnects with backoff. Throws only `MongoHistoryLost`.
     func run() throws {
-        var startAfter: [UInt8]?
+        var startAfter: Invalidated?
         try runReconnecting("to-nocodb \(mapping.qualifiedName)", configuration: configuration, stop: environment.stop,
                             logger: logger, statistics: statistics, table: mapping.qualifiedName,
                             isFatal: { $0 is MongoHistoryLost }) { onConnected in
             do {
                 try runConnected(startAfter: startAfter, onConnected: onConnected)
+                startAfter = nil
+            } catch is MovedToCollectionStream {
+                startAfter = nil
+                logger.info("to-nocodb flow moved from the database's change stream to the collection's own")
             } catch let invalidated as Invalidated {
-                startAfter = invalidated.token
-                throw invalidated
+                // Expected after a drop or a rename onto the collection (a restore, `$out`):
+                // no failure to count or back off from. Until a later connection fails, events
+                // after the invalidate may be read twice, which changes nothing.
+                startAfter = invalidated
+                logger.info("change stream invalidated (the collection was dropped or replaced); reopening after it")
             }
-            startAfter = nil
         }
     }
 
-    private func runConnected(startAfter: [UInt8]?, onConnected: () -> Void) throws {
+    private func runConnected(startAfter: Invalidated?, onConnected: () -> Void) throws {
         let connection = try PostgresConnection(url: configuration.postgresURL, applicationName: environment.applicationName("nocobridge-to-nocodb", table: mapping))
         let shape = try configuration.shape(of: mapping, on: connection, logger: logger)
         var schema = try SchemaWatch(tables: [mapping], interval: configuration.schemaCheckInterval, on: connection)
@@ -73,18 +112,25 @@ final class ChangeStreamFlow: Sendable {
                                       journal: environment.journal)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         var hold = try TableHoldStore.reason(mapping.collection, on: connection).map { Hold(reason: $0) }
-        let token = try PositionStore.load(streamName, on: connection)
-            ?? PositionStore.load(Self.legacyStreamName(database: configuration.mongoDatabase), on: connection)
+        var token = try PositionStore.load(streamName, on: connection)
+        var databaseWide = startAfter?.databaseWide ?? false
+        if token == nil, startAfter == nil, let older = try PositionStore.load(databaseScopedName, on: connection)
+            ?? PositionStore.load(Self.legacyStreamName(database: configuration.mongoDatabase), on: connection) {
+            token = older
+            databaseWide = true
+        }
         var options = ChangeStreamOptions()
         options.resumeToken = startAfter == nil ? token : nil
-        options.startAfter = startAfter
+        options.startAfter = startAfter?.token
         options.fullDocumentBeforeChange = configuration.usePreImages
         options.pipeline = ChangeStreamPipeline.stages(collections: [mapping.collection])
+        var move = databaseWide ? try Self.startingToken(collection: mapping.collection, pool: mongo).map { ScopeMove(token: $0) } : nil
+        let position = databaseWide ? databaseScopedName : streamName
         // Read before the stream's first batch is asked for (see `StreamReader`).
         let stamps = try PostgresConnection(url: configuration.postgresURL,
                                             applicationName: environment.applicationName("nocobridge-stream", table: mapping))
         let firstStamp = try AgreedStateStore.lastSaved(on: stamps)
-        let stream = try openStream(options: options, resuming: token != nil || startAfter != nil)
+        let stream = try openStream(options: options, databaseWide: databaseWide, resuming: token != nil || startAfter != nil)
         let queue = ChangeEventQueue(capacity: max(configuration.batchSize * 4, 1000))
         let readerStop = environment.stop.child()
         let readerDone = Completion()
@@ -118,9 +164,11 @@ final class ChangeStreamFlow: Sendable {
                 case .change(let change):
                     if change.collection == mapping.collection || change.renamedTo == mapping.collection || !change.isDocumentChange {
                         if let reason = Self.holdReason(change, collection: mapping.collection) {
-                            try beginHold(reason, changes: &changes, token: change.token, synchronizer: synchronizer,
-                                          connection: connection, hold: &hold)
-                            if change.operation == .invalidate, let token = change.token { throw Invalidated(token: token) }
+                            try beginHold(reason, changes: &changes, token: change.token, position: position,
+                                          synchronizer: synchronizer, connection: connection, hold: &hold)
+                            if change.operation == .invalidate, let token = change.token {
+                                throw Invalidated(token: token, databaseWide: databaseWide)
+                            }
                         } else if hold != nil {
                             hold?.sawActivity()
                         } else {
@@ -130,21 +178,40 @@ final class ChangeStreamFlow: Sendable {
                     if let token = change.token { lastToken = token }
                 case .idle(let token):
                     lastToken = token
+                    move?.caughtUp = true
                 case .failed(let error):
-                    try process(changes, token: lastToken, synchronizer: synchronizer, connection: connection)
+                    try process(changes, token: lastToken, position: position, synchronizer: synchronizer, connection: connection)
                     if error.isHistoryLost {
                         throw MongoHistoryLost(code: error.code, message: error.message)
                     }
                     throw error
                 }
             }
-            try process(changes, token: lastToken, synchronizer: synchronizer, connection: connection)
+            try process(changes, token: lastToken, position: position, synchronizer: synchronizer, connection: connection)
+            if let ready = move, ready.caughtUp, hold == nil {
+                try connection.bridgeTransaction(fence: environment.fence) {
+                    try PositionStore.save(streamName, position: ready.token, on: connection)
+                    try PositionStore.delete(databaseScopedName, on: connection)
+                }
+                move = nil
+                throw MovedToCollectionStream()
+            }
         }
     }
 
-    private func openStream(options: ChangeStreamOptions, resuming: Bool) throws -> ChangeStream {
+    /// Where the collection's own stream starts now, or nil if the server gives no token.
+    static func startingToken(collection: String, pool: MongoClientPool) throws(MongoError) -> [UInt8]? {
+        var options = ChangeStreamOptions()
+        options.maxAwaitMilliseconds = 50
+        let stream = try pool.watch(collection: collection, options: options)
+        if let token = stream.resumeToken { return token }
+        _ = try stream.next()
+        return stream.resumeToken
+    }
+
+    private func openStream(options: ChangeStreamOptions, databaseWide: Bool, resuming: Bool) throws -> ChangeStream {
         do {
-            return try mongo.watch(collection: nil, options: options)
+            return try mongo.watch(collection: databaseWide ? nil : mapping.collection, options: options)
         } catch {
             if resuming && error.isHistoryLost {
                 throw MongoHistoryLost(code: error.code, message: error.message)
@@ -180,13 +247,13 @@ final class ChangeStreamFlow: Sendable {
         }
     }
 
-    private func beginHold(_ reason: String, changes: inout [MongoChange], token: [UInt8]?, synchronizer: RecordSynchronizer,
-                           connection: PostgresConnection, hold: inout Hold?) throws {
-        try process(changes, token: nil, synchronizer: synchronizer, connection: connection)
+    private func beginHold(_ reason: String, changes: inout [MongoChange], token: [UInt8]?, position: String,
+                           synchronizer: RecordSynchronizer, connection: PostgresConnection, hold: inout Hold?) throws {
+        try process(changes, token: nil, position: position, synchronizer: synchronizer, connection: connection)
         changes.removeAll()
         try connection.bridgeTransaction(fence: environment.fence) {
             try TableHoldStore.hold(mapping.collection, reason: reason, on: connection)
-            if let token { try PositionStore.save(streamName, position: token, on: connection) }
+            if let token { try PositionStore.save(position, position: token, on: connection) }
         }
         if hold == nil {
             logger.warning("MongoDB collection replaced under the bridge (a restore?); holding its changes until it is quiet, then reconciling it as after a restore of MongoDB",
@@ -215,12 +282,13 @@ final class ChangeStreamFlow: Sendable {
     /// One batch: its records decided and written, and the position, in one transaction. When
     /// PostgreSQL refuses a value the mapper let through, the events are applied again one at
     /// a time so only the bad record goes to dead letters.
-    func process(_ changes: [MongoChange], token: [UInt8]?, synchronizer: RecordSynchronizer,
+    func process(_ changes: [MongoChange], token: [UInt8]?, position: String, synchronizer: RecordSynchronizer,
                  connection: PostgresConnection) throws {
         guard !changes.isEmpty || token != nil else { return }
         let started = wallClockMilliseconds()
         let begun = monotonicNanoseconds()
-        let outcome = try applyIsolatingBadRecords(changes, token: token, synchronizer: synchronizer, connection: connection)
+        let outcome = try applyIsolatingBadRecords(changes, token: token, position: position, synchronizer: synchronizer,
+                                                   connection: connection)
         guard !changes.isEmpty else { return }
         statistics.record(.init(table: mapping.qualifiedName, changes: changes.count,
                                 writes: outcome.mongoWrites + outcome.nocodbWrites,
@@ -235,17 +303,18 @@ final class ChangeStreamFlow: Sendable {
         ])
     }
 
-    private func applyIsolatingBadRecords(_ changes: [MongoChange], token: [UInt8]?, synchronizer: RecordSynchronizer,
+    private func applyIsolatingBadRecords(_ changes: [MongoChange], token: [UInt8]?, position: String,
+                                          synchronizer: RecordSynchronizer,
                                           connection: PostgresConnection) throws -> RecordSynchronizer.Outcome {
         do {
             return try connection.bridgeTransaction(fence: environment.fence) {
                 let outcome = try apply(changes, synchronizer: synchronizer, connection: connection)
-                if let token { try PositionStore.save(streamName, position: token, on: connection) }
+                if let token { try PositionStore.save(position, position: token, on: connection) }
                 return outcome
             }
         } catch let error as PostgresError where error.isDataError {
             guard changes.count > 1 else {
-                try deadLetter(changes.first, error: error, token: token, connection: connection)
+                try deadLetter(changes.first, error: error, token: token, position: position, connection: connection)
                 return RecordSynchronizer.Outcome()
             }
             logger.warning("PostgreSQL refused a value in the batch; applying its events one by one", metadata: [
@@ -253,15 +322,17 @@ final class ChangeStreamFlow: Sendable {
             ])
             var outcome = RecordSynchronizer.Outcome()
             for change in changes {
-                outcome += try applyIsolatingBadRecords([change], token: nil, synchronizer: synchronizer, connection: connection)
+                outcome += try applyIsolatingBadRecords([change], token: nil, position: position, synchronizer: synchronizer,
+                                                        connection: connection)
             }
-            if let token { try connection.bridgeTransaction(fence: environment.fence) { try PositionStore.save(streamName, position: token, on: connection) } }
+            if let token { try connection.bridgeTransaction(fence: environment.fence) { try PositionStore.save(position, position: token, on: connection) } }
             return outcome
         }
     }
 
     /// Records an event PostgreSQL refused, with its key and the server's reason, and moves on.
-    private func deadLetter(_ change: MongoChange?, error: PostgresError, token: [UInt8]?, connection: PostgresConnection) throws {
+    private func deadLetter(_ change: MongoChange?, error: PostgresError, token: [UInt8]?, position: String,
+                            connection: PostgresConnection) throws {
         let key = change?.key ?? change?.documentID.map { "_id " + JSON.serialize($0) } ?? "-"
         let reason = "PostgreSQL refused the record: \(error)"
         logger.error("change sent to dead letters", metadata: ["key": "\(key)", "error": "\(reason)"])
@@ -269,7 +340,7 @@ final class ChangeStreamFlow: Sendable {
             try DeadLetterStore.record(.toNocoDB, source: mapping.qualifiedName,
                                        [Rejection(key: key, field: nil, reason: reason, payload: change?.document.map { JSON.serialize(.document($0)) })],
                                        on: connection)
-            if let token { try PositionStore.save(streamName, position: token, on: connection) }
+            if let token { try PositionStore.save(position, position: token, on: connection) }
         }
     }
 

@@ -16,4 +16,8 @@ public enum PositionStore {
             ON CONFLICT (stream) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
             """, [stream, Hex.encode(position)])
     }
+
+    public static func delete(_ stream: String, on connection: PostgresConnection) throws(PostgresError) {
+        try connection.query(cached: "DELETE FROM nocobridge.positions WHERE stream = $1", [stream])
+    }
 }
