@@ -68,8 +68,12 @@ public struct RecordSynchronizer: Sendable {
         public var eventDocument: Document?
         /// MongoDB's state as the change stream showed it, when it may stand for a read.
         public var streamed: Streamed?
+        /// The key's last event was an insert, update or replace (`RecordSnapshot.eventShowedDocument`).
+        public var eventShowedDocument = false
 
-        public init(key: String, changedAt: Int64, eventDocument: Document? = nil, streamed: Streamed? = nil) {
+        public init(key: String, changedAt: Int64, eventDocument: Document? = nil, streamed: Streamed? = nil,
+                    eventShowedDocument: Bool = false) {
+            self.eventShowedDocument = eventShowedDocument
             self.key = key
             self.changedAt = changedAt
             self.eventDocument = eventDocument
@@ -278,7 +282,7 @@ public struct RecordSynchronizer: Sendable {
         let snapshots = live.map { hint in
             RecordSnapshot(key: hint.key, agreed: agreed[hint.key], row: rows[hint.key], document: documents[hint.key],
                            documentUnread: unread.contains(hint.key) && documents[hint.key] == nil, changedAt: hint.changedAt,
-                           deletedAt: deleteTimes[hint.key])
+                           deletedAt: deleteTimes[hint.key], eventShowedDocument: hint.eventShowedDocument)
         }
         let plan = planner.plan(snapshots, mode: mode, now: wallClockMilliseconds(), newDocumentID: { .objectId(.generate()) })
         _ = lap()

@@ -67,9 +67,17 @@ public struct RecordSnapshot: Sendable {
     /// When a row deleted outright was deleted (from the changelog), for a decision made from
     /// the MongoDB side.
     public var deletedAt: Int64?
+    /// The MongoDB event decided showed a document (an insert, update or replace, the
+    /// record's last event in the batch). If the document is gone when it is read, something
+    /// removed it after the event, and that removal comes later in the stream: a delete
+    /// (decided then), or a dropped or replaced collection (`mongorestore --drop`, which the
+    /// flow takes as a restore). Deciding now would take a drop for deletions of every
+    /// record in flight, weighed against NocoDB's edits.
+    public var eventShowedDocument: Bool
 
     public init(key: String, agreed: RecordState? = nil, row: LiveRow? = nil, document: Document? = nil,
-                documentUnread: Bool = false, changedAt: Int64, deletedAt: Int64? = nil) {
+                documentUnread: Bool = false, changedAt: Int64, deletedAt: Int64? = nil, eventShowedDocument: Bool = false) {
+        self.eventShowedDocument = eventShowedDocument
         self.key = key
         self.agreed = agreed
         self.row = row

@@ -31,6 +31,8 @@ public struct SyncPlanner: Sendable {
         let changed = mode.changedSide
         for record in records {
             let key = record.key
+            // Gone since its event showed it: the removal, later in the stream, decides.
+            if changed == .mongo, record.eventShowedDocument, record.document == nil, !record.documentUnread { continue }
             if let id = record.document?["_id"] { plan.documentIDs.append((id, key)) }
             let nocodb: RecordState
             do {

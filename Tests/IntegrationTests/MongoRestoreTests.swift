@@ -17,7 +17,8 @@ import Testing
             // mongorestore --drop of the backup.
             try f.mongoWrite { (c: MongoClient) throws(MongoError) in
                 try c.dropCollection("waiter_ops")
-                _ = try c.bulkWrite(backup.map { .insertOne($0) }, collection: "waiter_ops")
+                let result = try c.bulkWrite(backup.map { .insertOne($0) }, collection: "waiter_ops")
+                #expect(result.writeErrors.isEmpty, "nothing wrote into the dropped collection before the restore: \(result.writeErrors)")
             }
         }
     }
@@ -30,7 +31,8 @@ import Testing
         let f = try BridgeFixture(capture: .triggers)
         try keepsNocoDBsNewerState(f) { backup in
             try f.mongoWrite { (c: MongoClient) throws(MongoError) in
-                _ = try c.bulkWrite(backup.map { .insertOne($0) }, collection: "waiter_ops_rebuilt")
+                let result = try c.bulkWrite(backup.map { .insertOne($0) }, collection: "waiter_ops_rebuilt")
+                #expect(result.writeErrors.isEmpty)
                 _ = try c.runCommand(["renameCollection": .string(f.configuration.mongoDatabase + ".waiter_ops_rebuilt"),
                                            "to": .string(f.configuration.mongoDatabase + ".waiter_ops"), "dropTarget": .bool(true)], database: "admin")
             }

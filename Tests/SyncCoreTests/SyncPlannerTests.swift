@@ -186,6 +186,29 @@ import Testing
         #expect(again == ["k"] && settled.agreed.isEmpty)
     }
 
+    /// An update event whose document is gone by the time it is decided: the collection was
+    /// dropped (a `mongorestore --drop` beginning) or the document deleted after the event.
+    /// The removal comes later in the stream and decides; taken now, a drop would read as a
+    /// deletion of every record in flight, and the policy would weigh it against NocoDB's
+    /// edits (the restore test saw NocoDB's winning edits written back into the dropped
+    /// collection, where they broke the restore's own inserts).
+    @Test func aDocumentGoneSinceItsEventShowedItIsLeftToTheEventThatRemovedIt() {
+        let agreed = try! Self.codec.state(row: Self.row(Side(status: "new", qty: 1, at: 100))!.values, fallbackAt: 0)
+        let edited = Self.row(Side(status: "cooking", qty: 1, at: 200))
+        for row in [Self.row(Side(status: "new", qty: 1, at: 100)), edited] {
+            let gone = RecordSnapshot(key: "k", agreed: agreed, row: row, document: nil, changedAt: 300, eventShowedDocument: true)
+            let plan = Self.plan([gone], mode: .change(.mongo))
+            #expect(plan.mongoWrites.isEmpty && plan.nocodbWrites.isEmpty && plan.agreed.isEmpty && plan.conflicts.isEmpty)
+            // A delete event decides: MongoDB deleted the record.
+            let deleted = RecordSnapshot(key: "k", agreed: agreed, row: row, document: nil, changedAt: 300)
+            let decided = Self.plan([deleted], mode: .change(.mongo))
+            #expect(!decided.nocodbWrites.isEmpty || !decided.mongoWrites.isEmpty || !decided.conflicts.isEmpty)
+        }
+        // Only a MongoDB change defers: a NocoDB change or a reconcile reads absence as absence.
+        let fromNocoDB = RecordSnapshot(key: "k", agreed: agreed, row: edited, document: nil, changedAt: 300, eventShowedDocument: true)
+        #expect(!Self.plan([fromNocoDB], mode: .change(.nocodb)).mongoWrites.isEmpty)
+    }
+
     @Test func aRowThatChangedMeanwhileIsDecidedAgain() {
         let agreed = try! Self.codec.state(row: Self.row(Side(status: "new", qty: 1, at: 100))!.values, fallbackAt: 0)
         let snapshot = RecordSnapshot(key: "k", agreed: agreed, row: Self.row(Side(status: "new", qty: 1, at: 100), version: "v7"),

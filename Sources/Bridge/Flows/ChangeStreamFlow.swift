@@ -396,14 +396,17 @@ final class ChangeStreamFlow: Sendable {
             case .insert, .replace: eventDocument.map { .init(document: $0, savedBefore: nil) }
             default: nil
             }
+            let showedDocument = [.insert, .update, .replace].contains(change.operation)
             if var existing = hints[key] {
                 existing.changedAt = max(existing.changedAt, at)
                 existing.eventDocument = eventDocument
                 existing.streamed = streamed
+                existing.eventShowedDocument = showedDocument
                 hints[key] = existing
             } else {
                 order.append(key)
-                hints[key] = RecordSynchronizer.Hint(key: key, changedAt: at, eventDocument: eventDocument, streamed: streamed)
+                hints[key] = RecordSynchronizer.Hint(key: key, changedAt: at, eventDocument: eventDocument, streamed: streamed,
+                                                     eventShowedDocument: showedDocument)
             }
         }
         var outcome = try synchronizer.synchronize(mode: .change(.mongo), hints: order.compactMap { hints[$0] },
