@@ -39,7 +39,26 @@ final class OwnSecantus: @unchecked Sendable {
 
     /// Freezes the server: its sockets stay open and connects still complete in the kernel's
     /// backlog, so clients see a server that stops answering, as with a partition.
-    func freeze() { kill(pid, SIGSTOP) }
+    /// SIGSTOP, and back once every thread of the server is stopped: a thread in an
+    /// uninterruptible call (an fsync, with `--sync-on-commit`) stops only when the call ends,
+    /// and a request it reads meanwhile would still be answered (seen once under the full
+    /// suite's load: a read against the "frozen" server succeeded).
+    func freeze() {
+        kill(pid, SIGSTOP)
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline && !allThreadsStopped() { usleep(1_000) }
+    }
+
+    private func allThreadsStopped() -> Bool {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"), !tasks.isEmpty else { return false }
+        return tasks.allSatisfy { task in
+            // /proc/PID/task/TID/stat: "TID (comm) STATE …"; comm may hold spaces or parentheses.
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+            return state == "T" || state == "t"
+        }
+    }
 
     func thaw() { kill(pid, SIGCONT) }
 
