@@ -132,12 +132,10 @@ public struct Installer: Sendable {
     /// MongoDB changes made between `install` and the first `run` are delivered too.
     func recordStartingPosition(pool: MongoClientPool, connection: PostgresConnection) throws {
         let database = configuration.mongoDatabase
-        let legacy = try PositionStore.load(ChangeStreamFlow.legacyStreamName(database: database), on: connection)
         var recorded: [String] = []
-        for mapping in configuration.tables where legacy == nil {
+        for mapping in configuration.tables {
+            guard try ChangeStreamFlow.storedPosition(database: database, collection: mapping.collection, on: connection) == nil else { continue }
             let stream = ChangeStreamFlow.streamName(database: database, collection: mapping.collection)
-            let older = ChangeStreamFlow.databaseScopedName(database: database, collection: mapping.collection)
-            guard try PositionStore.load(stream, on: connection) == nil, try PositionStore.load(older, on: connection) == nil else { continue }
             guard let token = try ChangeStreamFlow.startingToken(collection: mapping.collection, pool: pool) else {
                 logger.warning("MongoDB gave no change stream position; the first run starts from its own start time",
                                metadata: ["collection": "\(database).\(mapping.collection)"])

@@ -126,20 +126,14 @@ public struct Resync: Sendable {
         report.slotRecreated = slotRecreated
         if !options.dryRun {
             let database = configuration.mongoDatabase
-            let legacy = try PositionStore.load(ChangeStreamFlow.legacyStreamName(database: database), on: control)
             for mapping in configuration.tables {
                 guard let startToken = startTokens[mapping.collection] else { continue }
                 let stream = ChangeStreamFlow.streamName(database: database, collection: mapping.collection)
                 // A position kept for a database stream is resumed on one (the flow moves it).
-                let usable: Bool
-                if let own = try PositionStore.load(stream, on: control) {
-                    usable = try positionUsable(own, collection: mapping.collection, mongo: mongo)
-                } else if let older = try PositionStore.load(ChangeStreamFlow.databaseScopedName(database: database, collection: mapping.collection),
-                                                             on: control) ?? legacy {
-                    usable = try positionUsable(older, collection: nil, mongo: mongo)
-                } else {
-                    usable = false
-                }
+                let stored = try ChangeStreamFlow.storedPosition(database: database, collection: mapping.collection, on: control)
+                let usable = try stored.map {
+                    try positionUsable($0.token, collection: $0.databaseWide ? nil : mapping.collection, mongo: mongo)
+                } ?? false
                 if options.resetStreamPosition || !usable {
                     try PositionStore.save(stream, position: startToken, on: control)
                     report.streamPositionReset = true

@@ -36,7 +36,7 @@ final class ChangeStreamFlow: Sendable {
     struct Invalidated: Error, CustomStringConvertible {
         let token: [UInt8]
         let databaseWide: Bool
-        var description: String { "the change stream was invalidated (the database was dropped); reopening after it" }
+        var description: String { "the change stream was invalidated (its collection or database was dropped or replaced); reopening after it" }
     }
 
     init(mapping: TableMapping, environment: FlowEnvironment) {
@@ -63,6 +63,21 @@ final class ChangeStreamFlow: Sendable {
 
     /// Where positions were kept while one stream served every collection.
     static func legacyStreamName(database: String) -> String { "mongo:" + database }
+
+    /// The position a collection's flow resumes from, and whether it was kept for a database
+    /// stream (its own first, then an earlier release's per-collection one, then the single
+    /// stream's): the one place that decides it, for the flow, `install` and `resync`.
+    static func storedPosition(database: String, collection: String,
+                               on connection: PostgresConnection) throws -> (token: [UInt8], databaseWide: Bool)? {
+        if let own = try PositionStore.load(streamName(database: database, collection: collection), on: connection) {
+            return (own, false)
+        }
+        if let older = try PositionStore.load(databaseScopedName(database: database, collection: collection), on: connection)
+            ?? PositionStore.load(legacyStreamName(database: database), on: connection) {
+            return (older, true)
+        }
+        return nil
+    }
 
     /// The database stream has delivered everything up to after the collection stream's
     /// starting point, and that point is now the flow's position: reopen on the collection.
@@ -112,13 +127,9 @@ final class ChangeStreamFlow: Sendable {
                                       journal: environment.journal)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         var hold = try TableHoldStore.reason(mapping.collection, on: connection).map { Hold(reason: $0) }
-        var token = try PositionStore.load(streamName, on: connection)
-        var databaseWide = startAfter?.databaseWide ?? false
-        if token == nil, startAfter == nil, let older = try PositionStore.load(databaseScopedName, on: connection)
-            ?? PositionStore.load(Self.legacyStreamName(database: configuration.mongoDatabase), on: connection) {
-            token = older
-            databaseWide = true
-        }
+        let stored = try Self.storedPosition(database: configuration.mongoDatabase, collection: mapping.collection, on: connection)
+        let token = stored?.token
+        let databaseWide = startAfter?.databaseWide ?? stored?.databaseWide ?? false
         var options = ChangeStreamOptions()
         options.resumeToken = startAfter == nil ? token : nil
         options.startAfter = startAfter?.token
