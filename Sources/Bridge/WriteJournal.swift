@@ -88,8 +88,10 @@ public final class WriteJournal: Sendable {
 
     /// Every intent of this writer for `collection`: called when a flow (re)starts, since a
     /// transaction that failed at COMMIT, after its MongoDB write, left its intents behind.
-    /// A batch still in flight on the other flow of the collection is safe: recovery takes
-    /// the records' locks first, which that batch holds until its transaction ends.
+    /// A batch still in flight on the other flow of the collection is handed over too, but
+    /// stays safe: recovery takes the records' locks first, which that batch holds until its
+    /// transaction ends, and that transaction deletes its intents by the writer that
+    /// journalled them (`journalled_by`), not by their current owner.
     public func abandonAll(collection: String) {
         let owner = state.withLock { $0.owner }
         abandon(batchID: nil, owner: owner, collection: collection)

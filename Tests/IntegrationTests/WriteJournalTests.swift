@@ -41,4 +41,36 @@ import Testing
         #expect(try f.sql("SELECT deleted FROM nocobridge.agreed_state WHERE external_id = 'k-slow'").rows.first?[0] == "f")
         #expect(try f.count("waiter_ops") == 1)
     }
+
+    /// A flow (re)starting hands its writer's intents for the collection to a dead writer's
+    /// name (`abandonAll`), including a batch the collection's other flow has in flight. That
+    /// batch's commit must still delete them: left behind, they sat 30 s as a dead writer's
+    /// unlanded intents, and a `mongorestore` bringing the written documents back made them
+    /// look landed (the restore tests timed out about one full run in three).
+    @Test func aBatchInFlightWhenTheOtherFlowRestartsLeavesNoIntentBehind() throws {
+        let f = try BridgeFixture()
+        let connection = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
+        let mapping = try #require(f.configuration.tables.first { $0.table == "waiter_ops" })
+        let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: f.configuration.columnKinds, fieldNames: [:])
+        let journal = WriteJournal(url: f.ownerConfiguration.postgresURL, instanceID: f.configuration.instanceID)
+        let sync = RecordSynchronizer(shape: shape, policy: ConflictPolicy(), journal: journal)
+        let state = try sync.writer.codec.state(document: ["externalId": .string("k-busy"), "action": .string("seat")], fallbackAt: 1)
+        func intents() throws -> [String] { try f.sql("SELECT owner FROM nocobridge.write_intents").rows.compactMap { $0[0] } }
+
+        let batch = try journal.record([("k-busy", state)], collection: "waiter_ops")
+        // The other flow of the collection restarts while the batch's transaction is open.
+        journal.abandonAll(collection: "waiter_ops")
+        #expect(try intents().allSatisfy { $0 != batch.owner }, "the restart handed the intents over")
+        try connection.bridgeTransaction { try sync.agreedStore.save([("k-busy", state)], settling: batch, on: connection) }
+        #expect(try intents().isEmpty, "the batch's commit left its intents behind")
+
+        // A batch whose transaction rolled back keeps them, for recovery to settle.
+        let failed = try journal.record([("k-busy", state)], collection: "waiter_ops")
+        journal.abandonAll(collection: "waiter_ops")
+        _ = try? connection.bridgeTransaction { () throws -> Void in
+            try sync.agreedStore.save([("k-busy", state)], settling: failed, on: connection)
+            throw CancellationError()
+        }
+        #expect(try intents().count == 1)
+    }
 }

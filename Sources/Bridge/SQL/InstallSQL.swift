@@ -140,6 +140,12 @@ CREATE TABLE IF NOT EXISTS nocobridge.write_intents (
 ALTER TABLE nocobridge.write_intents ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX IF NOT EXISTS write_intents_key_idx ON nocobridge.write_intents (collection, external_id);
 CREATE INDEX IF NOT EXISTS write_intents_batch_idx ON nocobridge.write_intents (owner, batch_id);
+-- The writer that journalled the intent, kept when `owner` is handed to a dead writer's name
+-- (WriteJournal.abandonAll when a flow restarts): the transaction recording the batch deletes
+-- its intents by it, so a batch still in flight on the collection's other flow is not left
+-- behind as a dead writer's (seen as a restore test adopting a stale intent as landed).
+ALTER TABLE nocobridge.write_intents ADD COLUMN IF NOT EXISTS journalled_by text;
+CREATE INDEX IF NOT EXISTS write_intents_journalled_idx ON nocobridge.write_intents (journalled_by, batch_id);
 
 -- Collections held while MongoDB is restored under the running bridge (a synced collection
 -- dropped or renamed, its database dropped: how `mongorestore --drop` begins). Their changes

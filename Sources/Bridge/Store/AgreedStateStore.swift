@@ -62,7 +62,8 @@ public struct AgreedStateStore: Sendable {
         return value.flatMap { Int64($0) } ?? 0
     }
 
-    /// Records agreed states and drops the write intents of `batch`, which they settle. Other
+    /// Records agreed states and drops the write intents of `batch`, which they settle, even
+    /// when a restarting flow has meanwhile handed them to a dead writer's name. Other
     /// writers' intents for the same keys stay until they are settled (`IntentRecovery`) or
     /// found landed (`RecordSynchronizer`): a state agreed since does not make them moot, as
     /// one may be a write still on its way to MongoDB (a holder fenced out mid-write, a killed
@@ -72,7 +73,7 @@ public struct AgreedStateStore: Sendable {
         guard !states.isEmpty || batch != nil else { return }
         try connection.query(cached: """
             WITH settled AS (
-                DELETE FROM nocobridge.write_intents WHERE owner = $6 AND batch_id = $7::bigint
+                DELETE FROM nocobridge.write_intents WHERE journalled_by = $6 AND batch_id = $7::bigint
             )
             INSERT INTO nocobridge.agreed_state (collection, external_id, fields, at_ms, deleted, seq)
             SELECT $1, k, f::jsonb, a::bigint, d::boolean, nextval('nocobridge.agreed_seq')

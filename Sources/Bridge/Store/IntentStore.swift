@@ -12,8 +12,8 @@ enum IntentStore {
     static func record(_ intents: [(key: String, state: RecordState)], batch: WriteJournal.Batch, collection: String,
                        on connection: PostgresConnection) throws(PostgresError) {
         try connection.query(cached: """
-            INSERT INTO nocobridge.write_intents (owner, batch_id, collection, external_id, fields, at_ms, deleted)
-            SELECT $1, $2::bigint, $3, k, f::jsonb, a::bigint, d::boolean
+            INSERT INTO nocobridge.write_intents (owner, journalled_by, batch_id, collection, external_id, fields, at_ms, deleted)
+            SELECT $1, $1, $2::bigint, $3, k, f::jsonb, a::bigint, d::boolean
             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(k, f, a, d)
             """, [batch.owner, String(batch.id), collection] + RecordStateColumns.arrays(intents))
     }
