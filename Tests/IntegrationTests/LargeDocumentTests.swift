@@ -20,15 +20,16 @@ import Testing
             _ = try c.runCommand(["collMod": .string("waiter_ops"), "changeStreamPreAndPostImages": .document(["enabled": .bool(true)])])
         }
         f.configuration.usePreImages = true
-        // The bridge's own stream options, watched beside it so the events can be weighed.
+        // The bridge's own stream (on the collection, with its options), watched beside it so
+        // the events can be weighed.
         var options = ChangeStreamOptions()
         options.fullDocumentBeforeChange = true
         options.maxAwaitMilliseconds = 100
         options.pipeline = ChangeStreamPipeline.stages(collections: ["waiter_ops"])
-        let watcher = try f.mongo.watch(collection: nil, options: options)
+        let watcher = try f.mongo.watch(collection: "waiter_ops", options: options)
         var defaults = options
         defaults.pipeline = []
-        let unprojected = try f.mongo.watch(collection: nil, options: defaults)
+        let unprojected = try f.mongo.watch(collection: "waiter_ops", options: defaults)
 
         let bridge = f.startBridge()
         defer { bridge.shutdown() }

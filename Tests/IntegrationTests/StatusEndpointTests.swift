@@ -50,6 +50,14 @@ import Testing
         let table = try #require((toMongo["tables"] as? [String: Any])?["\(f.schema).waiter_ops"] as? [String: Any])
         #expect(table["applied"] as? Int == 1 && table["backlog"] as? Int == 0 && toMongo["running"] as? Bool == true)
         #expect(!status.body.contains("s3cret"))
+        // Both servers run on this host: their clocks agree within what the reading can tell.
+        try eventually("the clock skew is reported") {
+            let body = try get(base + "/api/sync/status", token: "s3cret-token").body
+            let json = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+            guard let skew = json?["clockSkew"] as? [String: Any], let ms = skew["milliseconds"] as? Int,
+                  let uncertainty = skew["uncertaintyMilliseconds"] as? Int else { return false }
+            return uncertainty >= 0 && abs(ms) <= uncertainty + 50
+        }
         #expect(try get(base + "/readyz", token: "s3cret-token").status == 200)
 
         let metrics = try get(base + "/metrics", token: "s3cret-token")
