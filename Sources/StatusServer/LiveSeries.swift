@@ -5,6 +5,10 @@ import Synchronization
 /// The last hour of lag, throughput and backlog per direction and table, sampled from the
 /// pipelines' counters every `interval` and kept in memory (a ring of `capacity` points), for
 /// the console's charts. Nothing is stored: a restarted bridge starts a new hour.
+///
+/// Points also leave by age (`window`): samples come later than the interval when an
+/// inspection waits on PostgreSQL or the process was paused, and a ring sized for the
+/// interval would then span more than the hour the charts promise.
 final class LiveSeries: Sendable {
     struct Sample: Sendable, Equatable {
         /// Changes applied per second over the interval.
@@ -24,6 +28,8 @@ final class LiveSeries: Sendable {
     }
 
     let capacity: Int
+    /// The hour the charts show, in seconds: an older point is dropped.
+    let window: TimeInterval = 3600
     private let state: Mutex<(points: [Point], last: [String: (changes: Int, batchAt: Date?)], lastTime: Date?)>
 
     init(capacity: Int = 360) {
@@ -62,6 +68,12 @@ final class LiveSeries: Sendable {
                 }
             }
             s.lastTime = now
+            let oldest = now.timeIntervalSince1970 - window
+            if let kept = s.points.firstIndex(where: { $0.time > oldest }) {
+                s.points.removeFirst(kept)
+            } else {
+                s.points.removeAll()
+            }
             guard !samples.isEmpty else { return }
             s.points.append(Point(time: now.timeIntervalSince1970, samples: samples))
             if s.points.count > capacity { s.points.removeFirst(s.points.count - capacity) }
