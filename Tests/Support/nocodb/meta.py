@@ -10,6 +10,9 @@ the newest found, and not one commit for all. Where no copy of the current code 
 found (TableSystemColumns with __nc_deleted, PgUi's type for Deleted),
 shared/nocodb/fixture-schema.sql and the copies nearest to it are cited and the gap is said.
 """
+import base64
+import hashlib
+import os
 import random
 import re
 import string
@@ -133,6 +136,32 @@ def new_id(prefix):
 
 def quote(identifier):
     return '"' + identifier.replace('"', '""') + '"'
+
+
+# [2026] packages/nocodb-sdk/src/lib/passwordHelpers.ts (the copy the index holds, no commit
+# shown): the value a masked password is answered as, and what counts as a bcrypt hash.
+PASSWORD_SENTINEL_2026 = "__NC_PASSWORD_MASKED__"
+
+
+def is_bcrypt_hash(value):
+    return isinstance(value, str) and re.match(r"^\$2[aby]\$", value) is not None
+
+
+def bcrypt_stand_in(password):
+    """A one-way value with bcrypt's prefix, in place of bcryptjs (not installed here): all
+    the double needs is that the stored value is a hash that cannot be compared or read back."""
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 1000)
+    return "$2b$10$" + base64.b64encode(salt + digest).decode()
+
+
+def mask_password_2026(view):
+    """[2026] View.maskPasswordForResponse, as its callers describe it (views.service.ts
+    @f4e47b83:74-76, :488-489, :778): a bcrypt hash is answered as the sentinel; a password
+    kept as given before the release (not a hash) is answered as it is."""
+    if not is_bcrypt_hash(view.get("password")):
+        return view
+    return dict(view, password=PASSWORD_SENTINEL_2026)
 
 
 def sanitize_column_name(name, version=V0258):
@@ -588,16 +617,43 @@ class Meta:
 
     def share(self, v):
         """models/View.ts:1163-1210 share: a uuid once, and meta.allowCSVDownload = true.
-
-        The password is stored and listed as given in both modes. The current release keeps it
-        as a bcrypt hash and masks it in the view lists it answers (services/tables.service.ts
-        @f4e47b83:665-668, :724-726); its View.ts was not found, so 2026 mode does not model
-        that (README, tested versions)."""
+        [2026] answered with the password masked (services/views.service.ts@f4e47b83:150-170
+        returns View.share's answer; the hash never leaves the server, passwordHelpers.ts)."""
         if not v["uuid"]:
             v["uuid"] = str(uuid.uuid4())
         if not isinstance(v.get("meta"), dict) or "allowCSVDownload" not in v["meta"]:
             v["meta"] = dict(v.get("meta") or {}, allowCSVDownload=True)
-        return v
+        return v if self.version == V0258 else mask_password_2026(v)
+
+    def update_share(self, v, req):
+        """services/views.service.ts:255-268 shareViewUpdate, then models/View.ts:1272-1282
+        extractProps: `password` and `meta` as given. 0.258.3 stores the password as given.
+
+        [2026] services/views.service.ts@f4e47b83:704-707 validates SharedViewReq, :758-761
+        hands the body to View.update, and :778 answers the view with its password masked.
+        View.update keeps a new password as a bcrypt hash, and the sentinel the UI echoes back
+        is dropped from the body so the hash is not hashed again (the contract stated beside
+        NC_VIEW_PASSWORD_PROTECTED_SENTINEL in packages/nocodb-sdk/src/lib/passwordHelpers.ts;
+        the index holds that copy without a commit, and View.ts only at commits before the
+        change). A null or empty password removes it."""
+        for k in ("password", "meta"):
+            if k not in req:
+                continue
+            value = req[k]
+            if k == "password" and self.version == V2026:
+                if value == PASSWORD_SENTINEL_2026:
+                    continue
+                value = bcrypt_stand_in(value) if value else value
+            v[k] = value
+        return 1 if self.version == V0258 else mask_password_2026(v)
+
+    def shared_views(self, t):
+        """controllers/views.controller.ts:129-143 + models/View.ts:1578-1607: the table's
+        shared views, password included as stored. [2026] as masked: the hash never leaves
+        the server (passwordHelpers.ts, above); NocoDB's own lists mask it the same way,
+        tables.service.ts@f4e47b83:665-668 and :724-726, views.service.ts@f4e47b83:74-76."""
+        views = [x for x in self.views.values() if x["fk_model_id"] == t["id"] and x["uuid"]]
+        return views if self.version == V0258 else [mask_password_2026(x) for x in views]
 
     # --- users --------------------------------------------------------------------------
 
@@ -710,7 +766,10 @@ class Meta:
                 if v["fk_model_id"] != t["id"]:
                     continue
                 disabled = {r: bool(self.visibility.get((v["id"], r), False)) for r in VISIBILITY_ROLES}
-                result.append(dict(v, ptn=t["table_name"], _ptn=t["title"], ptype=t["type"], tn=v["title"],
+                # [2026] the view's password masked, as in every copy of xcVisibilityMetaGet read
+                # (tables.service.ts@f4e47b83:724-726, views.service.ts@f4e47b83:74-76).
+                shown = v if self.version == V0258 else mask_password_2026(v)
+                result.append(dict(shown, ptn=t["table_name"], _ptn=t["title"], ptype=t["type"], tn=v["title"],
                                    _tn=v["title"], table_meta=t["meta"], disabled=disabled))
         return result
 
