@@ -152,12 +152,12 @@ import Testing
     /// demoted: one line each, exit 2, and not one call that changes anything. Run against a
     /// fresh base, where the same command would create every table and view first (so this
     /// fails if the plan were checked after provisioning), and against a provisioned one,
-    /// where it would invite people first.
-    @Test(arguments: [false, true])
-    func mistakesInThePlanChangeNothing(provisioned: Bool) throws {
+    /// where it would invite people first; in both modelled releases.
+    @Test(arguments: NocoDBTestServer.Version.allCases, [false, true])
+    func mistakesInThePlanChangeNothing(version: NocoDBTestServer.Version, provisioned: Bool) throws {
         let f = try BridgeFixture(install: false)
         let base = "p" + randomSuffix(14)
-        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, version: version)
         let env = environment(f, server)
         let example = try String(contentsOfFile: Self.example, encoding: .utf8)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("access-\(randomSuffix())")
