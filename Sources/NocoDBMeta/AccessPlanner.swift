@@ -156,8 +156,12 @@ public enum AccessPlanner {
         public var calls: [AccessCall] { AccessCall.calls(steps) }
     }
 
-    /// - Parameter passwords: environment variable → value, for the plan's `password_env`.
-    public static func plan(_ plan: AccessPlan, current: AccessSnapshot, passwords: [String: String]) throws(AccessPlanError) -> Result {
+    /// - Parameters:
+    ///   - passwords: environment variable → value, for the plan's `password_env`.
+    ///   - resetSharePasswords: set every planned share password again, also where NocoDB
+    ///     cannot tell whether it is the one planned (`provision --reset-share-passwords`).
+    public static func plan(_ plan: AccessPlan, current: AccessSnapshot, passwords: [String: String],
+                            resetSharePasswords: Bool = false) throws(AccessPlanError) -> Result {
         let byTitle = Dictionary(grouping: current.views, by: \.title)
         for title in plan.viewTitles {
             guard let found = byTitle[title] else {
@@ -215,10 +219,40 @@ public enum AccessPlanner {
             let ref = ViewRef(title: view.title, id: view.id)
             if view.shareUUID == nil { steps.append(.share(view: ref)) }
             let wanted = share.passwordEnv.flatMap { passwords[$0] }
-            let have = view.sharePassword.flatMap { $0.isEmpty ? nil : $0 }
-            if wanted != have { steps.append(.setPassword(view: ref, fromEnv: share.passwordEnv)) }
+            let set: Bool
+            switch SharePassword(listed: view.sharePassword) {
+            case .unset: set = wanted != nil
+            case .known(let have): set = wanted != have || (resetSharePasswords && wanted != nil)
+            case .hidden:
+                // Which password it is cannot be known; setting it on every run would change
+                // NocoDB on every run, so only a removal or an asked-for reset is sent.
+                set = wanted == nil || resetSharePasswords
+                if !set, let env = share.passwordEnv {
+                    notes.append("Shared view \(share.view) has a password, which NocoDB keeps only as a hash: it was not compared with $\(env); --reset-share-passwords sets it again.")
+                }
+            }
+            if set { steps.append(.setPassword(view: ref, fromEnv: share.passwordEnv)) }
         }
         return Result(steps: steps, notes: notes)
+    }
+
+    /// A share's password as NocoDB lists it. 0.258.3 lists it as given (models/View.ts:
+    /// 1272-1282, :1578-1607). The current release keeps a bcrypt hash and lists a set
+    /// password as a sentinel (View.maskPasswordForResponse; services/views.service.ts
+    /// @f4e47b83:74-76, :778; nocodb-sdk passwordHelpers.ts NC_VIEW_PASSWORD_PROTECTED_SENTINEL),
+    /// or a hash should one slip through: set, but not comparable.
+    enum SharePassword: Equatable {
+        case unset
+        case known(String)
+        case hidden
+
+        static let maskedSentinel = "__NC_PASSWORD_MASKED__"
+
+        init(listed: String?) {
+            guard let listed, !listed.isEmpty else { self = .unset; return }
+            let bcrypt = ["$2a$", "$2b$", "$2y$"].contains { listed.hasPrefix($0) }
+            self = listed == Self.maskedSentinel || bcrypt ? .hidden : .known(listed)
+        }
     }
 
     /// NocoDB's base roles from the strongest (nocodb-sdk src/lib/enums.ts:295-302).

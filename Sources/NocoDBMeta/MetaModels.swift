@@ -123,7 +123,8 @@ public struct MetaSharedView: Decodable, Sendable, CustomStringConvertible, Cust
     public let title: String
     public let type: Int
     public let uuid: String?
-    /// NocoDB 0.258.3 keeps and lists the share password as given (models/View.ts:1212-1232).
+    /// NocoDB 0.258.3 keeps and lists the share password as given (models/View.ts:1212-1232);
+    /// the current release lists a set one only as set (`AccessPlanner.SharePassword`).
     public let password: String?
 
     enum CodingKeys: String, CodingKey { case id, title, type, uuid, password }

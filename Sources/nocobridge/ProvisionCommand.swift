@@ -25,6 +25,9 @@ struct Provision: AsyncParsableCommand {
     @Option(name: .customLong("access"), help: "An access plan (YAML): people and roles, views per role, shared links.")
     var accessFile: String?
 
+    @Flag(help: "With --access: set every planned share password again. NocoDB releases that keep only a hash of it cannot show whether it is the planned one, so without this flag such a password is left as it is.")
+    var resetSharePasswords = false
+
     func run() async throws {
         try await runReporting {
             let env = ProcessInfo.processInfo.environment
@@ -49,7 +52,8 @@ struct Provision: AsyncParsableCommand {
             let plan = ProvisionPlanner.plan(wanted, current: try provisioner.snapshot(base: base.id, wanted: wanted))
             let accessRun = try access.map { accessPlan in
                 try AccessCommand(client: client, logger: logger, base: base, plan: accessPlan, passwords: passwords,
-                                  linkBase: linkBase, pendingViews: AccessCommand.pending(plan: plan))
+                                  resetSharePasswords: resetSharePasswords, linkBase: linkBase,
+                                  pendingViews: AccessCommand.pending(plan: plan))
             }
             var out: [String] = []
             if plan.isEmpty {
@@ -86,6 +90,7 @@ struct AccessCommand {
     let base: MetaBase
     let plan: AccessPlan
     let passwords: [String: String]
+    let resetSharePasswords: Bool
     /// Where staff reach NocoDB (`NOCODB_PUBLIC_URL`, else `NOCODB_URL`), for the links.
     let linkBase: String
     let provisioner: AccessProvisioner
@@ -93,12 +98,13 @@ struct AccessCommand {
     let snapshot: AccessSnapshot
 
     init(client: NocoDBMetaClient, logger: Logger, base: MetaBase, plan: AccessPlan, passwords: [String: String],
-         linkBase: String, pendingViews: [AccessSnapshot.View]) throws {
+         resetSharePasswords: Bool, linkBase: String, pendingViews: [AccessSnapshot.View]) throws {
         self.client = client
         self.logger = logger
         self.base = base
         self.plan = plan
         self.passwords = passwords
+        self.resetSharePasswords = resetSharePasswords
         self.linkBase = linkBase
         provisioner = AccessProvisioner(client: client, logger: logger)
         var snapshot = try provisioner.snapshot(base: base.id)
@@ -106,7 +112,7 @@ struct AccessCommand {
         // where another table has a view of the same title.
         snapshot.views += pendingViews
         self.snapshot = snapshot
-        do { initial = try AccessPlanner.plan(plan, current: snapshot, passwords: passwords) } catch {
+        do { initial = try AccessPlanner.plan(plan, current: snapshot, passwords: passwords, resetSharePasswords: resetSharePasswords) } catch {
             throw ConfigurationError(setting: "--access", message: error.message)
         }
     }
@@ -152,7 +158,7 @@ struct AccessCommand {
     func applied() throws -> [String] {
         let now = try provisioner.snapshot(base: base.id)
         let result: AccessPlanner.Result
-        do { result = try AccessPlanner.plan(plan, current: now, passwords: passwords) } catch {
+        do { result = try AccessPlanner.plan(plan, current: now, passwords: passwords, resetSharePasswords: resetSharePasswords) } catch {
             throw ConfigurationError(setting: "--access", message: error.message)
         }
         var out: [String] = []

@@ -22,8 +22,8 @@ import Testing
 
     /// chef1 is already a user of the NocoDB instance (invited to another base, say), so
     /// NocoDB lists them with no role in this base: they must be invited, not PATCHed. Run
-    /// against both modelled releases (their tables differ; the role rules the double
-    /// models are the same, see meta.py).
+    /// against both modelled releases: their tables differ, and the current one lists a
+    /// share's password only as set, which must not make every later run set it again.
     @Test(arguments: NocoDBTestServer.Version.allCases)
     func theExamplePlanIsAppliedOnceAndThenOnlyRead(version: NocoDBTestServer.Version) throws {
         let f = try BridgeFixture(install: false)
@@ -65,7 +65,10 @@ import Testing
         let form = try #require(try client.sharedViews(table: waiterTable).first { $0.title == "Waiter Ops Form" })
         let board = try #require(try client.sharedViews(table: chefTable).first { $0.title == "Chef Orders Board" })
         let formUUID = try #require(form.uuid), boardUUID = try #require(board.uuid)
-        #expect(form.password == Self.password && board.password == nil)
+        // 0.258.3 lists the password as given; the current release keeps a bcrypt hash and
+        // lists only that one is set, so the second run below cannot compare it.
+        #expect(form.password == (version == .v2026 ? NocoDBTestServer.maskedPassword : Self.password) && board.password == nil)
+        #expect(Self.accessCalls(made: server.calls.dropFirst(firstStart)).filter { $0 == "PATCH share" }.count == 1)
         #expect(first.output.contains("Waiter Ops Form: \(server.url)/dashboard/#/nc/form/\(formUUID) (password from $NOCOBRIDGE_WAITER_FORM_PASSWORD)"))
         #expect(first.output.contains("Chef Orders Board: \(server.url)/dashboard/#/nc/kanban/\(boardUUID)"))
 
@@ -77,13 +80,20 @@ import Testing
         #expect(second.output.contains("Waiter Ops Form: https://noco.restaurant.example/dashboard/#/nc/form/\(formUUID)"),
                 "the second run prints the links too, at NOCODB_PUBLIC_URL")
         #expect(server.calls.dropFirst(before).allSatisfy { $0.method == "GET" }, "the second run changed something")
+        #expect(second.output.contains("Note: Shared view Waiter Ops Form has a password, which NocoDB keeps only as a hash") == (version == .v2026),
+                "\(second.output)")
+        // Asked for, the password is set again: one PATCH, whatever NocoDB lists.
+        let beforeReset = server.calls.count
+        let reset = try runCLI(["provision", "--access", Self.example, "--reset-share-passwords"], environment: env)
+        #expect(reset.status == 0, "\(reset.output)")
+        #expect(Self.accessCalls(made: server.calls.dropFirst(beforeReset)) == ["PATCH share"], "\(reset.output)")
         #expect(server.violations.isEmpty, "\(server.violations)")
         // The invitations' sign-up tokens, as NocoDB lists them to the base's owner.
         let listed = try server.request("GET", "/api/v2/meta/bases/\(base)/users")
         let inviteTokens = (((listed.body as? [String: Any])?["users"] as? [String: Any])?["list"] as? [[String: Any]] ?? [])
             .compactMap { $0["invite_token"] as? String }
         #expect(inviteTokens.count == 3, "manager, waiter1 and cashier1 were new to this NocoDB")
-        for output in [dry.output, first.output, second.output] {
+        for output in [dry.output, first.output, second.output, reset.output] {
             #expect(!output.contains(Self.password) && !output.contains(NocoDBTestServer.token))
             #expect(!inviteTokens.contains { output.contains($0) })
         }
@@ -142,12 +152,12 @@ import Testing
     /// demoted: one line each, exit 2, and not one call that changes anything. Run against a
     /// fresh base, where the same command would create every table and view first (so this
     /// fails if the plan were checked after provisioning), and against a provisioned one,
-    /// where it would invite people first.
-    @Test(arguments: [false, true])
-    func mistakesInThePlanChangeNothing(provisioned: Bool) throws {
+    /// where it would invite people first; in both modelled releases.
+    @Test(arguments: NocoDBTestServer.Version.allCases, [false, true])
+    func mistakesInThePlanChangeNothing(version: NocoDBTestServer.Version, provisioned: Bool) throws {
         let f = try BridgeFixture(install: false)
         let base = "p" + randomSuffix(14)
-        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base, version: version)
         let env = environment(f, server)
         let example = try String(contentsOfFile: Self.example, encoding: .utf8)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("access-\(randomSuffix())")

@@ -185,6 +185,45 @@ import Testing
         }
     }
 
+    /// The current release lists a set share password only as set (a sentinel, or a hash):
+    /// it is sent when the share is new, when NocoDB has none, to remove it, or when a reset
+    /// is asked for, never merely because it cannot be compared.
+    @Test func aPasswordNocoDBKeepsAsAHashIsSetOnlyWhenItMustBe() throws {
+        let plan = try AccessPlan.load(path: Self.example)
+        let passwords = ["NOCOBRIDGE_WAITER_FORM_PASSWORD": "pw-1"]
+        let form = Self.ref("Waiter Ops Form")
+        func steps(listed: String?, shared: Bool = true, passwords: [String: String] = passwords, reset: Bool = false) throws -> AccessPlanner.Result {
+            var snapshot = AccessSnapshot(views: Self.seedViews())
+            for (i, view) in snapshot.views.enumerated() {
+                if view.title == "Waiter Ops Form" { snapshot.views[i].shareUUID = shared ? "u1" : nil; snapshot.views[i].sharePassword = listed }
+                if view.title == "Chef Orders Board" { snapshot.views[i].shareUUID = "u2" }
+            }
+            let result = try AccessPlanner.plan(plan, current: snapshot, passwords: passwords, resetSharePasswords: reset)
+            return AccessPlanner.Result(steps: result.steps.filter { if case .setPassword = $0 { true } else if case .share = $0 { true } else { false } },
+                                        notes: result.notes)
+        }
+        let set = AccessStep.setPassword(view: form, fromEnv: "NOCOBRIDGE_WAITER_FORM_PASSWORD")
+        for hidden in ["__NC_PASSWORD_MASKED__", "$2b$10$abcdefghijklmnopqrstuv"] {
+            let kept = try steps(listed: hidden)
+            #expect(kept.steps.isEmpty, "\(hidden)")
+            #expect(kept.notes.contains { $0.contains("Waiter Ops Form has a password, which NocoDB keeps only as a hash") && $0.contains("--reset-share-passwords") })
+            #expect(try steps(listed: hidden, reset: true).steps == [set])
+        }
+        #expect(try steps(listed: nil).steps == [set], "NocoDB has none")
+        #expect(try steps(listed: nil, shared: false).steps == [.share(view: form), set], "a new share")
+        #expect(try steps(listed: "pw-1").steps.isEmpty && (try steps(listed: "pw-1", reset: true).steps == [set]))
+        // A plan without the password removes a hidden one too.
+        let example = try String(contentsOfFile: Self.example, encoding: .utf8)
+        let open = try AccessPlan.parse(yaml: example.replacingOccurrences(of: "\n    password_env: NOCOBRIDGE_WAITER_FORM_PASSWORD", with: ""))
+        #expect(open.shares.allSatisfy { $0.passwordEnv == nil })
+        var snapshot = AccessSnapshot(views: Self.seedViews())
+        let i = try #require(snapshot.views.firstIndex { $0.title == "Waiter Ops Form" })
+        snapshot.views[i].shareUUID = "u1"
+        snapshot.views[i].sharePassword = "__NC_PASSWORD_MASKED__"
+        #expect(try AccessPlanner.plan(open, current: snapshot, passwords: [:]).steps.filter { if case .setPassword = $0 { true } else { false } }
+                == [.setPassword(view: form, fromEnv: nil)])
+    }
+
     /// A share password never reaches a log through the values that carry it.
     @Test func sharePasswordsAreRedactedInDescriptions() {
         let view = AccessSnapshot.View(title: "Waiter Ops Form", id: "v1", type: MetaView.form, tableID: "m1",

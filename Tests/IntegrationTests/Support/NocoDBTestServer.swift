@@ -18,6 +18,9 @@ final class NocoDBTestServer: @unchecked Sendable {
     }
 
     static let token = "nb-test-token-s3cret"
+    /// What the current release answers for a share password that is set (meta.py's
+    /// PASSWORD_SENTINEL_2026).
+    static let maskedPassword = "__NC_PASSWORD_MASKED__"
     /// The e-mail of the token's user, the base's owner (server.py's default).
     static let ownerEmail = "admin@example.com"
     let url: String

@@ -10,6 +10,9 @@ the newest found, and not one commit for all. Where no copy of the current code 
 found (TableSystemColumns with __nc_deleted, PgUi's type for Deleted),
 shared/nocodb/fixture-schema.sql and the copies nearest to it are cited and the gap is said.
 """
+import base64
+import hashlib
+import os
 import random
 import re
 import string
@@ -89,14 +92,18 @@ PG_COLUMN_NAME_MAX = 59   # models/Column.ts:1564-1575 getMaxColumnNameLength('p
 
 # services/base-users/base-users.service.ts:68-79: the roles an invite or update may set.
 # The role values are the same in both modes (nocodb-sdk enums.ts ProjectRoles :13-20 at
-# 0.258.3 and @a856d4bb). The copies of nocodb/nocodb's base-users.service.ts with a commit to
-# cite (0199ca5c, 522b55d2) are *older* than 0.258.3: their refusals of owner ("Owner cannot
-# be updated", no owner in the invite list) were removed by a0d87c5a4 (2024-08-14, "Nc
-# feat/user management (#9219)"), which 0.258.3 contains. The newest copy (the search index's
-# id 2366369485, no commit shown; the enterprise copy
-# ee/services/base-users/base-users.service.ts@cb87bd27 has the same checks) differs in what
-# [2026] marks below: a PATCH validated against ProjectUserUpdateReq (email optional), a new
-# refusal of a role above the caller's, and an invite answered without its token.
+# 0.258.3 and @a856d4bb). The copies of nocodb/nocodb's base-users.service.ts at 0199ca5c and
+# 522b55d2 are *older* than 0.258.3: their refusals of owner ("Owner cannot be updated", no
+# owner in the invite list) were removed by a0d87c5a4 (2024-08-14, "Nc feat/user management
+# (#9219)"), which 0.258.3 contains. [2026] rules cite the current copy,
+# services/base-users/base-users.service.ts@cb87bd27 (cb87bd27d636): the same roles (:81-92,
+# :357-368), a PATCH validated against ProjectUserUpdateReq (:342-345), a refusal of a role
+# above the caller's (:410-418), an invite answered without its token (below), and an
+# existing owner re-invited checked for the last owner first (:155-171).
+# Not modelled: that copy throws its refusals through NcError.baseUserError, which answers
+# 422 in the {error, message} envelope (the error codex's BASE_USER_ERROR, code 422); the
+# name it puts in `error` was not found, so 2026 mode keeps 0.258.3's 400 {msg}. The bridge
+# refuses these cases itself before any call, and prints either envelope as one line.
 BASE_ROLES = ["owner", "creator", "editor", "commenter", "viewer", "no-access"]
 # services/model-visibilities.service.ts:84-91: the roles a visibility rule lists.
 VISIBILITY_ROLES = ["owner", "creator", "viewer", "editor", "commenter", "guest"]
@@ -133,6 +140,32 @@ def new_id(prefix):
 
 def quote(identifier):
     return '"' + identifier.replace('"', '""') + '"'
+
+
+# [2026] packages/nocodb-sdk/src/lib/passwordHelpers.ts (the copy the index holds, no commit
+# shown): the value a masked password is answered as, and what counts as a bcrypt hash.
+PASSWORD_SENTINEL_2026 = "__NC_PASSWORD_MASKED__"
+
+
+def is_bcrypt_hash(value):
+    return isinstance(value, str) and re.match(r"^\$2[aby]\$", value) is not None
+
+
+def bcrypt_stand_in(password):
+    """A one-way value with bcrypt's prefix, in place of bcryptjs (not installed here): all
+    the double needs is that the stored value is a hash that cannot be compared or read back."""
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 1000)
+    return "$2b$10$" + base64.b64encode(salt + digest).decode()
+
+
+def mask_password_2026(view):
+    """[2026] View.maskPasswordForResponse, as its callers describe it (views.service.ts
+    @f4e47b83:74-76, :488-489, :778): a bcrypt hash is answered as the sentinel; a password
+    kept as given before the release (not a hash) is answered as it is."""
+    if not is_bcrypt_hash(view.get("password")):
+        return view
+    return dict(view, password=PASSWORD_SENTINEL_2026)
 
 
 def sanitize_column_name(name, version=V0258):
@@ -588,16 +621,43 @@ class Meta:
 
     def share(self, v):
         """models/View.ts:1163-1210 share: a uuid once, and meta.allowCSVDownload = true.
-
-        The password is stored and listed as given in both modes. The current release keeps it
-        as a bcrypt hash and masks it in the view lists it answers (services/tables.service.ts
-        @f4e47b83:665-668, :724-726); its View.ts was not found, so 2026 mode does not model
-        that (README, tested versions)."""
+        [2026] answered with the password masked (services/views.service.ts@f4e47b83:150-170
+        returns View.share's answer; the hash never leaves the server, passwordHelpers.ts)."""
         if not v["uuid"]:
             v["uuid"] = str(uuid.uuid4())
         if not isinstance(v.get("meta"), dict) or "allowCSVDownload" not in v["meta"]:
             v["meta"] = dict(v.get("meta") or {}, allowCSVDownload=True)
-        return v
+        return v if self.version == V0258 else mask_password_2026(v)
+
+    def update_share(self, v, req):
+        """services/views.service.ts:255-268 shareViewUpdate, then models/View.ts:1272-1282
+        extractProps: `password` and `meta` as given. 0.258.3 stores the password as given.
+
+        [2026] services/views.service.ts@f4e47b83:704-707 validates SharedViewReq, :758-761
+        hands the body to View.update, and :778 answers the view with its password masked.
+        View.update keeps a new password as a bcrypt hash, and the sentinel the UI echoes back
+        is dropped from the body so the hash is not hashed again (the contract stated beside
+        NC_VIEW_PASSWORD_PROTECTED_SENTINEL in packages/nocodb-sdk/src/lib/passwordHelpers.ts;
+        the index holds that copy without a commit, and View.ts only at commits before the
+        change). A null or empty password removes it."""
+        for k in ("password", "meta"):
+            if k not in req:
+                continue
+            value = req[k]
+            if k == "password" and self.version == V2026:
+                if value == PASSWORD_SENTINEL_2026:
+                    continue
+                value = bcrypt_stand_in(value) if value else value
+            v[k] = value
+        return 1 if self.version == V0258 else mask_password_2026(v)
+
+    def shared_views(self, t):
+        """controllers/views.controller.ts:129-143 + models/View.ts:1578-1607: the table's
+        shared views, password included as stored. [2026] as masked: the hash never leaves
+        the server (passwordHelpers.ts, above); NocoDB's own lists mask it the same way,
+        tables.service.ts@f4e47b83:665-668 and :724-726, views.service.ts@f4e47b83:74-76."""
+        views = [x for x in self.views.values() if x["fk_model_id"] == t["id"] and x["uuid"]]
+        return views if self.version == V0258 else [mask_password_2026(x) for x in views]
 
     # --- users --------------------------------------------------------------------------
 
@@ -625,6 +685,11 @@ class Meta:
                 # :101-139: an existing user of the instance gets the base mapping (or its
                 # role, when mapped without one); one mapped with a role is refused.
                 roles = self.base_roles.get(user["id"])
+                if self.version == V2026 and "owner" in (roles or "").split(","):
+                    # [2026] @cb87bd27:155-171: an owner re-invited is checked for the last
+                    # owner first (checkMultipleOwnerExist, :494-518: one or none refused).
+                    if sum(1 for r in self.base_roles.values() if "owner" in (r or "").split(",")) <= 1:
+                        raise bad_request("At least one owner is required")
                 if roles:
                     raise bad_request(f"{email} with role {roles} already exists in this base")  # :117-121
                 self.base_roles[user["id"]] = req["roles"] or "editor"
@@ -637,10 +702,12 @@ class Meta:
                     # :164-189: no e-mail plugin is configured here (the default), so the
                     # invite mail is not sent and the token comes back.
                     return {"invite_token": invite_token, "email": email}
-                # [2026] id 2366369485 (offset ~2.4k) sends the mail through MailService,
-                # whose sendMail returns false without a plugin rather than throwing
-                # (mail.service.ts@ccb52d68): the answer below, with no token (likely: the
-                # two files' commits could not be matched).
+                # [2026] @cb87bd27:284-299 returns the token only when sending the invite
+                # mail throws. MailService.sendMail never throws: without an e-mail plugin
+                # it returns false (services/mail/mail.service.ts@ccb52d68:107-112; getAdapter
+                # turns a failing plugin lookup into null, :23-30), and a failed send is
+                # caught into false too (its try from :116). So the answer is :323-326's, with
+                # no token, whichever of the two files' commits is the newer.
         if len(emails) == 1:
             return {"msg": "The user has been invited successfully"}                    # :209-213
         return {"invite_token": invite_token, "emails": emails, "error": []}
@@ -650,8 +717,9 @@ class Meta:
         if self.version == V0258:
             validators.validate_payload("ProjectUserReq", req)                          # :230-233
         else:
-            # [2026] ProjectUserUpdateReq (id 2366369485, offset ~8.7k): email optional,
-            # an e-mail when given; the 0.258.3 spec here has no such schema.
+            # [2026] @cb87bd27:342-345 validates ProjectUserUpdateReq: email optional (an
+            # e-mail when given), as its name and the UI's role change use it; that schema is
+            # not in the 0.258.3 spec here, and its current text was not read.
             if not isinstance((req or {}).get("roles"), str):
                 raise bad_request("roles is required")
             if req.get("email") is not None and not is_email(str(req["email"]).lower()):
@@ -667,7 +735,7 @@ class Meta:
             if owners == 1:
                 raise bad_request("At least one owner is required")                    # :275-285
         if self.version == V2026 and role_power(req["roles"]) > self.caller_power():
-            raise bad_request("Insufficient privilege to assign this role")            # [2026] id 2366369485 ~10.6k
+            raise bad_request("Insufficient privilege to assign this role")            # [2026] @cb87bd27:410-418
         if role_power(target_roles) > self.caller_power():
             raise bad_request("Insufficient privilege to update user")                 # :287-289
         if user_id in self.base_roles:
@@ -710,7 +778,10 @@ class Meta:
                 if v["fk_model_id"] != t["id"]:
                     continue
                 disabled = {r: bool(self.visibility.get((v["id"], r), False)) for r in VISIBILITY_ROLES}
-                result.append(dict(v, ptn=t["table_name"], _ptn=t["title"], ptype=t["type"], tn=v["title"],
+                # [2026] the view's password masked, as in every copy of xcVisibilityMetaGet read
+                # (tables.service.ts@f4e47b83:724-726, views.service.ts@f4e47b83:74-76).
+                shown = v if self.version == V0258 else mask_password_2026(v)
+                result.append(dict(shown, ptn=t["table_name"], _ptn=t["title"], ptype=t["type"], tn=v["title"],
                                    _tn=v["title"], table_meta=t["meta"], disabled=disabled))
         return result
 

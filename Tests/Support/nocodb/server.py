@@ -116,17 +116,12 @@ def route(meta, validators, method, template, p, body):
         meta.visibility_set(validators, body)
         return 200, True   # model-visibilities.controller.ts returns the service's true
     if key == ("GET", "/api/v2/meta/tables/{tableId}/share"):
-        # views.controller.ts:129-143 + models/View.ts:1578-1607: the table's shared views,
-        # password included (stored as given, models/View.ts:1212-1232, :1272-1282).
-        return 200, paged([x for x in meta.views.values() if x["fk_model_id"] == t["id"] and x["uuid"]])
+        return 200, paged(meta.shared_views(t))
     if key == ("POST", "/api/v2/meta/views/{viewId}/share"):
         return 200, meta.share(v)   # views.service.ts:114-131
     if key == ("PATCH", "/api/v2/meta/views/{viewId}/share"):
         validators.validate_payload("SharedViewReq", body)   # views.service.ts:255-268
-        for k in ("password", "meta"):   # models/View.ts:1272-1282 extractProps
-            if k in body:
-                v[k] = body[k]
-        return 200, 1
+        return 200, meta.update_share(v, body)
     raise SpecViolation(f"{method} {template} is in the spec but not modelled by this test double")
 
 
