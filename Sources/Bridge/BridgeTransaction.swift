@@ -25,6 +25,7 @@ extension PostgresConnection {
             try query("COMMIT")
             return value
         } catch {
+            discardQueued()
             if isConnected { _ = try? query("ROLLBACK") }
             throw error
         }
