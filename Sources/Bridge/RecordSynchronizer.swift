@@ -313,15 +313,10 @@ public struct RecordSynchronizer: Sendable {
         }
         outcome.timings.journal += lap()
         // Whatever fails from here until the COMMIT (the MongoDB write, NocoDB's write, the
-        // queued bookkeeping, the COMMIT itself) abandons the batch, once the transaction has
-        // rolled back: before, the UPDATE handing its intents over would wait on the intents
-        // this transaction's agreed-state save had deleted. Not after a lost lease: the next
-        // holder settles this writer's intents as a lingering holder's, by its owner name,
-        // and a holder that lost its lease touches the journal no more.
-        if let batch, let journal {
-            let fence = fence
-            connection.afterRollback { if fence?.isValid ?? true { journal.abandon(batch) } }
-        }
+        // queued bookkeeping, the lease check, the COMMIT itself) abandons the batch, once
+        // the transaction has rolled back: before, the UPDATE handing its intents over would
+        // wait on the intents this transaction's agreed-state save had deleted.
+        if let batch, let journal { connection.afterRollback { journal.abandon(batch) } }
         return try settle(plan, batch: batch, keys: keys, agreed: agreed, rows: rows, mode: mode, lap: lap,
                           into: &outcome, connection: connection, mongo: mongo)
     }
