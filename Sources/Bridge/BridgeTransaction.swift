@@ -23,12 +23,10 @@ extension PostgresConnection {
             let value = try body()
             try fence?.check(on: self)
             try query("COMMIT")
-            transactionEnded(committed: true)
             return value
         } catch {
             discardQueued()
             if isConnected { _ = try? query("ROLLBACK") }
-            transactionEnded(committed: false)
             throw error
         }
     }

@@ -312,13 +312,13 @@ public struct RecordSynchronizer: Sendable {
             plan.mongoWrites.isEmpty ? nil : try journal.record(plan.mongoWrites.map { ($0.key, $0.state) }, collection: collection)
         }
         outcome.timings.journal += lap()
-        // Whatever fails from here until the COMMIT (the MongoDB write, NocoDB's write, the
-        // queued bookkeeping, the lease check, the COMMIT itself) abandons the batch, once
-        // the transaction has rolled back: before, the UPDATE handing its intents over would
-        // wait on the intents this transaction's agreed-state save had deleted.
-        if let batch, let journal { connection.afterRollback { journal.abandon(batch) } }
-        return try settle(plan, batch: batch, keys: keys, agreed: agreed, rows: rows, mode: mode, lap: lap,
-                          into: &outcome, connection: connection, mongo: mongo)
+        do {
+            return try settle(plan, batch: batch, keys: keys, agreed: agreed, rows: rows, mode: mode, lap: lap,
+                              into: &outcome, connection: connection, mongo: mongo)
+        } catch {
+            if let batch { journal?.abandon(batch) }
+            throw error
+        }
     }
 
     /// Another writer's MongoDB write may have landed without the commit that records it: a

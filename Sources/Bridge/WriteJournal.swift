@@ -80,8 +80,7 @@ public final class WriteJournal: Sendable {
     /// alive, so recovery would never look: a record NocoDB deletes before the retry would
     /// then look new on the MongoDB side and come back (a chaos run with failovers found 36).
     /// Its intents go to an owner nobody holds, so recovery settles them before those records
-    /// are decided again. Called once the transaction has rolled back
-    /// (`PostgresConnection.afterRollback`), so none of its intents is locked by it. Should that fail too, this writer starts over under a new name,
+    /// are decided again. Should that fail too, this writer starts over under a new name,
     /// which makes every intent of the old one a dead writer's.
     func abandon(_ batch: Batch) {
         abandon(batchID: batch.id, owner: batch.owner, collection: nil)
@@ -89,11 +88,10 @@ public final class WriteJournal: Sendable {
 
     /// Every intent of this writer for `collection`: called when a flow (re)starts, since a
     /// transaction that failed at COMMIT, after its MongoDB write, left its intents behind.
-    /// A batch still in flight on the other flow of the collection stays safe. Its intents are
-    /// handed over unless its transaction is already deleting them (skipped, not waited for).
-    /// Recovery takes the records' locks first, which that batch holds until its transaction
-    /// ends, and that transaction deletes its intents by the writer that journalled them
-    /// (`journalled_by`), not by their current owner; if it rolls back, it abandons them.
+    /// A batch still in flight on the other flow of the collection is handed over too, but
+    /// stays safe: recovery takes the records' locks first, which that batch holds until its
+    /// transaction ends, and that transaction deletes its intents by the writer that
+    /// journalled them (`journalled_by`), not by their current owner.
     public func abandonAll(collection: String) {
         let owner = state.withLock { $0.owner }
         abandon(batchID: nil, owner: owner, collection: collection)

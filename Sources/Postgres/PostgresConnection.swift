@@ -50,8 +50,6 @@ public final class PostgresConnection {
     private var prepared: [String: String] = [:]
     /// Statements queued by `enqueue(cached:_:)`, sent with the next one (see there).
     private var queued: [Statement] = []
-    /// What to do once the open transaction has rolled back (`afterRollback`).
-    private var rollbackActions: [() -> Void] = []
 
     /// One statement of a pipeline: `cached` ones are prepared once per connection.
     public struct Statement {
@@ -127,9 +125,6 @@ public final class PostgresConnection {
     /// Runs one statement with text parameters ($1, $2, …); nil is NULL.
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresRows {
-        // A rollback never waits behind the statements it undoes (one that failed would
-        // abort it in the pipeline).
-        if sql == "ROLLBACK" { queued.removeAll() }
         if !queued.isEmpty { return try pipeline([Statement(sql, parameters)]).last! }
         let result: OpaquePointer?
         if parameters.isEmpty {
@@ -180,21 +175,6 @@ public final class PostgresConnection {
     /// Forgets the queued statements: for a rollback, which must not wait behind them.
     public func discardQueued() {
         queued.removeAll()
-    }
-
-    /// Runs `action` once the open transaction has rolled back, for undoing what was done
-    /// outside it on its behalf, which must not wait for its locks (they are gone by then).
-    /// Only transactions run by `transaction` (and the bridge's `bridgeTransaction`) honour it.
-    public func afterRollback(_ action: @escaping () -> Void) {
-        rollbackActions.append(action)
-    }
-
-    /// Ends the bookkeeping of a transaction: after its COMMIT (`committed`), the actions
-    /// are dropped; after its ROLLBACK, they run.
-    public func transactionEnded(committed: Bool) {
-        let actions = rollbackActions
-        rollbackActions.removeAll()
-        if !committed { actions.forEach { $0() } }
     }
 
     /// Runs the queued statements and `statements` in order in one round trip, and returns the
@@ -301,12 +281,10 @@ public final class PostgresConnection {
         do {
             let value = try body()
             try query("COMMIT")
-            transactionEnded(committed: true)
             return value
         } catch {
             discardQueued()
             if isConnected { _ = try? query("ROLLBACK") }
-            transactionEnded(committed: false)
             throw error
         }
     }

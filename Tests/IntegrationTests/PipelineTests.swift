@@ -47,7 +47,7 @@ import Testing
         #expect(try c.query(cached: "SELECT count(*) AS n FROM t WHERE n > $1::int", ["0"]).rows[0][0] == "0")
     }
 
-    /// What `AgreedStateStore.lockAndReadStatements` relies on: in one round trip, a read
+    /// What `AgreedStateStore.lockedStatesAndIntents` relies on: in one round trip, a read
     /// after a lock sees what the lock's previous holder committed while it was waited for.
     @Test func aReadPipelinedAfterALockSeesWhatTheHolderCommitted() throws {
         let f = try BridgeFixture()

@@ -68,15 +68,9 @@ enum IntentStore {
     /// recovery to settle. One batch (`batchID`), or every batch of `collection`.
     static func reassign(owner: String, batchID: Int64?, collection: String?, to heir: String,
                          on connection: PostgresConnection) throws(PostgresError) {
-        // Intents another transaction is deleting are skipped rather than waited for: that is
-        // a batch's own commit settling them, and waiting could deadlock (the writer holds
-        // `WriteJournal`'s lock here, which that batch may need for its next round).
         try connection.query(cached: """
             UPDATE nocobridge.write_intents SET owner = $4
-            WHERE id IN (
-                SELECT id FROM nocobridge.write_intents
-                WHERE owner = $1 AND ($2::bigint IS NULL OR batch_id = $2::bigint) AND ($3::text IS NULL OR collection = $3)
-                FOR UPDATE SKIP LOCKED)
+            WHERE owner = $1 AND ($2::bigint IS NULL OR batch_id = $2::bigint) AND ($3::text IS NULL OR collection = $3)
             """, [owner, batchID.map { String($0) }, collection, heir])
     }
 
