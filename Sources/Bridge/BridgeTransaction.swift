@@ -25,7 +25,6 @@ extension PostgresConnection {
             try query("COMMIT")
             return value
         } catch {
-            discardQueued()
             if isConnected { _ = try? query("ROLLBACK") }
             throw error
         }

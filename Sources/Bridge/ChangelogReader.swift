@@ -51,7 +51,7 @@ public struct ChangelogReader: Sendable {
         guard !ids.isEmpty else { return }
         let idList = PostgresConnection.arrayLiteral(ids.map { String($0) })
         if rejections.isEmpty {
-            try connection.enqueue(cached: "DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])", [idList])
+            try connection.query(cached: "DELETE FROM nocobridge.changelog WHERE id = ANY($1::bigint[])", [idList])
             return
         }
         try DeadLetterStore.recordAcknowledging(changelog: ids, rejections: rejections, source: shape.mapping.qualifiedName,

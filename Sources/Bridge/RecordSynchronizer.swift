@@ -194,9 +194,6 @@ public struct RecordSynchronizer: Sendable {
         return outcome
     }
 
-    /// Up to how many records a round reads NocoDB's rows with its locks (see `decide`).
-    static let prefetchLimit = 16
-
     /// One round: returns the keys to decide again.
     private func decide(_ hints: [Hint], mode: SyncMode, contiguous: Bool, optimistic: Bool, into outcome: inout Outcome,
                         connection: PostgresConnection, mongo: MongoClientPool) throws -> Set<String> {
@@ -207,21 +204,8 @@ public struct RecordSynchronizer: Sendable {
             let d = now - clock
             return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
         }
-        // Locks and agreed states in one round trip (the read after the locks are held). A
-        // small batch, where latency is what counts, reads NocoDB's rows and delete times in
-        // the same round trip; a large one reads them after its echoes are set aside, which
-        // in a bulk's echo batches is most of the rows.
-        let hintKeys = hints.map(\.key)
-        let prefetch = hints.count <= Self.prefetchLimit
-        var statements = agreedStore.lockAndReadStatements(hintKeys)
-        if prefetch {
-            statements.append(writer.rowsStatement(for: hintKeys))
-            if mode.changedSide != .nocodb { statements.append(writer.pendingDeleteTimesStatement(for: hintKeys)) }
-        }
-        let fetched = try connection.pipeline(statements)
-        var (agreed, intents, saved) = try AgreedStateStore.states(fetched[1])
-        var rows = prefetch ? writer.liveRows(fetched[2]) : [:]
-        var deleteTimes = fetched.count > 3 ? writer.deleteTimes(fetched[3]).filter { rows[$0.key] == nil } : [:]
+        try agreedStore.lock(hints.map(\.key), on: connection)
+        var (agreed, intents, saved) = try agreedStore.statesAndIntents(hints.map(\.key), on: connection)
         var hints = hints
         let adopted = try adoptLandedIntents(intents, agreed: &agreed, connection: connection, mongo: mongo)
         if !adopted.isEmpty, mode.changedSide != nil {
@@ -245,12 +229,7 @@ public struct RecordSynchronizer: Sendable {
         }
         guard !live.isEmpty else { return [] }
         let changed = mode.changedSide
-        if !prefetch {
-            rows = try writer.rows(for: live.map(\.key), on: connection)
-            if changed != .nocodb {
-                deleteTimes = try writer.pendingDeleteTimes(for: live.map(\.key).filter { rows[$0] == nil }, on: connection)
-            }
-        }
+        let rows = try writer.rows(for: live.map(\.key), on: connection)
         if changed == .nocodb {
             // A NocoDB change whose row equals the agreed state has nothing to cross (applied
             // before a crash, or undone): no MongoDB read for it.
@@ -264,6 +243,7 @@ public struct RecordSynchronizer: Sendable {
             guard !live.isEmpty else { return [] }
         }
         let keys = live.map(\.key)
+        let deleteTimes = changed == .nocodb ? [:] : try writer.pendingDeleteTimes(for: keys.filter { rows[$0] == nil }, on: connection)
         outcome.timings.postgresRead += lap()
 
         // What MongoDB holds, without reading it where a NocoDB change lets the decision

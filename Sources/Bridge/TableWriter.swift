@@ -111,15 +111,7 @@ public struct TableWriter: Sendable {
     /// change a row afterwards, and the conditional writes notice.
     public func rows(for keys: [String], on connection: PostgresConnection) throws(PostgresError) -> [String: LiveRow] {
         guard !keys.isEmpty else { return [:] }
-        return liveRows(try connection.query(cached: selectSQL, [PostgresConnection.arrayLiteral(keys)]))
-    }
-
-    /// `rows(for:)` as a statement, to be sent in a pipeline; `liveRows` reads its result.
-    func rowsStatement(for keys: [String]) -> PostgresConnection.Statement {
-        .init(cached: selectSQL, [PostgresConnection.arrayLiteral(keys)])
-    }
-
-    func liveRows(_ result: PostgresRows) -> [String: LiveRow] {
+        let result = try connection.query(cached: selectSQL, [PostgresConnection.arrayLiteral(keys)])
         let versionIndex = shape.mapper.columns.firstIndex { $0.name == "version" }
         var out: [String: LiveRow] = [:]
         for row in result.rows {
@@ -137,20 +129,11 @@ public struct TableWriter: Sendable {
     /// a conflict decided from the MongoDB side needs the delete's time.
     public func pendingDeleteTimes(for keys: [String], on connection: PostgresConnection) throws(PostgresError) -> [String: Int64] {
         guard !keys.isEmpty else { return [:] }
-        let statement = pendingDeleteTimesStatement(for: keys)
-        return deleteTimes(try connection.query(cached: statement.sql, statement.parameters))
-    }
-
-    /// `pendingDeleteTimes(for:)` as a statement, to be sent in a pipeline.
-    func pendingDeleteTimesStatement(for keys: [String]) -> PostgresConnection.Statement {
-        .init(cached: """
+        let rows = try connection.query(cached: """
             SELECT key, (extract(epoch from max(changed_at)) * 1000)::bigint AS at FROM nocobridge.changelog
             WHERE schema_name = $1 AND table_name = $2 AND op = 'D' AND key = ANY($3::text[])
             GROUP BY key
             """, [shape.mapping.schema, shape.mapping.table, PostgresConnection.arrayLiteral(keys)])
-    }
-
-    func deleteTimes(_ rows: PostgresRows) -> [String: Int64] {
         var out: [String: Int64] = [:]
         for row in rows.named { if let k = row["key"], let t = row["at"].flatMap({ Int64($0) }) { out[k] = t } }
         return out

@@ -48,27 +48,6 @@ public final class PostgresConnection {
     private let handle: OpaquePointer
     /// SQL text → name of the statement prepared for it on this connection (`query(cached:)`).
     private var prepared: [String: String] = [:]
-    /// Statements queued by `enqueue(cached:_:)`, sent with the next one (see there).
-    private var queued: [Statement] = []
-
-    /// One statement of a pipeline: `cached` ones are prepared once per connection.
-    public struct Statement {
-        public let sql: String
-        public let parameters: [String?]
-        public let cached: Bool
-
-        public init(cached sql: String, _ parameters: [String?]) {
-            self.sql = sql
-            self.parameters = parameters
-            cached = true
-        }
-
-        public init(_ sql: String, _ parameters: [String?] = []) {
-            self.sql = sql
-            self.parameters = parameters
-            cached = false
-        }
-    }
 
     /// Connects with a libpq URL or key/value string. Client settings the mapping relies on
     /// (ISO dates, UTC) are fixed per session.
@@ -125,7 +104,6 @@ public final class PostgresConnection {
     /// Runs one statement with text parameters ($1, $2, …); nil is NULL.
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresRows {
-        if !queued.isEmpty { return try pipeline([Statement(sql, parameters)]).last! }
         let result: OpaquePointer?
         if parameters.isEmpty {
             result = PQexecParams(handle, sql, 0, nil, nil, nil, nil, 0)
@@ -142,7 +120,6 @@ public final class PostgresConnection {
     /// (a cached `SELECT *` fails when the table's columns change).
     @discardableResult
     public func query(cached sql: String, _ parameters: [String?]) throws(PostgresError) -> PostgresRows {
-        if !queued.isEmpty { return try pipeline([Statement(cached: sql, parameters)]).last! }
         let name: String
         if let known = prepared[sql] {
             name = known
@@ -154,101 +131,6 @@ public final class PostgresConnection {
         return try rows(of: withOptionalCStrings(parameters) { pointers in
             PQexecPrepared(handle, name, Int32(parameters.count), pointers, nil, nil, 0)
         })
-    }
-
-    /// Queues a statement whose result nobody reads, inside a transaction: it is sent with the
-    /// connection's next statement, in one round trip (libpq's pipeline mode). A batch's
-    /// bookkeeping after its decision (agreed state, key map, history, position) then travels
-    /// with the commit's lease check instead of costing a round trip each, which at 100
-    /// single-row changes a second is most of what the bridge adds to the servers' latency.
-    /// Its error is thrown by that next statement, which then does not run; either error
-    /// aborts the transaction, so the caller rolls back as it would have. Outside a
-    /// transaction the statement runs at once: nothing may wait for a later one to be sent.
-    public func enqueue(cached sql: String, _ parameters: [String?]) throws(PostgresError) {
-        guard PQtransactionStatus(handle) == PQTRANS_INTRANS else {
-            try query(cached: sql, parameters)
-            return
-        }
-        queued.append(Statement(cached: sql, parameters))
-    }
-
-    /// Forgets the queued statements: for a rollback, which must not wait behind them.
-    public func discardQueued() {
-        queued.removeAll()
-    }
-
-    /// Runs the queued statements and `statements` in order in one round trip, and returns the
-    /// rows of each of `statements`. Each statement still takes its own snapshot, after the
-    /// one before it has finished (a lock taken by one is held when the next one reads). The
-    /// first error is thrown, and the statements after it are not run.
-    public func pipeline(_ statements: [Statement]) throws(PostgresError) -> [PostgresRows] {
-        let all = queued + statements
-        queued.removeAll()
-        guard PQenterPipelineMode(handle) == 1 else { throw PostgresError.from(result: nil, connection: handle) }
-        defer {
-            // Leaves pipeline mode even after a failure part-way, so the next call works (or
-            // finds the connection lost).
-            while PQexitPipelineMode(handle) != 1, isConnected, let result = PQgetResult(handle) { PQclear(result) }
-        }
-        // What was sent, in order: a statement to prepare (its result is not returned) or one to run.
-        var sent: [(prepares: String?, returned: Bool)] = []
-        var preparing: [String: String] = [:]
-        for (index, statement) in all.enumerated() {
-            let returned = index >= all.count - statements.count
-            let ok: Int32
-            if statement.cached {
-                var name = prepared[statement.sql] ?? preparing[statement.sql]
-                if name == nil {
-                    let fresh = "nb_cached_\(prepared.count + preparing.count)"
-                    guard PQsendPrepare(handle, fresh, statement.sql, 0, nil) == 1 else { break }
-                    preparing[statement.sql] = fresh
-                    sent.append((statement.sql, false))
-                    name = fresh
-                }
-                ok = withOptionalCStrings(statement.parameters) { pointers in
-                    PQsendQueryPrepared(handle, name!, Int32(statement.parameters.count), pointers, nil, nil, 0)
-                }
-            } else {
-                ok = withOptionalCStrings(statement.parameters) { pointers in
-                    PQsendQueryParams(handle, statement.sql, Int32(statement.parameters.count), nil,
-                                      statement.parameters.isEmpty ? nil : pointers, nil, nil, 0)
-                }
-            }
-            guard ok == 1 else { break }
-            sent.append((nil, returned))
-        }
-        guard PQpipelineSync(handle) == 1 else {
-            throw PostgresError(kind: .connectionLost, message: PostgresError.connectionMessage(handle))
-        }
-        var failure: PostgresError?
-        var out: [PostgresRows] = []
-        for command in sent {
-            // Each command's result, then a NULL that ends it.
-            guard let result = PQgetResult(handle) else {
-                failure = failure ?? PostgresError.from(result: nil, connection: handle)
-                break
-            }
-            let status = PQresultStatus(result)
-            if status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK {
-                if let sql = command.prepares { prepared[sql] = preparing[sql] }
-                if command.returned { out.append(Self.copyRows(result)) }
-            } else if status != PGRES_PIPELINE_ABORTED, failure == nil {
-                failure = PostgresError.from(result: result, connection: handle)
-            }
-            PQclear(result)
-            while let extra = PQgetResult(handle) { PQclear(extra) }
-        }
-        // Up to the sync point, which ends the pipeline's results.
-        while let result = PQgetResult(handle) {
-            let status = PQresultStatus(result)
-            PQclear(result)
-            if status == PGRES_PIPELINE_SYNC { break }
-        }
-        if let failure { throw failure }
-        guard sent.count == all.count + preparing.count else {
-            throw PostgresError(kind: .connectionLost, message: PostgresError.connectionMessage(handle))
-        }
-        return out
     }
 
     /// Copies a result out and frees it; a failed one becomes the error.
@@ -264,8 +146,6 @@ public final class PostgresConnection {
 
     /// Runs several statements separated by `;` (no parameters), e.g. an install script.
     public func execute(script: String) throws(PostgresError) {
-        // A script may hold several statements, which pipeline mode refuses: the queue goes first.
-        if !queued.isEmpty { _ = try pipeline([]) }
         let result = PQexec(handle, script)
         defer { PQclear(result) }
         guard let result else { throw PostgresError.from(result: nil, connection: handle) }
@@ -283,7 +163,6 @@ public final class PostgresConnection {
             try query("COMMIT")
             return value
         } catch {
-            discardQueued()
             if isConnected { _ = try? query("ROLLBACK") }
             throw error
         }

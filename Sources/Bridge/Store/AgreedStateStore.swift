@@ -15,21 +15,11 @@ public struct AgreedStateStore: Sendable {
     /// Keys are locked in hash order so two batches never deadlock.
     public func lock(_ keys: [String], on connection: PostgresConnection) throws(PostgresError) {
         guard !keys.isEmpty else { return }
-        try connection.query(cached: Self.lockSQL, [collection, PostgresConnection.arrayLiteral(keys)])
-    }
-
-    private static let lockSQL = """
-        SELECT pg_advisory_xact_lock(h) FROM (
-            SELECT DISTINCT hashtextextended($1 || '/' || k, 0) AS h FROM unnest($2::text[]) k ORDER BY 1
-        ) s
-        """
-
-    /// `lock` and `statesAndIntents` as statements, to be sent first in one pipeline
-    /// (`RecordSynchronizer`): each statement after the lock takes its snapshot once the
-    /// locks are held (`PostgresConnection.pipeline`). `states` reads the second's result.
-    func lockAndReadStatements(_ keys: [String]) -> [PostgresConnection.Statement] {
-        let parameters = [collection, PostgresConnection.arrayLiteral(keys)]
-        return [.init(cached: Self.lockSQL, parameters), .init(cached: Self.statesSQL, parameters)]
+        try connection.query(cached: """
+            SELECT pg_advisory_xact_lock(h) FROM (
+                SELECT DISTINCT hashtextextended($1 || '/' || k, 0) AS h FROM unnest($2::text[]) k ORDER BY 1
+            ) s
+            """, [collection, PostgresConnection.arrayLiteral(keys)])
     }
 
     /// The agreed states of `keys` and, in the same round trip (the decision's hot path), every
@@ -39,20 +29,14 @@ public struct AgreedStateStore: Sendable {
     func statesAndIntents(_ keys: [String], on connection: PostgresConnection) throws
         -> (agreed: [String: RecordState], intents: [String: [RecordState]], saved: [String: Int64]) {
         guard !keys.isEmpty else { return ([:], [:], [:]) }
-        return try Self.states(try connection.query(cached: Self.statesSQL, [collection, PostgresConnection.arrayLiteral(keys)]))
-    }
-
-    private static let statesSQL = """
-        SELECT NULL::bigint AS intent, external_id, fields::text AS fields, at_ms, deleted, seq FROM nocobridge.agreed_state
-        WHERE collection = $1 AND external_id = ANY($2::text[])
-        UNION ALL
-        SELECT id, external_id, fields::text, at_ms, deleted, NULL::bigint FROM nocobridge.write_intents
-        WHERE collection = $1 AND external_id = ANY($2::text[])
-        ORDER BY intent DESC NULLS FIRST
-        """
-
-    static func states(_ rows: PostgresRows) throws
-        -> (agreed: [String: RecordState], intents: [String: [RecordState]], saved: [String: Int64]) {
+        let rows = try connection.query(cached: """
+            SELECT NULL::bigint AS intent, external_id, fields::text AS fields, at_ms, deleted, seq FROM nocobridge.agreed_state
+            WHERE collection = $1 AND external_id = ANY($2::text[])
+            UNION ALL
+            SELECT id, external_id, fields::text, at_ms, deleted, NULL::bigint FROM nocobridge.write_intents
+            WHERE collection = $1 AND external_id = ANY($2::text[])
+            ORDER BY intent DESC NULLS FIRST
+            """, [collection, PostgresConnection.arrayLiteral(keys)])
         var agreed: [String: RecordState] = [:]
         var intents: [String: [RecordState]] = [:]
         var saved: [String: Int64] = [:]
@@ -87,7 +71,7 @@ public struct AgreedStateStore: Sendable {
     public func save(_ states: [(key: String, state: RecordState)], settling batch: WriteJournal.Batch? = nil,
                      on connection: PostgresConnection) throws(PostgresError) {
         guard !states.isEmpty || batch != nil else { return }
-        try connection.enqueue(cached: """
+        try connection.query(cached: """
             WITH settled AS (
                 DELETE FROM nocobridge.write_intents WHERE journalled_by = $6 AND batch_id = $7::bigint
             )

@@ -12,7 +12,7 @@ public struct ConflictLog: Sendable {
 
     public func record(_ entries: [SyncPlan.Conflict], on connection: PostgresConnection) throws(PostgresError) {
         guard !entries.isEmpty else { return }
-        try connection.enqueue(cached: """
+        try connection.query(cached: """
             INSERT INTO nocobridge.conflicts (collection, external_id, nocodb_version, mongo_version, winner, rule)
             SELECT $1, k, n::jsonb, m::jsonb, w, r FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(k, n, m, w, r)
             """, [collection,

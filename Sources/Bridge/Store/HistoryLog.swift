@@ -75,14 +75,13 @@ public struct HistoryLog: Sendable {
         }
     }
 
-    /// Writes the batch's entries with one statement, inside the caller's transaction, sent
-    /// with the transaction's next statement (`PostgresConnection.enqueue`).
+    /// Writes the batch's entries with one statement, inside the caller's transaction.
     public func record(_ decisions: Decisions, collection: String, on connection: PostgresConnection) throws(PostgresError) {
         let entries = Self.entries(decisions)
         guard !entries.isEmpty else { return }
         let via: String = if case .change = decisions.mode { "stream" } else { "resync" }
         func column(_ values: (Entry) -> String?) -> String? { PostgresConnection.arrayLiteral(entries.map(values)) }
-        try connection.enqueue(cached: """
+        try connection.query(cached: """
             INSERT INTO nocobridge.history (collection, via, external_id, side, op, changed, discarded, edited_by, decision, winner, rule, note)
             SELECT $1, $2, k, s, o, c::jsonb, d::jsonb, b, x, w, r, n
             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])

@@ -13,7 +13,7 @@ public struct KeyMapStore: Sendable {
 
     public func save(_ pairs: [(id: Value, key: String)], on connection: PostgresConnection) throws {
         guard !pairs.isEmpty else { return }
-        try connection.enqueue(cached: """
+        try connection.query(cached: """
             INSERT INTO nocobridge.key_map (collection, mongo_id, external_id)
             SELECT $1, decode(i, 'hex'), k FROM unnest($2::text[], $3::text[]) AS u(i, k)
             ON CONFLICT (collection, mongo_id) DO UPDATE SET external_id = EXCLUDED.external_id, seen_at = clock_timestamp()

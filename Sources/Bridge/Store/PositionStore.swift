@@ -11,7 +11,7 @@ public enum PositionStore {
     }
 
     public static func save(_ stream: String, position: [UInt8], on connection: PostgresConnection) throws(PostgresError) {
-        try connection.enqueue(cached: """
+        try connection.query(cached: """
             INSERT INTO nocobridge.positions (stream, position, updated_at) VALUES ($1, decode($2, 'hex'), now())
             ON CONFLICT (stream) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
             """, [stream, Hex.encode(position)])
