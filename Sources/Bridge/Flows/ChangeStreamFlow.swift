@@ -127,11 +127,13 @@ final class ChangeStreamFlow: Sendable {
                                       journal: environment.journal)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         var hold = try TableHoldStore.reason(mapping.collection, on: connection).map { Hold(reason: $0) }
-        let stored = try Self.storedPosition(database: configuration.mongoDatabase, collection: mapping.collection, on: connection)
+        // Reopening after an invalidate starts after it: no stored position is needed.
+        let stored = startAfter == nil
+            ? try Self.storedPosition(database: configuration.mongoDatabase, collection: mapping.collection, on: connection) : nil
         let token = stored?.token
         let databaseWide = startAfter?.databaseWide ?? stored?.databaseWide ?? false
         var options = ChangeStreamOptions()
-        options.resumeToken = startAfter == nil ? token : nil
+        options.resumeToken = token
         options.startAfter = startAfter?.token
         options.fullDocumentBeforeChange = configuration.usePreImages
         options.pipeline = ChangeStreamPipeline.stages(collections: [mapping.collection])
