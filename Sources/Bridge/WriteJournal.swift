@@ -134,12 +134,22 @@ public final class WriteJournal: Sendable {
         writing.withLock { $0[owner] != nil }
     }
 
+    /// Long enough for another flow's transaction to get from its agreed-state save to its
+    /// COMMIT (PostgreSQL statements only), short enough that a flow stuck behind it is noticed.
+    static let lockTimeoutMilliseconds = 2_000
+
     private func connected(_ state: inout State) throws -> PostgresConnection {
         if let connection = state.connection, connection.isConnected { return connection }
         state.connection = nil
         state.owner = Self.newOwner(instanceID)
         let connection = try PostgresConnection(url: url, applicationName: "nocobridge-journal")
         try connection.query("SET synchronous_commit = off")
+        // An abandon's UPDATE can wait on intents an open transaction of this process has
+        // deleted: the batch's own (abandoned after its agreed-state save, on the thread that
+        // holds it open), or the other flow's, whose thread may then need this journal. Either
+        // would wait forever; the timeout ends it in the fallback (a new owner, the old one's
+        // intents a dead writer's once that transaction has ended).
+        try connection.query("SET lock_timeout = '\(Self.lockTimeoutMilliseconds)ms'")
         try IntentStore.holdOwner(state.owner, on: connection)
         state.connection = connection
         return connection

@@ -73,4 +73,40 @@ import Testing
         }
         #expect(try intents().count == 1)
     }
+
+    /// A batch abandoned after its agreed-state save (a later statement of its transaction
+    /// failed) hands over intents that its own open transaction has deleted: the journal's
+    /// UPDATE waits on those rows, and in the bridge the flow waiting is the one holding the
+    /// transaction open. The journal's lock timeout ends the wait; the writer goes on under a
+    /// new name, and once the transaction has rolled back its intents are a dead writer's.
+    @Test func aBatchAbandonedInsideItsOwnTransactionDoesNotWaitForIt() throws {
+        let f = try BridgeFixture()
+        let connection = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
+        let mapping = try #require(f.configuration.tables.first { $0.table == "waiter_ops" })
+        let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: f.configuration.columnKinds, fieldNames: [:])
+        let journal = WriteJournal(url: f.ownerConfiguration.postgresURL, instanceID: f.configuration.instanceID)
+        let sync = RecordSynchronizer(shape: shape, policy: ConflictPolicy(), journal: journal)
+        let state = try sync.writer.codec.state(document: ["externalId": .string("k-own"), "action": .string("seat")], fallbackAt: 1)
+        let batch = try journal.record([("k-own", state)], collection: "waiter_ops")
+        let abandoned = DispatchSemaphore(value: 0)
+        var returned = false
+
+        _ = try? connection.bridgeTransaction { () throws -> Void in
+            try sync.agreedStore.save([("k-own", state)], settling: batch, on: connection)
+            // On a thread of its own, so that a wait that never ends fails the test instead
+            // of hanging it: the transaction ends when this thread gives up.
+            let started = Date()
+            Thread { journal.abandon(batch); abandoned.signal() }.start()
+            returned = abandoned.wait(timeout: .now() + 10) == .success
+            #expect(returned, "abandon waited on the batch's own transaction")
+            #expect(Date().timeIntervalSince(started) * 1000 >= Double(WriteJournal.lockTimeoutMilliseconds) - 100)
+            throw CancellationError()
+        }
+        if !returned { _ = abandoned.wait(timeout: .now() + 10) }
+        let owners = try f.sql("SELECT owner FROM nocobridge.write_intents").rows.compactMap { $0[0] }
+        #expect(owners == [batch.owner], "the rollback brought the batch's intents back")
+        #expect(try IntentStore.deadOwners(on: connection).contains(batch.owner), "recovery would not settle them")
+        let next = try journal.record([("k-own", state)], collection: "waiter_ops")
+        #expect(next.owner != batch.owner)
+    }
 }
