@@ -29,6 +29,8 @@ struct Settings: Sendable {
     let rate = 100.0
     var latencyCount: Int { quick ? 300 : 2000 }
     var warmup: Int { quick ? 30 : 100 }
+    /// Floor and bridge rounds of the steady runs, `latencyCount` changes split among them.
+    let steadyRounds = 4
     /// How long after its send a steady-run change may still arrive.
     let steadyWindow = 30.0
     /// The bulk edit: 20,000 records, in both modes.

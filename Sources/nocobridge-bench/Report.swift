@@ -18,7 +18,7 @@ struct Report {
 
     private func steady(_ lines: inout [String]) {
         guard !results.steady.isEmpty else { return }
-        lines.append("STEADY LATENCY at \(Int(results.rateOfSingleChangesPerS)) single-row changes/s (floor = raw relay on the same servers in the same state, measured just before)")
+        lines.append("STEADY LATENCY at \(Int(results.rateOfSingleChangesPerS)) single-row changes/s (floor = raw relay on the same servers in the same state, in rounds alternating with the bridge's)")
         lines.append("  " + pad("mode / direction", 22) + pad("floor p50 / p99", 20) + pad("bridge p50 / p95 / p99 / max", 34) + "p50 ratio (goal ≤ 1.5; p99 ≤ 10 ms)")
         for mode in ["triggers", "logical"] {
             guard let m = results.steady[mode] else { continue }
@@ -26,7 +26,8 @@ struct Report {
                 let floor = "\(ms(d.floor.p50Ms)) / \(ms(d.floor.p99Ms))"
                 let bridge = "\(ms(d.bridge.p50Ms)) / \(ms(d.bridge.p95Ms)) / \(ms(d.bridge.p99Ms)) / \(ms(d.bridge.maxMs))"
                 let lost = d.bridge.lost + d.floor.lost > 0 ? "  lost: floor \(d.floor.lost), bridge \(d.bridge.lost)" : ""
-                lines.append("  " + pad("\(mode) \(name)", 22) + pad(floor, 20) + pad(bridge, 34) + times(d.ratioP50) + lost)
+                let spread = d.ratioP50Min.flatMap { lo in d.ratioP50Max.map { hi in String(format: " (rounds %.2f–%.2f×)", lo, hi) } } ?? ""
+                lines.append("  " + pad("\(mode) \(name)", 22) + pad(floor, 20) + pad(bridge, 34) + times(d.ratioP50) + spread + lost)
                 let h = d.floorHops
                 lines.append("  " + pad("", 22) + "floor hops p50: capture \(ms(h.captureP50Ms)), relay write \(ms(h.relayWriteP50Ms)), observer \(ms(h.observeP50Ms))")
             }

@@ -23,8 +23,20 @@ struct FloorHops: Codable, Sendable {
     var observeP50Ms: Double?
 }
 
+extension FloorHops {
+    /// Each hop's median over the steady rounds' medians.
+    init(medianOf rounds: [FloorHops]) {
+        func median(_ values: [Double?]) -> Double? {
+            let known = values.compactMap { $0 }.sorted()
+            return known.isEmpty ? nil : known[(known.count - 1) / 2]
+        }
+        self.init(captureP50Ms: median(rounds.map(\.captureP50Ms)), relayWriteP50Ms: median(rounds.map(\.relayWriteP50Ms)),
+                  observeP50Ms: median(rounds.map(\.observeP50Ms)))
+    }
+}
+
 /// One direction at 100 single-row changes/s: the raw relay (floor) and the bridge, measured
-/// back to back on the same servers in the same state.
+/// in alternating rounds on the same servers in the same state, samples pooled.
 struct SteadyDirection: Codable, Sendable {
     var floor: LatencySummary
     var floorHops: FloorHops
@@ -35,6 +47,11 @@ struct SteadyDirection: Codable, Sendable {
     /// How far the load generator fell behind its schedule (a blocked source write), ms.
     var floorSendLagMaxMs: Double
     var bridgeSendLagMaxMs: Double
+    /// Floor and bridge rounds each (`SteadyLatency`), and the spread of the p50 ratio
+    /// between a bridge round and the floor round of the same number.
+    var rounds: Int
+    var ratioP50Min: Double?
+    var ratioP50Max: Double?
 }
 
 struct SteadyMode: Codable, Sendable {

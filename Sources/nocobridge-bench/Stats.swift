@@ -11,6 +11,11 @@ struct Samples: Sendable {
     mutating func add(_ microseconds: Double) { values.append(microseconds) }
     mutating func addLost() { lost += 1 }
 
+    mutating func merge(_ other: Samples) {
+        values += other.values
+        lost += other.lost
+    }
+
     var count: Int { values.count + lost }
 
     func percentile(_ p: Double) -> Double? {

@@ -45,6 +45,7 @@ import Testing
             #expect((floor["p50_ms"] as? Double ?? 0) > 0 && (bridge["p50_ms"] as? Double ?? 0) > 0, "\(direction): \(d)")
             #expect((bridge["count"] as? Int ?? 0) >= 250 && (bridge["lost"] as? Int ?? 1) == 0, "\(direction): changes lost")
             #expect(d["ratio_p50"] is Double)
+            #expect(d["rounds"] as? Int == 4 && d["ratio_p50_min"] is Double && d["ratio_p50_max"] is Double, "\(direction): \(d)")
         }
         let history = try #require(object["history"] as? [String: Any])
         let batches = try #require(history["batches"] as? [[String: Any]])
