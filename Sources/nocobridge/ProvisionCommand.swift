@@ -30,6 +30,11 @@ struct Provision: AsyncParsableCommand {
 
     func run() async throws {
         try await runReporting {
+            // Without a plan there is no password to set: accepted, the flag would look done.
+            if resetSharePasswords && accessFile == nil {
+                throw ConfigurationError(setting: "--reset-share-passwords",
+                                         message: "needs --access FILE: it sets again the share passwords an access plan names")
+            }
             let env = ProcessInfo.processInfo.environment
             guard let client = try NocoDBSettings.client(env) else {
                 throw ConfigurationError(setting: "NOCODB_URL", message: "provision needs NOCODB_URL, NOCODB_TOKEN and NOCODB_BASE")

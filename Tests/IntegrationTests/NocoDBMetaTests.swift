@@ -114,6 +114,19 @@ import Testing
                 && again.output.contains("{waiter_ops/Waiter Ops Form}/hide-all"), "\(again.output)")
     }
 
+    /// `--reset-share-passwords` acts only through an access plan: alone it would exit 0 having
+    /// set nothing, and an operator would believe the passwords reset.
+    @Test func resetSharePasswordsWithoutAnAccessPlanIsRefused() throws {
+        let f = try BridgeFixture(install: false)
+        let base = "p" + randomSuffix(14)
+        let server = try NocoDBTestServer(postgresURL: f.postgresURL, baseID: base)
+        let result = try runCLI(["provision", "--reset-share-passwords"], environment: environment(f, server, tables: "waiter_ops"))
+        #expect(result.status == 2, "\(result.output)")
+        #expect(result.output.contains("--reset-share-passwords") && result.output.contains("--access"), "\(result.output)")
+        #expect(result.output.split(separator: "\n").count == 1, "\(result.output)")
+        #expect(server.calls.isEmpty, "it called NocoDB: \(server.calls.map(\.path))")
+    }
+
     /// NocoDB's `GET /bases/` answers every base on "page 1" whatever page is asked, with
     /// isLastPage false past DB_QUERY_LIMIT_MAX: the client must still stop.
     @Test func aBaseListLongerThanNocoDBsPageEnds() throws {
