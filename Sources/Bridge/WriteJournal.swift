@@ -135,7 +135,9 @@ public final class WriteJournal: Sendable {
     }
 
     /// Long enough for another flow's transaction to get from its agreed-state save to its
-    /// COMMIT (PostgreSQL statements only), short enough that a flow stuck behind it is noticed.
+    /// COMMIT in the usual case (PostgreSQL statements only; a record sent round again adds a
+    /// MongoDB round), short: the journal's lock is held meanwhile, and every flow's next
+    /// batch waits for it.
     static let lockTimeoutMilliseconds = 2_000
 
     private func connected(_ state: inout State) throws -> PostgresConnection {
@@ -146,9 +148,10 @@ public final class WriteJournal: Sendable {
         try connection.query("SET synchronous_commit = off")
         // An abandon's UPDATE can wait on intents an open transaction of this process has
         // deleted: the batch's own (abandoned after its agreed-state save, on the thread that
-        // holds it open), or the other flow's, whose thread may then need this journal. Either
-        // would wait forever; the timeout ends it in the fallback (a new owner, the old one's
-        // intents a dead writer's once that transaction has ended).
+        // holds it open), or another flow's, whose next round in the same transaction
+        // journals again and so waits for this journal's lock. Either would wait forever; the
+        // timeout ends it in the fallback (a new owner, the old one's intents a dead writer's
+        // once that transaction has ended).
         try connection.query("SET lock_timeout = '\(Self.lockTimeoutMilliseconds)ms'")
         try IntentStore.holdOwner(state.owner, on: connection)
         state.connection = connection

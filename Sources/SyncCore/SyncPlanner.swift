@@ -169,8 +169,10 @@ public struct SyncPlanner: Sendable {
         return Document([("_id", id)] + set.fields)
     }
 
-    /// The filter that matches `document` only while `fields` still hold what was read (a
-    /// missing field as null, which matches missing or null), leaving out large values and the
+    /// The filter that matches `document` only while `fields` still hold what was read, as
+    /// MongoDB's equality sees it: a missing field as null, which matches missing or null, and
+    /// a scalar also matches an array holding it (an app that turned "x" into ["x", "y"] is not
+    /// seen). It leaves out large values and the
     /// metadata fields, which never make records differ (and which a presumed document does not
     /// know as MongoDB holds them).
     static func expected(_ fields: [String], in document: Document) -> Document {

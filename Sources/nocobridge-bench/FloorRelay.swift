@@ -66,6 +66,11 @@ final class FloorRelay: Sendable {
         try pg.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [slot])
     }
 
+    /// Moves the relay's (idle) slot to the end of the WAL.
+    static func skipBacklog(on pg: PostgresConnection) throws {
+        try pg.query("SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())", [slot])
+    }
+
     /// Returns once both sides' capture is open.
     func start() throws {
         Thread { [self] in

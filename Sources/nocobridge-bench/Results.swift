@@ -28,7 +28,8 @@ extension FloorHops {
     init(medianOf rounds: [FloorHops]) {
         func median(_ values: [Double?]) -> Double? {
             let known = values.compactMap { $0 }.sorted()
-            return known.isEmpty ? nil : known[(known.count - 1) / 2]
+            guard !known.isEmpty else { return nil }
+            return (known[(known.count - 1) / 2] + known[known.count / 2]) / 2
         }
         self.init(captureP50Ms: median(rounds.map(\.captureP50Ms)), relayWriteP50Ms: median(rounds.map(\.relayWriteP50Ms)),
                   observeP50Ms: median(rounds.map(\.observeP50Ms)))
@@ -166,6 +167,7 @@ struct CatchUp: Codable, Sendable {
 }
 
 struct BridgeMemory: Codable, Sendable {
+    /// The last steady round's bridge (each round starts its own).
     var afterSteadyMib: Double?
     var afterCatchUpMib: Double?
     var peakMib: Double?

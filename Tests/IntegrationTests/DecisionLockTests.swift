@@ -73,7 +73,7 @@ import Testing
             }))
             secondDone.signal()
         }.start()
-        defer { if secondResult.get() == nil { _ = try? first.query("ROLLBACK"); secondDone.wait() } }
+        defer { if secondResult.get() == nil { _ = try? first.query("ROLLBACK"); _ = secondDone.wait(timeout: .now() + 30) } }
 
         try eventually("the second decision waits on a lock or finishes") {
             if secondResult.get() != nil { return true }
