@@ -39,6 +39,10 @@ public struct RecordSynchronizer: Sendable {
     /// How many times a record that keeps changing while it is decided is read again.
     static let rounds = 3
 
+    /// The `_id` of a document the bridge inserts; a test sets it to stand for an insert
+    /// whose first attempt already landed.
+    var newDocumentID: @Sendable () -> Value = { .objectId(.generate()) }
+
     /// - Parameter capture: how NocoDB's changes are captured: with logical capture nothing
     ///   stamps NocoDB edits' times, and the bridge's own NocoDB writes are marked in the WAL.
     public init(shape: TableShape, policy: ConflictPolicy, capture: BridgeConfiguration.Capture = .triggers,
@@ -284,7 +288,7 @@ public struct RecordSynchronizer: Sendable {
                            documentUnread: unread.contains(hint.key) && documents[hint.key] == nil, changedAt: hint.changedAt,
                            deletedAt: deleteTimes[hint.key], eventShowedDocument: hint.eventShowedDocument)
         }
-        let plan = planner.plan(snapshots, mode: mode, now: wallClockMilliseconds(), newDocumentID: { .objectId(.generate()) })
+        let plan = planner.plan(snapshots, mode: mode, now: wallClockMilliseconds(), newDocumentID: newDocumentID)
         _ = lap()
         // A holder that lost its lease journals nothing more (nor writes).
         if !plan.mongoWrites.isEmpty { try fence?.checkValid() }
@@ -421,6 +425,7 @@ public struct RecordSynchronizer: Sendable {
         }
         var report = SyncPlan.MongoReport()
         for error in result.writeErrors { report.errors[error.index] = (error.code, error.message) }
+        try acceptOwnDuplicates(writes, into: &report, mongo: mongo)
         let conditional = writes.enumerated().filter { index, write in
             if report.errors[index] != nil { return false }
             if case .insert = write.action { return false }
@@ -433,6 +438,31 @@ public struct RecordSynchronizer: Sendable {
             if !state.sameContent(as: write.state) { report.movedOn.insert(write.key) }
         }
         return report
+    }
+
+    /// An insert refused as a duplicate key may have met the bridge's own document: the
+    /// driver retried the command (a reply lost to a restart, or one carrying a retryable
+    /// error), and the server ran the whole batch again instead of answering from its record
+    /// of the first attempt, which it keeps only in memory and only for batches with no
+    /// document refused (SecantusDB; mongod keeps it per statement, replicated). Taken for an
+    /// app's record, the key went round again with its intent deleted by the round's save,
+    /// and a NocoDB delete meanwhile left the document in MongoDB with no agreed state: the
+    /// change stream later copied it back as an app's insert (a chaos run with MongoDB
+    /// restarts found five such records back on both sides). A document holding the `_id`
+    /// this insert generated is this insert, landed.
+    private func acceptOwnDuplicates(_ writes: [SyncPlan.MongoWrite], into report: inout SyncPlan.MongoReport,
+                                     mongo: MongoClientPool) throws {
+        let duplicates = writes.indices.filter { index in
+            guard report.errors[index]?.code == SyncPlan.duplicateKeyCode, case .insert = writes[index].action else { return false }
+            return true
+        }
+        guard !duplicates.isEmpty else { return }
+        let current = try read(duplicates.map { writes[$0].key }, contiguous: false, mongo: mongo)
+        for index in duplicates {
+            guard case .insert(let document) = writes[index].action, let id = document["_id"],
+                  current[writes[index].key]?["_id"] == id else { continue }
+            report.errors[index] = nil
+        }
     }
 
     static func bulkWrite(_ write: SyncPlan.MongoWrite) -> BulkWrite {

@@ -1,4 +1,4 @@
-import Bridge
+@testable import Bridge
 import Foundation
 import Mongo
 import Postgres
@@ -135,6 +135,47 @@ import Testing
         let dead = try f.deadLetters().rows
         #expect(dead.isEmpty, "\(dead)")
         #expect(try f.sql("SELECT winner, rule FROM nocobridge.conflicts").rows.map { "\($0[0] ?? ""):\($0[1] ?? "")" } == ["nocodb:source_priority"])
+    }
+
+    /// The driver retries an insert command whose first attempt ran but whose reply was lost
+    /// (a MongoDB restart), and the server runs it again instead of answering from its record
+    /// of the first attempt: SecantusDB keeps that record in memory only, and none for a batch
+    /// with a refused document. The bridge's own insert then comes back as a duplicate key.
+    /// Taken for an app's record and sent round again, its intent went with the round's save;
+    /// when NocoDB deleted the row meanwhile, the document stayed in MongoDB with nothing
+    /// agreed, and the change stream copied it back to NocoDB (a 100-fault chaos run found
+    /// five such records). Here the first attempt's document is put in place with the `_id`
+    /// the insert generates; the insert must count as the bridge's write, landed.
+    @Test func aRetriedInsertThatMeetsItsOwnDocumentIsTakenAsLanded() throws {
+        let f = try BridgeFixture()
+        let t = f.table("waiter_ops")
+        let connection = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
+        let mapping = try #require(f.configuration.tables.first { $0.table == "waiter_ops" })
+        let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: f.configuration.columnKinds, fieldNames: [:])
+        let journal = WriteJournal(url: f.ownerConfiguration.postgresURL, instanceID: f.configuration.instanceID)
+        var sync = RecordSynchronizer(shape: shape, policy: ConflictPolicy(), optimisticInserts: true, journal: journal,
+                                      history: HistoryLog(days: 30))
+        let id = Value.objectId(.generate())
+        sync.newDocumentID = { id }
+        try f.sql("INSERT INTO \(t) (\"externalId\", action) VALUES ('mine', 'seat'), ('app-first', 'seat')")
+        let row = try #require(try sync.writer.rows(for: ["mine"], on: connection)["mine"])
+        let state = try #require(try sync.planner.nocodbState(RecordSnapshot(key: "mine", row: row, changedAt: 1), changed: .nocodb))
+        let landed = try #require(try sync.planner.presumedDocument(key: "mine", agreed: state, id: id))
+        try f.mongoWrite { (c: MongoClient) throws(MongoError) in
+            // The first attempt's document, and an app's record under the other key.
+            _ = try c.bulkWrite([.insertOne(landed), .insertOne(["externalId": .string("app-first"), "action": .string("app")])],
+                                collection: "waiter_ops")
+        }
+        let outcome = try connection.bridgeTransaction {
+            try sync.synchronize(mode: .change(.nocodb), hints: [.init(key: "mine", changedAt: 1), .init(key: "app-first", changedAt: 1)],
+                                 connection: connection, mongo: f.mongo)
+        }
+        let decisions = try f.sql("SELECT external_id, decision FROM nocobridge.history WHERE external_id = 'mine'").rows
+        #expect(decisions.map { $0[1] } == ["write-mongo"], "\(decisions)")
+        #expect(outcome.mongoWrites == 2 && outcome.conflicts == 1, "\(outcome)")
+        #expect(try f.sql("SELECT deleted FROM nocobridge.agreed_state WHERE external_id = 'mine'").rows.map { $0[0] } == ["f"])
+        #expect(try f.sql("SELECT count(*) FROM nocobridge.write_intents").rows[0][0] == "0")
+        #expect(try f.count("waiter_ops") == 2)
     }
 
     /// MongoDB frozen for 30 s with every socket open, while a change of a record is in
