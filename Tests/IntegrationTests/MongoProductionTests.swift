@@ -149,12 +149,9 @@ import Testing
     @Test func aRetriedInsertThatMeetsItsOwnDocumentIsTakenAsLanded() throws {
         let f = try BridgeFixture()
         let t = f.table("waiter_ops")
-        let connection = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
-        let mapping = try #require(f.configuration.tables.first { $0.table == "waiter_ops" })
-        let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: f.configuration.columnKinds, fieldNames: [:])
-        let journal = WriteJournal(url: f.ownerConfiguration.postgresURL, instanceID: f.configuration.instanceID)
-        var sync = RecordSynchronizer(shape: shape, policy: ConflictPolicy(), optimisticInserts: true, journal: journal,
-                                      history: HistoryLog(days: 30))
+        let d = try DecisionFixture(f, optimisticInserts: true, history: HistoryLog(days: 30))
+        let connection = d.connection
+        var sync = d.sync
         let id = Value.objectId(.generate())
         sync.newDocumentID = { id }
         try f.sql("INSERT INTO \(t) (\"externalId\", action) VALUES ('mine', 'seat'), ('app-first', 'seat')")

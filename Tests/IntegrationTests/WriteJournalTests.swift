@@ -16,11 +16,8 @@ import Testing
         let f = try BridgeFixture()
         let t = f.table("waiter_ops")
         try f.sql("INSERT INTO \(t) (\"externalId\", action) VALUES ('k-slow', 'seat')")
-        let connection = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
-        let mapping = try #require(f.configuration.tables.first { $0.table == "waiter_ops" })
-        let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: f.configuration.columnKinds, fieldNames: [:])
-        let journal = WriteJournal(url: f.ownerConfiguration.postgresURL, instanceID: f.configuration.instanceID)
-        let sync = RecordSynchronizer(shape: shape, policy: ConflictPolicy(), journal: journal)
+        let d = try DecisionFixture(f)
+        let (connection, journal, sync) = (d.connection, d.journal, d.sync)
         let document: Document = ["externalId": .string("k-slow"), "action": .string("seat")]
         let state = try sync.writer.codec.state(document: document, fallbackAt: 1)
         let batch = try journal.record([("k-slow", state)], collection: "waiter_ops")
@@ -49,11 +46,8 @@ import Testing
     /// look landed (the restore tests timed out about one full run in three).
     @Test func aBatchInFlightWhenTheOtherFlowRestartsLeavesNoIntentBehind() throws {
         let f = try BridgeFixture()
-        let connection = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
-        let mapping = try #require(f.configuration.tables.first { $0.table == "waiter_ops" })
-        let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: f.configuration.columnKinds, fieldNames: [:])
-        let journal = WriteJournal(url: f.ownerConfiguration.postgresURL, instanceID: f.configuration.instanceID)
-        let sync = RecordSynchronizer(shape: shape, policy: ConflictPolicy(), journal: journal)
+        let d = try DecisionFixture(f)
+        let (connection, journal, sync) = (d.connection, d.journal, d.sync)
         let state = try sync.writer.codec.state(document: ["externalId": .string("k-busy"), "action": .string("seat")], fallbackAt: 1)
         func intents() throws -> [String] { try f.sql("SELECT owner FROM nocobridge.write_intents").rows.compactMap { $0[0] } }
 
@@ -81,11 +75,8 @@ import Testing
     /// new name, and once the transaction has rolled back its intents are a dead writer's.
     @Test func aBatchAbandonedInsideItsOwnTransactionDoesNotWaitForIt() throws {
         let f = try BridgeFixture()
-        let connection = try PostgresConnection(url: f.ownerConfiguration.postgresURL)
-        let mapping = try #require(f.configuration.tables.first { $0.table == "waiter_ops" })
-        let shape = try TableCatalog.shape(of: mapping, on: connection, columnKinds: f.configuration.columnKinds, fieldNames: [:])
-        let journal = WriteJournal(url: f.ownerConfiguration.postgresURL, instanceID: f.configuration.instanceID)
-        let sync = RecordSynchronizer(shape: shape, policy: ConflictPolicy(), journal: journal)
+        let d = try DecisionFixture(f)
+        let (connection, journal, sync) = (d.connection, d.journal, d.sync)
         let state = try sync.writer.codec.state(document: ["externalId": .string("k-own"), "action": .string("seat")], fallbackAt: 1)
         let batch = try journal.record([("k-own", state)], collection: "waiter_ops")
         let abandoned = DispatchSemaphore(value: 0)
