@@ -425,44 +425,40 @@ public struct RecordSynchronizer: Sendable {
         }
         var report = SyncPlan.MongoReport()
         for error in result.writeErrors { report.errors[error.index] = (error.code, error.message) }
-        try acceptOwnDuplicates(writes, into: &report, mongo: mongo)
-        let conditional = writes.enumerated().filter { index, write in
-            if report.errors[index] != nil { return false }
-            if case .insert = write.action { return false }
-            return true
-        }.map(\.element)
-        guard result.updatesMatchingNothing > 0 || result.deletesMatchingNothing > 0 else { return report }
-        let current = try read(conditional.map(\.key), contiguous: false, mongo: mongo)
-        for write in conditional {
-            let state = current[write.key].flatMap { try? writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
-            if !state.sameContent(as: write.state) { report.movedOn.insert(write.key) }
-        }
-        return report
-    }
-
-    /// An insert refused as a duplicate key may have met the bridge's own document: the
-    /// driver retried the command (a reply lost to a restart, or one carrying a retryable
-    /// error), and the server ran the whole batch again instead of answering from its record
-    /// of the first attempt, which it keeps only in memory and only for batches with no
-    /// document refused (SecantusDB; mongod keeps it per statement, replicated). Taken for an
-    /// app's record, the key went round again with its intent deleted by the round's save,
-    /// and a NocoDB delete meanwhile left the document in MongoDB with no agreed state: the
-    /// change stream later copied it back as an app's insert (a chaos run with MongoDB
-    /// restarts found five such records back on both sides). A document holding the `_id`
-    /// this insert generated is this insert, landed.
-    private func acceptOwnDuplicates(_ writes: [SyncPlan.MongoWrite], into report: inout SyncPlan.MongoReport,
-                                     mongo: MongoClientPool) throws {
+        // An insert refused as a duplicate key may have met the bridge's own document: the
+        // driver retried the command (a reply lost to a restart, or one carrying a retryable
+        // error), and the server ran the whole batch again instead of answering from its
+        // record of the first attempt, which it keeps only in memory and only for batches
+        // with no document refused (SecantusDB; mongod keeps it per statement, replicated).
+        // Taken for an app's record, the key went round again with its intent deleted by the
+        // round's save, and a NocoDB delete meanwhile left the document in MongoDB with no
+        // agreed state: the change stream later copied it back as an app's insert (a chaos
+        // run with MongoDB restarts found five such records back on both sides). A document
+        // holding the `_id` this insert generated is this insert, landed.
         let duplicates = writes.indices.filter { index in
             guard report.errors[index]?.code == SyncPlan.duplicateKeyCode, case .insert = writes[index].action else { return false }
             return true
         }
-        guard !duplicates.isEmpty else { return }
-        let current = try read(duplicates.map { writes[$0].key }, contiguous: false, mongo: mongo)
+        let conditional = result.updatesMatchingNothing > 0 || result.deletesMatchingNothing > 0
+            ? writes.indices.filter { index in
+                if report.errors[index] != nil { return false }
+                if case .insert = writes[index].action { return false }
+                return true
+            }
+            : []
+        guard !duplicates.isEmpty || !conditional.isEmpty else { return report }
+        let current = try read((duplicates + conditional).map { writes[$0].key }, contiguous: false, mongo: mongo)
         for index in duplicates {
             guard case .insert(let document) = writes[index].action, let id = document["_id"],
                   current[writes[index].key]?["_id"] == id else { continue }
             report.errors[index] = nil
         }
+        for index in conditional {
+            let write = writes[index]
+            let state = current[write.key].flatMap { try? writer.codec.state(document: $0, fallbackAt: 0) } ?? .absent(at: nil)
+            if !state.sameContent(as: write.state) { report.movedOn.insert(write.key) }
+        }
+        return report
     }
 
     static func bulkWrite(_ write: SyncPlan.MongoWrite) -> BulkWrite {
