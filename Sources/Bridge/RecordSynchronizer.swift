@@ -43,6 +43,10 @@ public struct RecordSynchronizer: Sendable {
     /// whose first attempt already landed.
     var newDocumentID: @Sendable () -> Value = { .objectId(.generate()) }
 
+    /// Called after the intents' check has read MongoDB; a test lands a write there to stand
+    /// for one that arrives between that read and the decision.
+    var afterIntentCheck: @Sendable () -> Void = {}
+
     /// - Parameter capture: how NocoDB's changes are captured: with logical capture nothing
     ///   stamps NocoDB edits' times, and the bridge's own NocoDB writes are marked in the WAL.
     public init(shape: TableShape, policy: ConflictPolicy, capture: BridgeConfiguration.Capture = .triggers,
@@ -211,7 +215,8 @@ public struct RecordSynchronizer: Sendable {
         try agreedStore.lock(hints.map(\.key), on: connection)
         var (agreed, intents, saved) = try agreedStore.statesAndIntents(hints.map(\.key), on: connection)
         var hints = hints
-        let adopted = try adoptLandedIntents(intents, agreed: &agreed, connection: connection, mongo: mongo)
+        let (adopted, intentDocuments) = try adoptLandedIntents(intents, agreed: &agreed, connection: connection, mongo: mongo)
+        afterIntentCheck()
         if !adopted.isEmpty, mode.changedSide != nil {
             // The adopted state was never weighed against NocoDB: as after a crash, the
             // record is reconciled (NocoDB deleted it meanwhile: the late write is undone).
@@ -255,13 +260,17 @@ public struct RecordSynchronizer: Sendable {
         // again); a record agreed on holds the agreed state unless an app changed it (the
         // conditional write finds out, and sends it round again). Only the first round
         // presumes: a record sent round again is read.
-        var documents: [String: Document] = [:]
+        // A record with intents is decided from the read that checked them. A second read could
+        // meet a late write that landed in between, and take it for an app's change: the check
+        // saw it missing, so it was not adopted.
+        let checked = Set(intents.keys)
+        var documents = intentDocuments
         var unread = Set<String>()
         // Records whose change event stands for a read (`Hint.Streamed`).
         var streamedKeys = Set<String>()
         if optimistic {
             let ids = try keyMap.ids(forKeys: keys.filter { agreed[$0]?.isPresent == true }, on: connection)
-            for key in keys {
+            for key in keys where !checked.contains(key) {
                 if agreed[key] == nil {
                     unread.insert(key)
                 } else if let known = agreed[key], let id = ids[key], let presumed = planner.presumedDocument(key: key, agreed: known, id: id) {
@@ -278,7 +287,8 @@ public struct RecordSynchronizer: Sendable {
             }
         }
         outcome.unreadDocuments += unread.count + streamedKeys.count
-        for (key, document) in try read(keys.filter { !unread.contains($0) && !streamedKeys.contains($0) }, contiguous: contiguous, mongo: mongo) {
+        for (key, document) in try read(keys.filter { !unread.contains($0) && !streamedKeys.contains($0) && !checked.contains($0) },
+                                        contiguous: contiguous, mongo: mongo) {
             documents[key] = document
         }
         outcome.timings.mongoRead += lap()
@@ -315,10 +325,11 @@ public struct RecordSynchronizer: Sendable {
     /// same state, and only `IntentRecovery` knows when a writer is gone and its operations
     /// are over. Usually there are none (they come with the agreed states, in one query).
     /// - Parameter intents: per key, newest first.
-    /// - Returns: the keys whose agreed state was replaced.
+    /// - Returns: the keys whose agreed state was replaced, and the documents read.
     private func adoptLandedIntents(_ intents: [String: [RecordState]], agreed: inout [String: RecordState],
-                                    connection: PostgresConnection, mongo: MongoClientPool) throws -> Set<String> {
-        guard !intents.isEmpty else { return [] }
+                                    connection: PostgresConnection,
+                                    mongo: MongoClientPool) throws -> (adopted: Set<String>, documents: [String: Document]) {
+        guard !intents.isEmpty else { return ([], [:]) }
         let documents = try read(Array(intents.keys), contiguous: false, mongo: mongo)
         let now = wallClockMilliseconds()
         var adopted: [(key: String, state: RecordState)] = []
@@ -332,7 +343,7 @@ public struct RecordSynchronizer: Sendable {
         }
         try awaitMajority(adopted, mongo: mongo)
         try agreedStore.save(adopted, on: connection)
-        return Set(adopted.map(\.key))
+        return (Set(adopted.map(\.key)), documents)
     }
 
     /// The planned writes and the bookkeeping that records them, in the caller's transaction.
