@@ -129,6 +129,7 @@ final class LogicalTableFlow: Sendable {
                                       journal: environment.journal)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         let applier = NocoDBChangeApplier(mongo: environment.mongo, logger: logger, statistics: statistics, fence: environment.fence)
+        let rowID = try RowIDType(of: mapping, on: connection)
         // Changes the triggers captured before the switch to logical capture.
         let reader = ChangelogReader(shape: shape)
         while try applier.applyChangelogBatch(reader, limit: configuration.batchSize, synchronizer: synchronizer, connection: connection) > 0 {}
@@ -151,7 +152,7 @@ final class LogicalTableFlow: Sendable {
                 continue
             }
             do {
-                try apply(work, applier: applier, synchronizer: synchronizer, connection: connection)
+                try apply(work, rowID: rowID, applier: applier, synchronizer: synchronizer, connection: connection)
                 backlog.finished(table)
             } catch {
                 backlog.giveBack(table)
@@ -160,10 +161,10 @@ final class LogicalTableFlow: Sendable {
         }
     }
 
-    private func apply(_ work: LogicalBacklog.Work, applier: NocoDBChangeApplier, synchronizer: RecordSynchronizer,
+    private func apply(_ work: LogicalBacklog.Work, rowID: RowIDType, applier: NocoDBChangeApplier, synchronizer: RecordSynchronizer,
                        connection: PostgresConnection) throws {
         try waitUntilVisible(work.transactionIDs, on: connection)
-        let changes = try assignKeys(work, table: mapping, connection: connection)
+        let changes = try assignKeys(work, table: mapping, rowID: rowID, connection: connection)
         // A large transaction (a bulk UPDATE) is applied in batches of the usual size.
         for start in stride(from: 0, to: changes.count, by: configuration.batchSize) {
             let chunk = Array(changes[start..<min(start + configuration.batchSize, changes.count)])
@@ -206,33 +207,50 @@ final class LogicalTableFlow: Sendable {
     /// has (NocoDB's "duplicate row", a paste, a CSV import copy keys), get a new UUID, as the
     /// trigger would have given them: one statement per batch, in a transaction with the
     /// bridge's origin (so not captured again); each row is then synced under its key. A row
-    /// that meanwhile got a key keeps it; a deleted one is skipped.
-    private func assignKeys(_ batch: LogicalBacklog.Work, table: TableMapping, connection: PostgresConnection) throws -> [CapturedChange] {
+    /// that meanwhile got a key keeps it; a deleted one is skipped. Usually no row needs one
+    /// (the key trigger gave each a key, and the unique index keeps them apart), so the rows
+    /// are first read: the writing transaction, with its commit's WAL flush, cost every
+    /// inserted row about a millisecond on its way to MongoDB.
+    private func assignKeys(_ batch: LogicalBacklog.Work, table: TableMapping, rowID: RowIDType,
+                            connection: PostgresConnection) throws -> [CapturedChange] {
         guard !batch.keylessRows.isEmpty || !batch.insertedRows.isEmpty else { return batch.changes }
         let qualified = PostgresConnection.quoteIdentifier(table.schema) + "." + PostgresConnection.quoteIdentifier(table.table)
         let keyless = Array(Set(batch.keylessRows.values))
         let inserted = Array(Set(batch.insertedRows.values))
-        // The final SELECT sees the table as before the UPDATE: a new key comes from RETURNING.
-        // Written as the bridge (not captured again).
-        let rows = try connection.bridgeTransaction(fence: environment.fence) { try connection.query(BridgeOrigin.logicalMessage); return try connection.query(cached: """
-            WITH keyless AS (SELECT unnest($1::text[]) AS id),
-            inserted AS (SELECT unnest($2::text[]) AS id),
+        let ids = [PostgresConnection.arrayLiteral(keyless), PostgresConnection.arrayLiteral(inserted)]
+        // Ids are compared in the column's own type, so the primary key's index finds them.
+        let lists = """
+            keyless AS (SELECT unnest($1::\(rowID.sqlType)[]) AS id),
+            inserted AS (SELECT unnest($2::\(rowID.sqlType)[]) AS id),
             renew AS (
-                SELECT t."id" FROM \(qualified) AS t JOIN keyless k ON t."id"::text = k.id
+                SELECT t."id" FROM \(qualified) AS t JOIN keyless k ON t."id" = k.id
                 WHERE coalesce(t."externalId", '') = ''
                 UNION
-                SELECT t."id" FROM \(qualified) AS t JOIN inserted i ON t."id"::text = i.id
+                SELECT t."id" FROM \(qualified) AS t JOIN inserted i ON t."id" = i.id
                 WHERE EXISTS (SELECT 1 FROM \(qualified) AS o WHERE o."externalId" = t."externalId" AND o."id" < t."id")
-            ),
-            assigned AS (
-                UPDATE \(qualified) AS t SET "externalId" = gen_random_uuid()::text FROM renew
-                WHERE t."id" = renew."id"
-                RETURNING t."id"::text AS id, t."externalId" AS key
             )
-            SELECT w.id, coalesce(a.key, t."externalId") FROM (SELECT id FROM keyless UNION SELECT id FROM inserted) w
-            LEFT JOIN assigned a ON a.id = w.id
-            LEFT JOIN \(qualified) AS t ON t."id"::text = w.id
-            """, [PostgresConnection.arrayLiteral(keyless), PostgresConnection.arrayLiteral(inserted)]).rows }
+            """
+        let read = try connection.query(cached: """
+            WITH \(lists)
+            SELECT w.id::text, t."externalId", EXISTS (SELECT 1 FROM renew) FROM (SELECT id FROM keyless UNION SELECT id FROM inserted) w
+            LEFT JOIN \(qualified) AS t ON t."id" = w.id
+            """, ids).rows
+        var rows = read
+        if read.first?[2] == "t" {
+            // The final SELECT sees the table as before the UPDATE: a new key comes from RETURNING.
+            // Written as the bridge (not captured again).
+            rows = try connection.bridgeTransaction(fence: environment.fence) { try connection.query(BridgeOrigin.logicalMessage); return try connection.query(cached: """
+                WITH \(lists),
+                assigned AS (
+                    UPDATE \(qualified) AS t SET "externalId" = gen_random_uuid()::text FROM renew
+                    WHERE t."id" = renew."id"
+                    RETURNING t."id" AS id, t."externalId" AS key
+                )
+                SELECT w.id::text, coalesce(a.key, t."externalId") FROM (SELECT id FROM keyless UNION SELECT id FROM inserted) w
+                LEFT JOIN assigned a ON a.id = w.id
+                LEFT JOIN \(qualified) AS t ON t."id" = w.id
+                """, ids).rows }
+        }
         var keys: [String: String] = [:]
         for row in rows { if let id = row[0], let key = row[1], !key.isEmpty { keys[id] = key } }
         return batch.changes.compactMap { change in
@@ -313,5 +331,22 @@ public struct SlotLost: Error, CustomStringConvertible {
     public var description: String {
         "the logical replication slot \(slot) cannot be used: \(reason). NocoDB changes made since may be missing: "
             + "run `nocobridge resync` (it recreates the slot before comparing both sides), or start with --on-history-lost=resync"
+    }
+}
+
+/// The SQL type of a synced table's `id` column, as `format_type` spells it: the row ids the
+/// slot decodes are text, and compared as text they could not use the primary key's index.
+struct RowIDType: Sendable {
+    let sqlType: String
+
+    init(of table: TableMapping, on connection: PostgresConnection) throws {
+        let name = PostgresConnection.quoteIdentifier(table.schema) + "." + PostgresConnection.quoteIdentifier(table.table)
+        guard let type = try connection.query("""
+            SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid = $1::regclass AND a.attname = 'id' AND NOT a.attisdropped
+            """, [name]).rows.first?.first.flatMap({ $0 }) else {
+            throw ConfigurationError(setting: "SYNC_CAPTURE", message: "\(table.qualifiedName) has no \"id\" column, which logical capture keys rows by")
+        }
+        sqlType = type
     }
 }
