@@ -214,8 +214,10 @@ public struct RecordSynchronizer: Sendable {
         }
         try agreedStore.lock(hints.map(\.key), on: connection)
         var (agreed, intents, saved) = try agreedStore.statesAndIntents(hints.map(\.key), on: connection)
+        outcome.timings.postgresRead += lap()
         var hints = hints
         let (adopted, intentDocuments) = try adoptLandedIntents(intents, agreed: &agreed, connection: connection, mongo: mongo)
+        outcome.timings.mongoRead += lap()
         afterIntentCheck()
         if !adopted.isEmpty, mode.changedSide != nil {
             // The adopted state was never weighed against NocoDB: as after a crash, the
@@ -386,10 +388,11 @@ public struct RecordSynchronizer: Sendable {
     static let majorityWait: Duration = .seconds(2)
 
     /// A landed intent becomes the agreed state once a majority holds it: a write a failover
-    /// can still roll back has not landed. It is *found* by the decision's own read, though:
-    /// a majority read lags the primary, and a check that missed a landed write would leave
-    /// it to be decided as an app's (`aLateInsertOfAFencedOutWriterIsUndoneNotTakenForAnApps`
-    /// failed so under load when the check read with majority). So each one found on the
+    /// can still roll back has not landed. It is *found* on the primary, though, by the read
+    /// the decision then uses too: a majority read lags the primary, and a check that missed
+    /// a landed write would leave it to be decided as an app's
+    /// (`aLateInsertOfAFencedOutWriterIsUndoneNotTakenForAnApps` failed so under load when the
+    /// check read with majority). So each one found on the
     /// primary is waited for at majority, for at most `majorityWait`; one that a majority
     /// still lacks by then is taken as the primary shows it (its writer asked for majority).
     func awaitMajority(_ landed: [(key: String, state: RecordState)], mongo: MongoClientPool) throws {
