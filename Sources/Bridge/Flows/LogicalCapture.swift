@@ -129,7 +129,11 @@ final class LogicalTableFlow: Sendable {
                                       journal: environment.journal)
         try recovery.runIfDue(synchronizers: [synchronizer], connection: connection)
         let applier = NocoDBChangeApplier(mongo: environment.mongo, logger: logger, statistics: statistics, fence: environment.fence)
-        let rowID = try RowIDType(of: mapping, on: connection)
+        // The slot decodes row ids as text; compared in the `id` column's own type (as the
+        // catalog spells it in the shape), the primary key's index finds them.
+        guard let rowIDType = shape.column(named: "id")?.postgresType else {
+            throw ConfigurationError(setting: "SYNC_CAPTURE", message: "\(mapping.qualifiedName) has no \"id\" column, which logical capture keys rows by")
+        }
         // Changes the triggers captured before the switch to logical capture.
         let reader = ChangelogReader(shape: shape)
         while try applier.applyChangelogBatch(reader, limit: configuration.batchSize, synchronizer: synchronizer, connection: connection) > 0 {}
@@ -152,7 +156,7 @@ final class LogicalTableFlow: Sendable {
                 continue
             }
             do {
-                try apply(work, rowID: rowID, applier: applier, synchronizer: synchronizer, connection: connection)
+                try apply(work, rowIDType: rowIDType, applier: applier, synchronizer: synchronizer, connection: connection)
                 backlog.finished(table)
             } catch {
                 backlog.giveBack(table)
@@ -161,10 +165,10 @@ final class LogicalTableFlow: Sendable {
         }
     }
 
-    private func apply(_ work: LogicalBacklog.Work, rowID: RowIDType, applier: NocoDBChangeApplier, synchronizer: RecordSynchronizer,
+    private func apply(_ work: LogicalBacklog.Work, rowIDType: String, applier: NocoDBChangeApplier, synchronizer: RecordSynchronizer,
                        connection: PostgresConnection) throws {
         try waitUntilVisible(work.transactionIDs, on: connection)
-        let changes = try assignKeys(work, table: mapping, rowID: rowID, connection: connection)
+        let changes = try assignKeys(work, table: mapping, rowIDType: rowIDType, connection: connection)
         // A large transaction (a bulk UPDATE) is applied in batches of the usual size.
         for start in stride(from: 0, to: changes.count, by: configuration.batchSize) {
             let chunk = Array(changes[start..<min(start + configuration.batchSize, changes.count)])
@@ -211,7 +215,7 @@ final class LogicalTableFlow: Sendable {
     /// (the key trigger gave each a key, and the unique index keeps them apart), so the rows
     /// are first read: the writing transaction, with its commit's WAL flush, cost every
     /// inserted row about a millisecond on its way to MongoDB.
-    private func assignKeys(_ batch: LogicalBacklog.Work, table: TableMapping, rowID: RowIDType,
+    private func assignKeys(_ batch: LogicalBacklog.Work, table: TableMapping, rowIDType: String,
                             connection: PostgresConnection) throws -> [CapturedChange] {
         guard !batch.keylessRows.isEmpty || !batch.insertedRows.isEmpty else { return batch.changes }
         let qualified = PostgresConnection.quoteIdentifier(table.schema) + "." + PostgresConnection.quoteIdentifier(table.table)
@@ -220,8 +224,8 @@ final class LogicalTableFlow: Sendable {
         let ids = [PostgresConnection.arrayLiteral(keyless), PostgresConnection.arrayLiteral(inserted)]
         // Ids are compared in the column's own type, so the primary key's index finds them.
         let lists = """
-            keyless AS (SELECT unnest($1::\(rowID.sqlType)[]) AS id),
-            inserted AS (SELECT unnest($2::\(rowID.sqlType)[]) AS id),
+            keyless AS (SELECT unnest($1::\(rowIDType)[]) AS id),
+            inserted AS (SELECT unnest($2::\(rowIDType)[]) AS id),
             renew AS (
                 SELECT t."id" FROM \(qualified) AS t JOIN keyless k ON t."id" = k.id
                 WHERE coalesce(t."externalId", '') = ''
@@ -334,19 +338,3 @@ public struct SlotLost: Error, CustomStringConvertible {
     }
 }
 
-/// The SQL type of a synced table's `id` column, as `format_type` spells it: the row ids the
-/// slot decodes are text, and compared as text they could not use the primary key's index.
-struct RowIDType: Sendable {
-    let sqlType: String
-
-    init(of table: TableMapping, on connection: PostgresConnection) throws {
-        let name = PostgresConnection.quoteIdentifier(table.schema) + "." + PostgresConnection.quoteIdentifier(table.table)
-        guard let type = try connection.query("""
-            SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
-            WHERE a.attrelid = $1::regclass AND a.attname = 'id' AND NOT a.attisdropped
-            """, [name]).rows.first?.first.flatMap({ $0 }) else {
-            throw ConfigurationError(setting: "SYNC_CAPTURE", message: "\(table.qualifiedName) has no \"id\" column, which logical capture keys rows by")
-        }
-        sqlType = type
-    }
-}
